@@ -1,0 +1,307 @@
+// Package channel is one connection's context: its identity and addresses,
+// its codec and decoding state, user values, counters, an outbound queue that
+// is bounded and coalesced, and a close with a reason.
+//
+// A [Channel] is what handlers and applications hold. Its methods are safe
+// for concurrent use: Send and Close may be called from any goroutine. Sends
+// are queued and written to the socket by the connection's event loop, several
+// frames in one write, so that a burst of sends (a group fan-out, a pipelined
+// echo) costs one system call per connection, not one per frame.
+//
+// A [Link] is the event-loop side of a channel: servers and clients built on
+// gnet drive it from their event handlers. Applications do not need it.
+package channel
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/tiogo/tio/codec"
+)
+
+// Errors returned by Send.
+var (
+	// ErrClosed: the channel is closed or closing.
+	ErrClosed = errors.New("channel: closed")
+	// ErrNotReady: the connection's protocol handshake has not completed.
+	ErrNotReady = errors.New("channel: handshake not complete")
+	// ErrSlowConsumer: the peer reads too slowly; the channel is being closed.
+	ErrSlowConsumer = errors.New("channel: slow consumer")
+)
+
+func is(err, target error) bool { return errors.Is(err, target) }
+
+// Env holds what the channels of one server (or client) share.
+type Env struct {
+	// MaxOutbound is the high-water mark of bytes waiting to be sent to one
+	// peer (queued by tio plus buffered by gnet). A send past it closes the
+	// channel with ReasonSlowConsumer. Zero means no limit.
+	MaxOutbound int
+}
+
+// channel states
+const (
+	stOpen uint8 = iota
+	stClosing
+	stClosed
+)
+
+// Channel is one connection.
+type Channel struct {
+	id      uint64
+	conn    gnet.Conn
+	env     *Env
+	codec   codec.Codec
+	dec     codec.Decoder // loop only
+	remote  netip.AddrPort
+	local   netip.AddrPort
+	created int64
+	cnt     counters
+	backlog atomic.Int64 // bytes gnet held unsent after our last write
+	ready   atomic.Bool
+	pending atomic.Int32 // packets handed to a worker pool and not yet handled
+
+	mu        sync.Mutex
+	out       *[]byte // queued bytes, a pooled buffer; nil when empty
+	state     uint8
+	inLoop    bool // the loop is inside Begin/End and will flush
+	woken     bool // a Wake is scheduled and will flush
+	farewell  bool // say goodbye through the codec before closing
+	reason    Reason
+	closeErr  error
+	values    map[any]any
+	readyEdge bool // loop only: Ready was called during this pass
+}
+
+// ID returns the channel's id, unique within its server.
+func (ch *Channel) ID() uint64 { return ch.id }
+
+// RemoteAddr returns the peer's address.
+func (ch *Channel) RemoteAddr() netip.AddrPort { return ch.remote }
+
+// LocalAddr returns the local address the peer connected to.
+func (ch *Channel) LocalAddr() netip.AddrPort { return ch.local }
+
+// Codec returns the channel's codec, or nil while it is not yet chosen.
+func (ch *Channel) Codec() codec.Codec {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.codec
+}
+
+// Ready reports whether the protocol handshake has completed, so that
+// packets can be sent.
+func (ch *Channel) IsReady() bool { return ch.ready.Load() }
+
+// Created returns when the connection was accepted.
+func (ch *Channel) Created() time.Time { return time.Unix(0, ch.created) }
+
+// String returns a short description for logs.
+func (ch *Channel) String() string { return fmt.Sprintf("channel#%d(%s)", ch.id, ch.remote) }
+
+// Stats returns a snapshot of the channel's counters.
+func (ch *Channel) Stats() Stats {
+	return Stats{
+		BytesIn:        ch.cnt.bytesIn.Load(),
+		BytesOut:       ch.cnt.bytesOut.Load(),
+		PacketsIn:      ch.cnt.packetsIn.Load(),
+		PacketsOut:     ch.cnt.packetsOut.Load(),
+		PacketsHandled: ch.cnt.handled.Load(),
+		Reads:          ch.cnt.reads.Load(),
+		Created:        time.Unix(0, ch.created),
+		LastReceived:   unixTime(ch.cnt.lastRecv.Load()),
+		LastSent:       unixTime(ch.cnt.lastSent.Load()),
+	}
+}
+
+// SetValue stores a user value under key (any comparable key, as with
+// context.WithValue). A nil value deletes the key.
+func (ch *Channel) SetValue(key, value any) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if value == nil {
+		delete(ch.values, key)
+		return
+	}
+	if ch.values == nil {
+		ch.values = make(map[any]any, 2)
+	}
+	ch.values[key] = value
+}
+
+// Value returns the value stored under key, or nil.
+func (ch *Channel) Value(key any) any {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.values[key]
+}
+
+// Closed reports whether the channel is closed or closing.
+func (ch *Channel) Closed() bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.state != stOpen
+}
+
+// Reason returns why the channel was closed (ReasonNone while open) and the
+// error behind it, if any.
+func (ch *Channel) Reason() (Reason, error) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.reason, ch.closeErr
+}
+
+// Send encodes p with the channel's codec and queues it. It returns once the
+// bytes are queued; the event loop writes them. It never blocks on the
+// network. Send fails with ErrClosed on a closed channel, ErrNotReady before
+// the handshake, and ErrSlowConsumer (closing the channel) when the peer has
+// fallen too far behind.
+func (ch *Channel) Send(p *codec.Packet) error {
+	if !ch.ready.Load() {
+		if ch.Closed() {
+			return ErrClosed
+		}
+		return ErrNotReady
+	}
+	ch.mu.Lock()
+	if ch.state != stOpen {
+		ch.mu.Unlock()
+		return ErrClosed
+	}
+	buf := ch.buffer()
+	before := len(*buf)
+	enc, err := ch.codec.Encode(*buf, p)
+	if err != nil {
+		*buf = (*buf)[:before]
+		ch.mu.Unlock()
+		return fmt.Errorf("channel: encode: %w", err)
+	}
+	*buf = enc
+	return ch.queued(len(enc) - before)
+}
+
+// SendEncoded queues bytes that this channel's codec already encoded, so that
+// a fan-out encodes a packet once and shares the bytes. b is copied.
+func (ch *Channel) SendEncoded(b []byte) error {
+	if !ch.ready.Load() {
+		if ch.Closed() {
+			return ErrClosed
+		}
+		return ErrNotReady
+	}
+	ch.mu.Lock()
+	if ch.state != stOpen {
+		ch.mu.Unlock()
+		return ErrClosed
+	}
+	buf := ch.buffer()
+	*buf = append(*buf, b...)
+	return ch.queued(len(b))
+}
+
+// queued finishes a send of n bytes: it enforces the high-water mark and
+// makes sure the loop will flush. Called with mu held; unlocks it.
+func (ch *Channel) queued(n int) error {
+	ch.cnt.packetsOut.Add(1)
+	if max := ch.env.MaxOutbound; max > 0 && len(*ch.out)+int(ch.backlog.Load()) > max {
+		ch.requestClose(ReasonSlowConsumer, nil, true)
+		ch.mu.Unlock()
+		return ErrSlowConsumer
+	}
+	wake := !ch.inLoop && !ch.woken
+	if wake {
+		ch.woken = true
+	}
+	ch.mu.Unlock()
+	if wake {
+		_ = ch.conn.Wake(nil)
+	}
+	return nil
+}
+
+// Close closes the channel for reason r, from any goroutine. Bytes already
+// queued are written first, then the codec says goodbye (a WebSocket close
+// frame, for example), then the connection is closed. Closing a closed
+// channel does nothing.
+func (ch *Channel) Close(r Reason) {
+	if r == ReasonNone {
+		r = ReasonClosedByApp
+	}
+	ch.mu.Lock()
+	if ch.state != stOpen {
+		ch.mu.Unlock()
+		return
+	}
+	ch.requestClose(r, nil, true)
+	wake := !ch.inLoop && !ch.woken
+	if wake {
+		ch.woken = true
+	}
+	ch.mu.Unlock()
+	if wake {
+		_ = ch.conn.Wake(nil)
+	}
+}
+
+// requestClose marks the channel closing. Called with mu held.
+func (ch *Channel) requestClose(r Reason, err error, farewell bool) {
+	if ch.state != stOpen {
+		return
+	}
+	ch.state, ch.reason, ch.closeErr, ch.farewell = stClosing, r, err, farewell
+}
+
+// buffer returns the outbound buffer, taking one from the pool if needed.
+// Called with mu held.
+func (ch *Channel) buffer() *[]byte {
+	if ch.out == nil {
+		ch.out = bufPool.Get().(*[]byte)
+	}
+	return ch.out
+}
+
+// Write implements codec.Conn: the decoder's protocol replies. It queues b
+// without the checks of Send (the loop flushes at the end of its pass).
+func (ch *Channel) Write(b []byte) error {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.state == stClosed {
+		return ErrClosed
+	}
+	buf := ch.buffer()
+	*buf = append(*buf, b...)
+	return nil
+}
+
+// Ready implements codec.Conn.
+func (ch *Channel) Ready() {
+	ch.ready.Store(true)
+	ch.readyEdge = true
+}
+
+const maxPooledBuffer = 1 << 20
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 4096)
+	return &b
+}}
+
+// addrPort converts a gnet address without allocating for TCP.
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(t.IP)
+		return netip.AddrPortFrom(ip.Unmap(), uint16(t.Port))
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}

@@ -1,0 +1,222 @@
+// Package binary is tio's custom TCP protocol, in the style of t-io's: a
+// one-byte handshake, one-byte heartbeats, and length-prefixed packets with a
+// type. docs/binary-protocol.md specifies the wire layout; in short, every
+// frame starts with a tag byte:
+//
+//	0xA1                       handshake (client's first byte; the server answers 0xA1)
+//	0xA2                       heartbeat (either side)
+//	0xA3 type:u16 len:u32 body packet (big-endian; len ≤ the configured maximum)
+//	0xA4 code:u8               close (either side; see the Close* codes)
+//
+// Any other tag, or a packet over the limit, closes the connection with a
+// close frame and a counted reason.
+package binary
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/tiogo/tio/codec"
+)
+
+// Tag bytes.
+const (
+	TagHandshake byte = 0xA1
+	TagHeartbeat byte = 0xA2
+	TagPacket    byte = 0xA3
+	TagClose     byte = 0xA4
+)
+
+// HeaderSize is the size of a packet's header: tag, type and length.
+const HeaderSize = 7
+
+// Close codes carried by a close frame.
+const (
+	CloseNormal    byte = 0
+	CloseGoingAway byte = 1
+	CloseProtocol  byte = 2
+	CloseTooBig    byte = 3
+	ClosePolicy    byte = 4
+	CloseInternal  byte = 5
+)
+
+// DefaultMaxBody bounds a packet's body unless Config says otherwise.
+const DefaultMaxBody = 16 << 20
+
+// Config configures the codec. The zero value is usable.
+type Config struct {
+	// MaxBody bounds a packet's body in bytes (default 16 MiB).
+	MaxBody int
+	// AnswerHeartbeat makes the server answer each heartbeat byte with one.
+	AnswerHeartbeat bool
+}
+
+// Codec is the binary protocol codec. Create it with New.
+type Codec struct {
+	cfg Config
+}
+
+// New returns a codec configured by cfg.
+func New(cfg Config) *Codec {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	return &Codec{cfg: cfg}
+}
+
+// Name implements codec.Codec.
+func (*Codec) Name() string { return "binary" }
+
+// Sniff implements codec.Sniffer: the protocol starts with the handshake byte.
+func (*Codec) Sniff(first []byte) codec.Match {
+	switch {
+	case len(first) == 0:
+		return codec.NeedMore
+	case first[0] == TagHandshake:
+		return codec.Matched
+	}
+	return codec.NoMatch
+}
+
+// NewDecoder implements codec.Codec.
+func (c *Codec) NewDecoder() codec.Decoder { return &decoder{cfg: &c.cfg} }
+
+// Encode implements codec.Codec.
+func (c *Codec) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
+	if uint64(len(p.Body)) > 0xFFFFFFFF {
+		return dst, fmt.Errorf("binary: body of %d bytes: %w", len(p.Body), codec.ErrTooBig)
+	}
+	dst = append(dst, TagPacket, byte(p.Type>>8), byte(p.Type))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(p.Body)))
+	return append(dst, p.Body...), nil
+}
+
+// AppendHeartbeat appends a heartbeat frame.
+func AppendHeartbeat(dst []byte) []byte { return append(dst, TagHeartbeat) }
+
+// AppendClose appends a close frame with the given code.
+func AppendClose(dst []byte, code byte) []byte { return append(dst, TagClose, code) }
+
+const (
+	stHandshake uint8 = iota
+	stOpen
+	stClosed
+)
+
+type decoder struct {
+	cfg    *Config
+	buf    []byte // body of a packet that did not arrive whole
+	remain int    // body bytes still to come for buf
+	typ    codec.Type
+	state  uint8
+	reset  bool
+}
+
+// Decode implements codec.Decoder.
+func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
+	if d.reset {
+		d.reset = false
+		if cap(d.buf) > 64<<10 {
+			d.buf = nil
+		} else {
+			d.buf = d.buf[:0]
+		}
+	}
+	if len(in) == 0 {
+		return 0, false, nil
+	}
+	switch d.state {
+	case stHandshake:
+		if in[0] != TagHandshake {
+			return d.fail(c, CloseProtocol, codec.ErrHandshake, fmt.Sprintf("first byte %#x is not the handshake", in[0]))
+		}
+		d.state = stOpen
+		_ = c.Write([]byte{TagHandshake})
+		c.Ready()
+		return 1, false, nil
+	case stClosed:
+		return len(in), false, codec.ErrPeerClosed
+	}
+	if d.remain > 0 {
+		take := min(len(in), d.remain)
+		d.buf = append(d.buf, in[:take]...)
+		if d.remain -= take; d.remain > 0 {
+			return take, false, nil
+		}
+		d.reset = true
+		p.Type, p.Body = d.typ, d.buf
+		return take, true, nil
+	}
+	switch in[0] {
+	case TagHeartbeat:
+		if d.cfg.AnswerHeartbeat {
+			_ = c.Write([]byte{TagHeartbeat})
+		}
+		return 1, false, nil
+	case TagClose:
+		if len(in) < 2 {
+			return 0, false, nil
+		}
+		d.state = stClosed
+		return 2, false, codec.ErrPeerClosed
+	case TagPacket:
+	default:
+		return d.fail(c, CloseProtocol, codec.ErrMalformed, fmt.Sprintf("unknown tag %#x", in[0]))
+	}
+	if len(in) < HeaderSize {
+		return 0, false, nil
+	}
+	typ := codec.Type(binary.BigEndian.Uint16(in[1:3]))
+	size := binary.BigEndian.Uint32(in[3:7])
+	if uint64(size) > uint64(d.cfg.MaxBody) {
+		return d.fail(c, CloseTooBig, codec.ErrTooBig, fmt.Sprintf("packet body of %d bytes over the limit of %d", size, d.cfg.MaxBody))
+	}
+	total := HeaderSize + int(size)
+	if len(in) < total {
+		// Not all here: consume the header and collect the body as it comes.
+		d.typ, d.remain = typ, int(size)
+		if d.buf == nil {
+			d.buf = make([]byte, 0, min(int(size), 4096))
+		}
+		return HeaderSize, false, nil
+	}
+	p.Type, p.Body = typ, in[HeaderSize:total]
+	return total, true, nil
+}
+
+func (d *decoder) fail(c codec.Conn, code byte, sentinel error, msg string) (int, bool, error) {
+	d.closeWith(c, code)
+	return 0, false, fmt.Errorf("binary: %s: %w", msg, sentinel)
+}
+
+func (d *decoder) closeWith(c codec.Conn, code byte) {
+	if d.state == stClosed {
+		return
+	}
+	d.state = stClosed
+	_ = c.Write([]byte{TagClose, code})
+}
+
+// Farewell implements codec.Farewell with a close frame whose code matches why.
+func (d *decoder) Farewell(c codec.Conn, why error) {
+	if d.state == stHandshake {
+		d.state = stClosed
+		return
+	}
+	code := CloseNormal
+	switch {
+	case why == nil:
+	case errors.Is(why, codec.ErrGoingAway):
+		code = CloseGoingAway
+	case errors.Is(why, codec.ErrTooBig):
+		code = CloseTooBig
+	case errors.Is(why, codec.ErrProtocol), errors.Is(why, codec.ErrMalformed), errors.Is(why, codec.ErrInvalidData):
+		code = CloseProtocol
+	case errors.Is(why, codec.ErrPolicy):
+		code = ClosePolicy
+	case errors.Is(why, codec.ErrInternal):
+		code = CloseInternal
+	}
+	d.closeWith(c, code)
+}

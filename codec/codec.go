@@ -1,0 +1,135 @@
+// Package codec defines how tio turns a connection's bytes into packets and
+// packets back into bytes.
+//
+// A [Codec] is one wire protocol. It is shared by every connection that speaks
+// it, and it encodes packets statelessly, so that a fan-out send can encode a
+// packet once per codec and share the bytes between all of its targets. Each
+// connection gets its own [Decoder] from [Codec.NewDecoder]: the decoder holds
+// that connection's protocol state (handshake done, a fragmented message being
+// assembled, and so on).
+//
+// # The decoding contract
+//
+// The server calls [Decoder.Decode] on the event loop with every byte buffered
+// for the connection, in a loop, until the decoder asks for more bytes or fails:
+//
+//	(n, true, nil)   a whole packet was decoded into *p; n bytes were consumed.
+//	(n, false, nil)  with n > 0: n bytes of protocol data (a ping, a handshake,
+//	                 a fragment) were consumed and no packet is ready yet;
+//	                 the server calls Decode again on what remains.
+//	(0, false, nil)  more bytes are needed; the server waits for the next read.
+//	(n, _, err)      the input is bad; the server closes the connection with a
+//	                 reason derived from err (see the sentinel errors below).
+//	                 Before returning an error a decoder writes its own farewell
+//	                 (an HTTP error status, a close frame) through [Conn.Write].
+//
+// The input slice points into the event loop's read buffer: a packet's Body may
+// alias it (no copy on the fast path) and is valid only until the server
+// discards the consumed bytes, which happens after the packet's inline handler
+// returns. The server copies a packet before it leaves the loop. A decoder may
+// modify the bytes of in that it consumes (for example, to unmask in place).
+//
+// Decoders must bound everything they buffer: a packet larger than the
+// protocol's limit fails with [ErrTooBig], never with an allocation of the
+// size the peer announced.
+package codec
+
+import "errors"
+
+// Type is a packet's routing key: the handler router dispatches on it.
+type Type uint16
+
+// Packet is one decoded message: a type, which routes it, and a body.
+type Packet struct {
+	Type Type
+	Body []byte
+}
+
+// Conn is a connection as its decoder sees it. *channel.Channel implements it.
+// Its methods are called on the connection's event loop.
+type Conn interface {
+	// Write queues b to be sent to the peer, after everything queued before.
+	// The bytes are copied; b may be reused when Write returns.
+	Write(b []byte) error
+	// SetValue stores a per-connection value under key (a handshake request,
+	// for example) and Value reads it back.
+	SetValue(key, value any)
+	// Value returns the value stored under key, or nil.
+	Value(key any) any
+	// Ready reports that the protocol's opening handshake has completed:
+	// the server stops the handshake deadline and runs its connected hook.
+	Ready()
+}
+
+// Decoder decodes the bytes of one connection. See the package documentation
+// for the contract. A Decoder is used by one event loop at a time and need not
+// be safe for concurrent use.
+type Decoder interface {
+	Decode(c Conn, in []byte, p *Packet) (n int, ok bool, err error)
+}
+
+// Codec is one wire protocol. Its methods must be safe for concurrent use.
+type Codec interface {
+	// Name identifies the codec in logs and statistics ("websocket", "binary").
+	Name() string
+	// NewDecoder returns the decoding state for one new connection.
+	NewDecoder() Decoder
+	// Encode appends the wire form of p to dst and returns the extended slice.
+	// It must not depend on any connection's state: its output is shared
+	// between all the connections that speak this codec.
+	Encode(dst []byte, p *Packet) ([]byte, error)
+}
+
+// Match is the answer of a [Sniffer] about a connection's first bytes.
+type Match uint8
+
+const (
+	// NoMatch: these bytes are not this protocol.
+	NoMatch Match = iota
+	// Matched: these bytes begin this protocol.
+	Matched
+	// NeedMore: too few bytes to tell.
+	NeedMore
+)
+
+// Sniffer is implemented by codecs that can recognise their protocol from a
+// connection's first bytes, so that several protocols can share one port.
+type Sniffer interface {
+	Sniff(first []byte) Match
+}
+
+// Farewell is implemented by decoders whose protocol says goodbye before the
+// connection is closed by the server (a WebSocket close frame, for example).
+// The server calls Farewell on the event loop, at most once, when it closes the
+// connection for a reason of its own; why is one of the sentinel errors below
+// (nil for a normal close). Farewell writes through c and must not block.
+type Farewell interface {
+	Farewell(c Conn, why error)
+}
+
+// Sentinel errors. Decoders wrap them with %w so that the server can record a
+// precise close reason; Farewell receives them to choose a close code.
+var (
+	// ErrProtocol: the peer broke the protocol's rules.
+	ErrProtocol = errors.New("codec: protocol error")
+	// ErrMalformed: the bytes cannot be decoded (bad length, bad encoding).
+	ErrMalformed = errors.New("codec: malformed input")
+	// ErrInvalidData: the message is well framed but its content is invalid
+	// (for example, a WebSocket text message that is not UTF-8).
+	ErrInvalidData = errors.New("codec: invalid data")
+	// ErrTooBig: a frame, message or handshake exceeds the configured limit.
+	ErrTooBig = errors.New("codec: too big")
+	// ErrHandshake: the opening handshake was refused.
+	ErrHandshake = errors.New("codec: handshake refused")
+	// ErrPeerClosed: the peer closed the protocol session (for example, it
+	// sent a WebSocket close frame, which the decoder has answered).
+	ErrPeerClosed = errors.New("codec: closed by peer")
+	// ErrGoingAway: the server is shutting down.
+	ErrGoingAway = errors.New("codec: going away")
+	// ErrPolicy: the connection broke a server policy (a timeout, a limit).
+	ErrPolicy = errors.New("codec: policy violation")
+	// ErrInternal: the server failed while handling the connection.
+	ErrInternal = errors.New("codec: internal error")
+	// ErrUnsupported: the packet cannot be expressed in this codec.
+	ErrUnsupported = errors.New("codec: unsupported packet")
+)

@@ -1,0 +1,603 @@
+// Package websocket is the server side of RFC 6455 as a tio codec, built on
+// github.com/gobwas/ws.
+//
+// The opening handshake is parsed from exactly the bytes up to the blank line
+// that ends the request, and only those bytes are consumed: frames that arrive
+// in the same read as the request are decoded next, never lost. Frames are
+// parsed from the event loop's buffer without copying: a whole unfragmented
+// message is unmasked in place and handed to its handler as is. A frame that
+// has not arrived whole is consumed as it arrives into a per-connection
+// message buffer, so a large frame costs one copy, never a quadratic re-read.
+//
+// Every rule of RFC 6455 section 5 is enforced as soon as the bytes that break
+// it arrive, and the connection is closed with the status code the RFC names:
+// 1002 for a protocol error, 1007 for a text message that is not UTF-8
+// (validated incrementally, across fragments), 1009 for a frame or message
+// over the limits, 1003 for a message the [Mapping] cannot turn into a packet.
+// Pings are answered with pongs, control frames between fragments are handled
+// without breaking the message, and a close frame is answered by a close frame
+// with the same code, after which nothing more is delivered.
+//
+// How messages become packets is a [Mapping]; the default, [TypePrefix], takes
+// a binary message's first byte as the packet type and gives text messages
+// the type [TypeText].
+package websocket
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gobwas/ws"
+
+	"github.com/tiogo/tio/codec"
+)
+
+// Default limits.
+const (
+	DefaultMaxHandshake = 8 << 10  // bytes of the upgrade request
+	DefaultMaxMessage   = 16 << 20 // bytes of a whole (reassembled) message
+)
+
+// Config configures the codec. The zero value is usable.
+type Config struct {
+	// MaxHandshake bounds the upgrade request, in bytes (default 8 KiB).
+	// A longer request is answered with 431 and closed.
+	MaxHandshake int
+	// MaxFrame bounds one frame's payload (default: MaxMessage).
+	MaxFrame int64
+	// MaxMessage bounds a whole message after reassembly (default 16 MiB).
+	// Past either limit the connection is closed with 1009.
+	MaxMessage int64
+	// Mapping turns messages into packets and back (default TypePrefix{}).
+	Mapping Mapping
+	// Subprotocols lists the subprotocols the server speaks. The first one the
+	// client offers that is in this list is selected; none is selected when
+	// the client offers none of them.
+	Subprotocols []string
+	// CheckOrigin decides whether a request's Origin is allowed. When nil,
+	// a request whose Origin header names a host other than its Host header
+	// is refused with 403, as browsers' cross-site requests would be; a
+	// request without Origin (a non-browser client) is allowed.
+	CheckOrigin func(r *Request) bool
+	// OnHandshake runs once the request is parsed and checked, before the
+	// server answers. It may read the request, store values on the
+	// connection (c.SetValue), or refuse the upgrade by returning an error:
+	// a *RejectError picks the HTTP status, any other error gives 403.
+	// It runs on the event loop and must not block.
+	OnHandshake func(c codec.Conn, r *Request) error
+	// KeepRequest stores the parsed request on the connection after the
+	// handshake, for RequestOf. Off by default: the headers of a browser's
+	// request cost more memory than an idle connection otherwise needs.
+	KeepRequest bool
+}
+
+// Request is a parsed upgrade request.
+type Request struct {
+	// URI is the request target as sent ("/ws/42?token=abc").
+	URI string
+	// Path and RawQuery split URI.
+	Path, RawQuery string
+	// Host is the Host header.
+	Host string
+	// Header holds the request's headers other than the WebSocket ones that
+	// the codec handles itself (Upgrade, Connection, Sec-WebSocket-*).
+	Header http.Header
+	// Protocol is the subprotocol selected, or "".
+	Protocol string
+}
+
+// Query parses RawQuery.
+func (r *Request) Query() url.Values {
+	v, _ := url.ParseQuery(r.RawQuery)
+	return v
+}
+
+// RejectError refuses an upgrade with an HTTP status.
+type RejectError struct {
+	Status int
+	Reason string
+}
+
+// Error implements error.
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("websocket: upgrade rejected: %d %s", e.Status, e.Reason)
+}
+
+// Reject returns an error that makes OnHandshake refuse the upgrade with
+// the given HTTP status and reason.
+func Reject(status int, reason string) error { return &RejectError{Status: status, Reason: reason} }
+
+type requestKey struct{}
+
+// RequestOf returns the upgrade request of a connection whose codec was
+// configured with KeepRequest, or nil.
+func RequestOf(c codec.Conn) *Request {
+	r, _ := c.Value(requestKey{}).(*Request)
+	return r
+}
+
+// Codec is the WebSocket codec. Create it with New.
+type Codec struct {
+	cfg Config
+}
+
+// New returns a WebSocket codec configured by cfg.
+func New(cfg Config) *Codec {
+	if cfg.MaxHandshake <= 0 {
+		cfg.MaxHandshake = DefaultMaxHandshake
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = DefaultMaxMessage
+	}
+	if cfg.MaxFrame <= 0 || cfg.MaxFrame > cfg.MaxMessage {
+		cfg.MaxFrame = cfg.MaxMessage
+	}
+	if cfg.Mapping == nil {
+		cfg.Mapping = TypePrefix{}
+	}
+	return &Codec{cfg: cfg}
+}
+
+// Name implements codec.Codec.
+func (*Codec) Name() string { return "websocket" }
+
+// Sniff implements codec.Sniffer: a connection whose first bytes are an HTTP
+// GET speaks WebSocket.
+func (*Codec) Sniff(first []byte) codec.Match {
+	const get = "GET "
+	n := min(len(first), len(get))
+	if string(first[:n]) != get[:n] {
+		return codec.NoMatch
+	}
+	if n < len(get) {
+		return codec.NeedMore
+	}
+	return codec.Matched
+}
+
+// NewDecoder implements codec.Codec.
+func (c *Codec) NewDecoder() codec.Decoder { return &decoder{cfg: &c.cfg} }
+
+// Encode implements codec.Codec: it appends one unmasked, unfragmented frame.
+func (c *Codec) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
+	text, head, err := c.cfg.Mapping.Encode(p)
+	if err != nil {
+		return dst, err
+	}
+	op := ws.OpBinary
+	if text {
+		op = ws.OpText
+	}
+	dst = appendHeader(dst, op, len(head)+len(p.Body))
+	dst = append(dst, head...)
+	return append(dst, p.Body...), nil
+}
+
+// appendHeader appends a final, unmasked frame header.
+func appendHeader(dst []byte, op ws.OpCode, n int) []byte {
+	b0 := 0x80 | byte(op)
+	switch {
+	case n < 126:
+		return append(dst, b0, byte(n))
+	case n <= 0xFFFF:
+		return append(dst, b0, 126, byte(n>>8), byte(n))
+	default:
+		u := uint64(n)
+		return append(dst, b0, 127, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32),
+			byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+	}
+}
+
+// AppendFrame appends a final, unmasked frame with the given opcode and
+// payload: the way to send control frames or messages outside the Mapping.
+func AppendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
+	return append(appendHeader(dst, op, len(payload)), payload...)
+}
+
+// decoder states.
+const (
+	stHandshake uint8 = iota
+	stOpen
+	stClosed // a close frame was sent; nothing more is delivered
+)
+
+type decoder struct {
+	cfg *Config
+
+	remain  int64 // payload bytes of the current frame still to stream
+	msgLen  int64 // bytes of the current message so far
+	msg     []byte
+	scanned int // handshake bytes already searched for the blank line
+
+	mask    [4]byte
+	maskPos uint8
+	state   uint8
+	msgOp   ws.OpCode // opcode of the message being assembled, 0 if none
+	fin     bool      // the streamed frame is the message's last
+	utf8    utf8State
+	reset   bool // msg holds a delivered message: reset before reuse
+}
+
+// Decode implements codec.Decoder.
+func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
+	if d.reset {
+		d.reset = false
+		if cap(d.msg) > 64<<10 {
+			d.msg = nil
+		} else {
+			d.msg = d.msg[:0]
+		}
+	}
+	switch d.state {
+	case stHandshake:
+		return d.handshake(c, in)
+	case stClosed:
+		return len(in), false, codec.ErrPeerClosed
+	}
+	if d.remain > 0 {
+		return d.stream(c, in, p)
+	}
+	if len(in) < 2 {
+		return 0, false, nil
+	}
+	b0, b1 := in[0], in[1]
+	fin, rsv, op := b0&0x80 != 0, b0&0x70, ws.OpCode(b0&0x0F)
+	masked, plen, hlen := b1&0x80 != 0, int64(b1&0x7F), 2
+	switch plen {
+	case 126:
+		hlen = 4
+	case 127:
+		hlen = 10
+	}
+	if masked {
+		hlen += 4
+	}
+	// Rules that the first two bytes already break fail before more arrive.
+	switch {
+	case rsv != 0:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "reserved bits set without an extension")
+	case op.IsReserved():
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "reserved opcode")
+	case op.IsControl() && !fin:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "fragmented control frame")
+	case op.IsControl() && plen > 125:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "control frame payload over 125 bytes")
+	case !masked:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "client frame not masked")
+	case op == ws.OpContinuation && d.msgOp == 0:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "continuation frame without a message to continue")
+	case op.IsData() && op != ws.OpContinuation && d.msgOp != 0:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "new data frame inside a fragmented message")
+	}
+	if len(in) < hlen {
+		return 0, false, nil
+	}
+	switch plen {
+	case 126:
+		plen = int64(in[2])<<8 | int64(in[3])
+	case 127:
+		if in[2]&0x80 != 0 {
+			return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "64-bit payload length with the top bit set")
+		}
+		plen = int64(in[2])<<56 | int64(in[3])<<48 | int64(in[4])<<40 | int64(in[5])<<32 |
+			int64(in[6])<<24 | int64(in[7])<<16 | int64(in[8])<<8 | int64(in[9])
+	}
+	copy(d.mask[:], in[hlen-4:hlen])
+	if op.IsControl() {
+		total := hlen + int(plen)
+		if len(in) < total {
+			return 0, false, nil
+		}
+		payload := in[hlen:total]
+		ws.Cipher(payload, d.mask, 0)
+		return d.control(c, op, payload, total)
+	}
+	if plen > d.cfg.MaxFrame {
+		return d.fail(c, ws.StatusMessageTooBig, codec.ErrTooBig, "frame over the size limit")
+	}
+	if d.msgLen+plen > d.cfg.MaxMessage {
+		return d.fail(c, ws.StatusMessageTooBig, codec.ErrTooBig, "message over the size limit")
+	}
+	if op != ws.OpContinuation {
+		d.msgOp, d.utf8, d.msgLen = op, utf8Accept, 0
+	}
+	d.msgLen += plen
+	total := int64(hlen) + plen
+	if int64(len(in)) < total {
+		// Not all here: consume the header and stream the payload.
+		d.remain, d.maskPos, d.fin = plen, 0, fin
+		return hlen, false, nil
+	}
+	payload := in[hlen:total]
+	ws.Cipher(payload, d.mask, 0)
+	if fin && len(d.msg) == 0 {
+		// A whole message in one frame: deliver it in place.
+		if d.msgOp == ws.OpText && d.utf8.validate(payload) != utf8Accept {
+			return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message is not valid UTF-8")
+		}
+		return d.deliver(c, payload, p, int(total))
+	}
+	return d.fragment(c, payload, fin, p, int(total))
+}
+
+// stream consumes part of a frame whose payload has not arrived whole.
+func (d *decoder) stream(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
+	take := int(min(int64(len(in)), d.remain))
+	if take == 0 {
+		return 0, false, nil
+	}
+	chunk := in[:take]
+	ws.Cipher(chunk, d.mask, int(d.maskPos))
+	d.maskPos = uint8((int(d.maskPos) + take) & 3)
+	d.remain -= int64(take)
+	return d.fragment(c, chunk, d.fin && d.remain == 0, p, take)
+}
+
+// fragment adds a piece of a message to the message buffer and delivers the
+// message when its last piece has come.
+func (d *decoder) fragment(c codec.Conn, chunk []byte, last bool, p *codec.Packet, n int) (int, bool, error) {
+	if d.msgOp == ws.OpText {
+		if d.utf8 = d.utf8.validate(chunk); d.utf8 == utf8Reject {
+			return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message is not valid UTF-8")
+		}
+	}
+	if d.msg == nil {
+		d.msg = make([]byte, 0, min(d.msgLen, 4096))
+	}
+	d.msg = append(d.msg, chunk...)
+	if !last {
+		return n, false, nil
+	}
+	if d.msgOp == ws.OpText && d.utf8 != utf8Accept {
+		return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message ends inside a UTF-8 sequence")
+	}
+	d.reset = true
+	return d.deliver(c, d.msg, p, n)
+}
+
+func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) (int, bool, error) {
+	text := d.msgOp == ws.OpText
+	d.msgOp, d.msgLen = 0, 0
+	if err := d.cfg.Mapping.Decode(text, payload, p); err != nil {
+		code := ws.StatusUnsupportedData
+		if errors.Is(err, codec.ErrInvalidData) {
+			code = ws.StatusInvalidFramePayloadData
+		}
+		d.closeWith(c, code)
+		return n, false, err
+	}
+	return n, true, nil
+}
+
+// control handles a whole, unmasked control frame.
+func (d *decoder) control(c codec.Conn, op ws.OpCode, payload []byte, n int) (int, bool, error) {
+	switch op {
+	case ws.OpPing:
+		var buf [2 + 125]byte
+		_ = c.Write(AppendFrame(buf[:0], ws.OpPong, payload))
+		return n, false, nil
+	case ws.OpPong:
+		return n, false, nil
+	}
+	// A close frame: validate it, answer it, and stop.
+	switch {
+	case len(payload) == 0:
+		d.closeWith(c, 0)
+		return n, false, codec.ErrPeerClosed
+	case len(payload) == 1:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "close frame with a one-byte body")
+	}
+	code := ws.StatusCode(uint16(payload[0])<<8 | uint16(payload[1]))
+	if !validCloseCode(code) {
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "invalid close code "+strconv.Itoa(int(code)))
+	}
+	if utf8Accept.validate(payload[2:]) != utf8Accept {
+		return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "close reason is not valid UTF-8")
+	}
+	d.closeWith(c, code)
+	return n, false, codec.ErrPeerClosed
+}
+
+// validCloseCode reports whether a peer may send code in a close frame.
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+// closeWith sends a close frame (an empty one for code 0) unless one was
+// sent already, and stops delivering.
+func (d *decoder) closeWith(c codec.Conn, code ws.StatusCode) {
+	if d.state == stClosed {
+		return
+	}
+	d.state = stClosed
+	var buf [4]byte
+	if code == 0 {
+		_ = c.Write(AppendFrame(buf[:0], ws.OpClose, nil))
+		return
+	}
+	body := [2]byte{byte(code >> 8), byte(code)}
+	_ = c.Write(AppendFrame(buf[:0], ws.OpClose, body[:]))
+}
+
+// fail closes with code and returns an error wrapping sentinel.
+func (d *decoder) fail(c codec.Conn, code ws.StatusCode, sentinel error, msg string) (int, bool, error) {
+	d.closeWith(c, code)
+	return 0, false, fmt.Errorf("websocket: %s: %w", msg, sentinel)
+}
+
+// Farewell implements codec.Farewell: it sends a close frame whose code
+// matches why, or, before the upgrade, an HTTP 503 for a server going away.
+func (d *decoder) Farewell(c codec.Conn, why error) {
+	if d.state == stHandshake {
+		if errors.Is(why, codec.ErrGoingAway) {
+			d.state = stClosed
+			writeStatus(c, http.StatusServiceUnavailable, nil)
+		}
+		return
+	}
+	d.closeWith(c, closeCode(why))
+}
+
+func closeCode(why error) ws.StatusCode {
+	switch {
+	case why == nil:
+		return ws.StatusNormalClosure
+	case errors.Is(why, codec.ErrGoingAway):
+		return ws.StatusGoingAway
+	case errors.Is(why, codec.ErrTooBig):
+		return ws.StatusMessageTooBig
+	case errors.Is(why, codec.ErrInvalidData):
+		return ws.StatusInvalidFramePayloadData
+	case errors.Is(why, codec.ErrUnsupported):
+		return ws.StatusUnsupportedData
+	case errors.Is(why, codec.ErrProtocol), errors.Is(why, codec.ErrMalformed):
+		return ws.StatusProtocolError
+	case errors.Is(why, codec.ErrPolicy):
+		return ws.StatusPolicyViolation
+	case errors.Is(why, codec.ErrInternal):
+		return ws.StatusInternalServerError
+	}
+	return ws.StatusNormalClosure
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// handshake waits for the whole upgrade request, answers it, and consumes
+// exactly its bytes.
+func (d *decoder) handshake(c codec.Conn, in []byte) (int, bool, error) {
+	from := max(0, d.scanned-3)
+	end := bytes.Index(in[from:min(len(in), d.cfg.MaxHandshake)], crlfcrlf)
+	if end < 0 {
+		if len(in) >= d.cfg.MaxHandshake {
+			d.state = stClosed
+			writeStatus(c, http.StatusRequestHeaderFieldsTooLarge, nil)
+			return 0, false, fmt.Errorf("websocket: upgrade request over %d bytes: %w", d.cfg.MaxHandshake, codec.ErrTooBig)
+		}
+		d.scanned = len(in)
+		return 0, false, nil
+	}
+	n := from + end + len(crlfcrlf)
+	if err := d.upgrade(c, in[:n]); err != nil {
+		d.state = stClosed
+		return n, false, err
+	}
+	d.state, d.scanned = stOpen, 0
+	c.Ready()
+	return n, false, nil
+}
+
+// upgrade answers the request in raw; on failure it has written an HTTP error.
+func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
+	cfg := d.cfg
+	req := &Request{Header: make(http.Header)}
+	var origin string
+	u := ws.Upgrader{
+		ReadBufferSize: max(4096, cfg.MaxHandshake),
+		OnRequest: func(uri []byte) error {
+			req.URI = string(uri)
+			req.Path, req.RawQuery, _ = strings.Cut(req.URI, "?")
+			return nil
+		},
+		OnHost: func(host []byte) error {
+			req.Host = string(host)
+			return nil
+		},
+		OnHeader: func(k, v []byte) error {
+			key := http.CanonicalHeaderKey(string(k))
+			if key == "Origin" {
+				origin = string(v)
+			}
+			req.Header.Add(key, string(v))
+			return nil
+		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			if cfg.CheckOrigin != nil {
+				if !cfg.CheckOrigin(req) {
+					return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("origin not allowed"))
+				}
+			} else if !sameOrigin(origin, req.Host) {
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("cross-origin request"))
+			}
+			if cfg.OnHandshake != nil {
+				if err := cfg.OnHandshake(c, req); err != nil {
+					var rej *RejectError
+					if errors.As(err, &rej) {
+						return nil, ws.RejectConnectionError(ws.RejectionStatus(rej.Status), ws.RejectionReason(rej.Reason))
+					}
+					return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason(err.Error()))
+				}
+			}
+			return nil, nil
+		},
+	}
+	if len(cfg.Subprotocols) > 0 {
+		u.Protocol = func(p []byte) bool {
+			for _, s := range cfg.Subprotocols {
+				if string(p) == s {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	var out bytes.Buffer
+	hs, err := u.Upgrade(readWriter{bytes.NewReader(raw), &out})
+	if err != nil {
+		if out.Len() == 0 {
+			// gobwas writes nothing for a request line it cannot parse.
+			writeStatus(c, http.StatusBadRequest, nil)
+		} else {
+			_ = c.Write(out.Bytes())
+		}
+		return fmt.Errorf("websocket: %v: %w", err, codec.ErrHandshake)
+	}
+	req.Protocol = hs.Protocol
+	if cfg.KeepRequest {
+		c.SetValue(requestKey{}, req)
+	}
+	return c.Write(out.Bytes())
+}
+
+type readWriter struct {
+	io.Reader
+	io.Writer
+}
+
+// sameOrigin reports whether origin (empty when absent) names host.
+func sameOrigin(origin, host string) bool {
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, host)
+}
+
+// writeStatus writes a minimal HTTP error response.
+func writeStatus(c codec.Conn, status int, extra []string) {
+	text := http.StatusText(status)
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n", status, text, len(text)+1)
+	for _, h := range extra {
+		b.WriteString(h)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	b.WriteString(text)
+	b.WriteString("\n")
+	_ = c.Write([]byte(b.String()))
+}

@@ -1,0 +1,70 @@
+// Command echo serves tio's echo on one port, for WebSocket and for tio's
+// binary protocol: every WebSocket message (any path) comes back with the same
+// opcode and payload, and every binary-protocol packet comes back unchanged.
+// Conformance checks and benchmarks run against it; keep -addr and this
+// behaviour stable.
+//
+//	go run ./example/echo -addr 127.0.0.1:9001
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/codec/binary"
+	"github.com/tiogo/tio/codec/websocket"
+	"github.com/tiogo/tio/handler"
+)
+
+// newServer builds the echo server; main_test.go runs it too.
+func newServer(addr string, logger *slog.Logger) *tio.Server {
+	mux := handler.NewMux()
+	// Every packet, whatever its type, is sent back as it came. Sending only
+	// queues bytes, so the handler runs inline on the event loop.
+	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
+		_ = ch.Send(p)
+	}))
+	return tio.NewServer(addr, mux,
+		tio.WithLogger(logger),
+		tio.WithCodecs(
+			// Raw: a text message is a TypeText packet, a binary message a
+			// TypeBinary packet, each with the whole payload as its body,
+			// so echoing the packet echoes the message and its opcode.
+			websocket.New(websocket.Config{
+				Mapping:     websocket.Raw{},
+				CheckOrigin: func(*websocket.Request) bool { return true },
+			}),
+			binary.New(binary.Config{AnswerHeartbeat: true}),
+		),
+	)
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9001", "TCP address to listen on")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	srv := newServer(*addr, logger)
+	if err := srv.Start(); err != nil {
+		logger.Error("echo: cannot listen", "addr", *addr, "err", err)
+		os.Exit(1)
+	}
+	logger.Info("echo: serving WebSocket and binary protocol", "addr", srv.Addr().String())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Error("echo: shutdown", "err", err)
+	}
+}

@@ -1,0 +1,19 @@
+module github.com/tiogo/tio
+
+go 1.26.0
+
+require (
+	github.com/gobwas/ws v1.5.0
+	github.com/panjf2000/gnet/v2 v2.10.0
+	golang.org/x/sys v0.48.0
+)
+
+require (
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/panjf2000/ants/v2 v2.12.1 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	go.uber.org/multierr v1.11.0 // indirect
+	go.uber.org/zap v1.28.0 // indirect
+	golang.org/x/sync v0.11.0 // indirect
+	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
+)

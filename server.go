@@ -1,0 +1,417 @@
+// Package tio is a t-io-style TCP and WebSocket server framework for Go, on an
+// event-loop core (gnet v2: no goroutine per connection).
+//
+// A [Server] accepts connections, picks each one's codec from its first bytes
+// (WebSocket and tio's binary protocol share a port by default), decodes
+// packets, and routes them by type to handlers (see package handler). Handlers
+// reply through the packet's channel (see package channel), which queues
+// bytes that the event loop writes, coalesced, one write per pass.
+//
+//	mux := handler.NewMux()
+//	mux.Handle(1, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
+//		ch.Send(p) // echo
+//	}))
+//	srv := tio.NewServer("127.0.0.1:9001", mux)
+//	go srv.Serve()
+//	defer srv.Shutdown(context.Background())
+package tio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/stats"
+)
+
+// Errors returned by a Server.
+var (
+	// ErrServerClosed is returned by Serve after Shutdown.
+	ErrServerClosed = errors.New("tio: server closed")
+	// ErrStarted is returned by Serve or Start on a server already started.
+	ErrStarted = errors.New("tio: server already started")
+)
+
+// Server is a tio server. Create it with NewServer; it serves once.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	addr    string
+	handler handler.Handler
+	router  handler.Router // handler as a Router, if it is one
+	cfg     config
+	env     channel.Env
+	pool    *handler.Pool
+	stats   stats.Server
+	log     *slog.Logger
+
+	nextID   atomic.Uint64
+	started  atomic.Bool
+	closing  atomic.Bool
+	eng      gnet.Engine
+	boundTo  net.Addr
+	booted   chan struct{}
+	done     chan struct{}
+	serveErr error
+	shards   [shardCount]shard
+}
+
+const shardCount = 32
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[uint64]*channel.Channel
+}
+
+// NewServer returns a server that will listen on the TCP address addr
+// ("127.0.0.1:9001", ":0" for any free port) and route packets to h.
+func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(cfg.codecs) == 0 {
+		cfg.codecs = DefaultCodecs()
+	}
+	s := &Server{
+		addr:    addr,
+		handler: h,
+		cfg:     cfg,
+		env:     channel.Env{MaxOutbound: cfg.maxOutbound},
+		log:     cfg.logger,
+		booted:  make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	s.router, _ = h.(handler.Router)
+	for i := range s.shards {
+		s.shards[i].m = make(map[uint64]*channel.Channel)
+	}
+	return s
+}
+
+// Start starts serving in the background and returns once the server is
+// listening (or failed to).
+func (s *Server) Start() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	s.pool = handler.NewPool(s.cfg.workers, s.cfg.depth)
+	opts := []gnet.Option{
+		gnet.WithMulticore(s.cfg.multicore),
+		gnet.WithReusePort(s.cfg.reusePort),
+		gnet.WithLogger(gnetLogger{s.log}),
+	}
+	if s.cfg.loops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(s.cfg.loops))
+	}
+	opts = append(opts, s.cfg.gnetOptions...)
+	go func() {
+		err := gnet.Run(s, "tcp://"+s.addr, opts...)
+		if err == nil && s.closing.Load() {
+			err = ErrServerClosed
+		}
+		s.serveErr = err
+		s.pool.Close()
+		select {
+		case <-s.booted:
+		default:
+			close(s.booted)
+		}
+		close(s.done)
+	}()
+	<-s.booted
+	select {
+	case <-s.done:
+		return s.serveErr
+	default:
+		return nil
+	}
+}
+
+// Serve serves until Shutdown, then returns ErrServerClosed (or the error
+// that stopped it).
+func (s *Server) Serve() error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-s.done
+	return s.serveErr
+}
+
+// Addr returns the address the server listens on, once started.
+func (s *Server) Addr() net.Addr {
+	select {
+	case <-s.booted:
+		return s.boundTo
+	default:
+		return nil
+	}
+}
+
+// Shutdown stops the server gracefully: it refuses new connections, lets the
+// worker pool finish the packets it holds, closes every connection with its
+// codec's going-away farewell (WebSocket close 1001) after the bytes queued
+// for it, and stops the engine. It returns when done or when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.started.Load() {
+		return nil
+	}
+	s.closing.Store(true)
+	<-s.booted
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	drained := make(chan struct{})
+	go func() { s.pool.Drain(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+	}
+	s.Each(func(ch *channel.Channel) bool {
+		ch.Close(channel.ReasonServerShutdown)
+		return true
+	})
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for s.Count() > 0 && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	err := s.eng.Stop(ctx)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() stats.Snapshot { return s.stats.Snapshot() }
+
+// Count returns the number of open connections.
+func (s *Server) Count() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Channel returns the open channel with the given id, or nil.
+func (s *Server) Channel(id uint64) *channel.Channel {
+	sh := &s.shards[id%shardCount]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.m[id]
+}
+
+// Each calls f for every open channel until f returns false. f must not
+// block: it runs with part of the registry read-locked.
+func (s *Server) Each(f func(ch *channel.Channel) bool) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for _, ch := range sh.m {
+			if !f(ch) {
+				sh.mu.RUnlock()
+				return
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// OnBoot implements gnet.EventHandler.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	s.boundTo = boundAddr(eng)
+	close(s.booted)
+	return gnet.None
+}
+
+// boundAddr reads the listener's address (so that ":0" can be resolved).
+func boundAddr(eng gnet.Engine) net.Addr {
+	fd, err := eng.Dup()
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)))
+	case *unix.SockaddrInet6:
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)))
+	}
+	return nil
+}
+
+// OnOpen implements gnet.EventHandler.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	l := channel.NewLink(c, s.nextID.Add(1), &s.env)
+	c.SetContext(l)
+	s.stats.Accepted()
+	ch := l.Channel()
+	sh := &s.shards[ch.ID()%shardCount]
+	sh.mu.Lock()
+	sh.m[ch.ID()] = ch
+	sh.mu.Unlock()
+	if s.closing.Load() {
+		l.Fail(channel.ReasonServerShutdown, nil, false)
+		return nil, gnet.Close
+	}
+	if s.cfg.fixed {
+		l.SetCodec(s.cfg.codecs[0])
+	}
+	return nil, gnet.None
+}
+
+// OnClose implements gnet.EventHandler.
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+	l, ok := c.Context().(*channel.Link)
+	if !ok {
+		return gnet.None
+	}
+	ch := l.Channel()
+	r := l.Closed(err)
+	sh := &s.shards[ch.ID()%shardCount]
+	sh.mu.Lock()
+	delete(sh.m, ch.ID())
+	sh.mu.Unlock()
+	s.stats.Closed(r)
+	_, cerr := ch.Reason()
+	if r != channel.ReasonClosedByPeer && r != channel.ReasonClosedByApp && r != channel.ReasonServerShutdown {
+		s.log.Debug("tio: connection closed", "channel", ch.ID(), "remote", ch.RemoteAddr(), "reason", r.String(), "err", cerr)
+	}
+	if s.cfg.onClose != nil {
+		s.cfg.onClose(ch, r, cerr)
+	}
+	return gnet.None
+}
+
+// OnTraffic implements gnet.EventHandler: it decodes every whole packet
+// buffered for the connection, dispatches each, and flushes the replies in
+// one write.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	l := c.Context().(*channel.Link)
+	buf, _ := c.Peek(-1)
+	l.Begin(len(buf))
+	consumed := 0
+	if !l.HasCodec() && len(buf) > 0 {
+		s.sniff(l, buf)
+	}
+	if l.HasCodec() {
+		var p codec.Packet
+		for consumed < len(buf) && !l.Closing() {
+			n, ok, err := l.Decode(buf[consumed:], &p)
+			consumed += n
+			if err != nil {
+				l.Fail(channel.ReasonOf(err), err, false)
+				break
+			}
+			if l.TookReady() && s.cfg.onConnect != nil {
+				s.cfg.onConnect(l.Channel())
+			}
+			if ok {
+				s.dispatch(l, &p)
+			} else if n == 0 {
+				break
+			}
+		}
+	}
+	if consumed > 0 {
+		_, _ = c.Discard(consumed)
+	}
+	if l.End(len(buf) - consumed) {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// sniff chooses the connection's codec from its first bytes.
+func (s *Server) sniff(l *channel.Link, first []byte) {
+	more := false
+	for _, cd := range s.cfg.codecs {
+		sn, ok := cd.(codec.Sniffer)
+		if !ok {
+			continue
+		}
+		switch sn.Sniff(first) {
+		case codec.Matched:
+			l.SetCodec(cd)
+			return
+		case codec.NeedMore:
+			more = true
+		}
+	}
+	if !more || len(first) >= s.cfg.sniffLimit {
+		l.Fail(channel.ReasonUnknownProtocol, fmt.Errorf("tio: first bytes %q match no codec", first[:min(len(first), 16)]), false)
+	}
+}
+
+// dispatch routes one packet: inline on the loop, or copied to the pool.
+func (s *Server) dispatch(l *channel.Link, p *codec.Packet) {
+	h, inline := s.handler, handler.IsInline(s.handler)
+	if s.router != nil {
+		h, inline = s.router.Route(p.Type)
+	}
+	if h == nil {
+		s.stats.Dropped()
+		return
+	}
+	pending := l.Pending()
+	if inline && pending.Load() == 0 {
+		s.serve(l, h, p)
+		return
+	}
+	pk := &codec.Packet{Type: p.Type, Body: append([]byte(nil), p.Body...)}
+	pending.Add(1)
+	err := s.pool.Submit(l.Channel().ID(), func() {
+		defer pending.Add(-1)
+		s.serve(l, h, pk)
+	})
+	if err != nil {
+		pending.Add(-1)
+		l.Fail(channel.ReasonOverloaded, err, true)
+	}
+}
+
+// serve runs h, turning a panic into a close of the channel alone.
+func (s *Server) serve(l *channel.Link, h handler.Handler, p *codec.Packet) {
+	ch := l.Channel()
+	defer func() {
+		if v := recover(); v != nil {
+			s.stats.Panicked()
+			s.log.Error("tio: handler panicked", "channel", ch.ID(), "type", p.Type, "panic", v)
+			ch.Close(channel.ReasonHandlerPanic)
+		}
+	}()
+	h.ServePacket(ch, p)
+	l.Handled()
+}

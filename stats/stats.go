@@ -1,0 +1,59 @@
+// Package stats holds tio's counters. They are plain atomics updated on the
+// hot path; exporters read them when asked.
+package stats
+
+import (
+	"sync/atomic"
+
+	"github.com/tiogo/tio/channel"
+)
+
+// Server holds one server's counters. Its zero value is ready to use.
+type Server struct {
+	accepted atomic.Uint64
+	active   atomic.Int64
+	closed   [channel.NumReasons]atomic.Uint64
+	panics   atomic.Uint64
+	dropped  atomic.Uint64 // packets with no handler
+}
+
+// Snapshot is a point-in-time copy of a server's counters.
+type Snapshot struct {
+	Accepted uint64
+	Active   int64
+	// Closed counts closed connections by reason, indexed by channel.Reason.
+	Closed         [channel.NumReasons]uint64
+	HandlerPanics  uint64
+	DroppedPackets uint64
+}
+
+// Accepted counts an accepted connection (which is now active).
+func (s *Server) Accepted() { s.accepted.Add(1); s.active.Add(1) }
+
+// Closed counts a closed connection by reason.
+func (s *Server) Closed(r channel.Reason) {
+	s.active.Add(-1)
+	if int(r) < len(s.closed) {
+		s.closed[r].Add(1)
+	}
+}
+
+// Panicked counts a handler panic.
+func (s *Server) Panicked() { s.panics.Add(1) }
+
+// Dropped counts a packet that no handler took.
+func (s *Server) Dropped() { s.dropped.Add(1) }
+
+// Snapshot returns the current values.
+func (s *Server) Snapshot() Snapshot {
+	snap := Snapshot{
+		Accepted:       s.accepted.Load(),
+		Active:         s.active.Load(),
+		HandlerPanics:  s.panics.Load(),
+		DroppedPackets: s.dropped.Load(),
+	}
+	for i := range s.closed {
+		snap.Closed[i] = s.closed[i].Load()
+	}
+	return snap
+}
