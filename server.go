@@ -193,16 +193,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	err := s.eng.Stop(ctx)
+	// Engine.Stop polls for the end every 500 ms; our own done channel tells
+	// it sooner, so cancel Stop's wait as soon as the engine has returned.
+	stopCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-stopCtx.Done():
+		}
+	}()
+	_ = s.eng.Stop(stopCtx)
 	select {
 	case <-s.done:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return nil
 }
 
 // Stats returns a snapshot of the server's counters.

@@ -1,0 +1,107 @@
+package handler_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/handler"
+)
+
+func TestMuxRoutes(t *testing.T) {
+	var got []string
+	rec := func(s string) handler.HandlerFunc {
+		return func(*channel.Channel, *codec.Packet) { got = append(got, s) }
+	}
+	m := handler.NewMux()
+	m.Handle(1, rec("one"))
+	m.Handle(300, handler.Inline(rec("three hundred")))
+	for _, tc := range []struct {
+		t      codec.Type
+		want   string
+		inline bool
+	}{{1, "one", false}, {300, "three hundred", true}} {
+		h, inline := m.Route(tc.t)
+		if h == nil || inline != tc.inline {
+			t.Fatalf("Route(%d) = %v, %v", tc.t, h, inline)
+		}
+		h.ServePacket(nil, &codec.Packet{Type: tc.t})
+		if got[len(got)-1] != tc.want {
+			t.Fatalf("Route(%d) ran %q", tc.t, got[len(got)-1])
+		}
+	}
+	if h, _ := m.Route(2); h != nil {
+		t.Fatal("unregistered type routed without a fallback")
+	}
+	m.NotFound(handler.Inline(rec("fallback")))
+	if h, inline := m.Route(2); h == nil || !inline {
+		t.Fatal("fallback not routed")
+	}
+	m.ServePacket(nil, &codec.Packet{Type: 999})
+	if got[len(got)-1] != "fallback" {
+		t.Fatalf("ServePacket ran %q", got[len(got)-1])
+	}
+}
+
+func TestChainOrder(t *testing.T) {
+	var trace []string
+	mw := func(s string) handler.Middleware {
+		return func(next handler.Handler) handler.Handler {
+			return handler.HandlerFunc(func(ch *channel.Channel, p *codec.Packet) {
+				trace = append(trace, s)
+				next.ServePacket(ch, p)
+			})
+		}
+	}
+	h := handler.Chain(handler.HandlerFunc(func(*channel.Channel, *codec.Packet) { trace = append(trace, "h") }), mw("outer"), mw("inner"))
+	h.ServePacket(nil, &codec.Packet{})
+	if len(trace) != 3 || trace[0] != "outer" || trace[1] != "inner" || trace[2] != "h" {
+		t.Fatalf("trace %v", trace)
+	}
+}
+
+func TestPoolKeepsOrderPerKey(t *testing.T) {
+	p := handler.NewPool(4, 10000)
+	var mu sync.Mutex
+	seen := map[uint64][]int{}
+	for i := range 5000 {
+		key := uint64(i % 7)
+		if err := p.Submit(key, func() {
+			mu.Lock()
+			seen[key] = append(seen[key], i)
+			mu.Unlock()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Drain()
+	for key, xs := range seen {
+		for j := 1; j < len(xs); j++ {
+			if xs[j] < xs[j-1] {
+				t.Fatalf("key %d ran %d after %d", key, xs[j], xs[j-1])
+			}
+		}
+	}
+	p.Close()
+	if err := p.Submit(0, func() {}); !errors.Is(err, handler.ErrPoolClosed) {
+		t.Fatalf("Submit after Close = %v", err)
+	}
+}
+
+func TestPoolFullDoesNotBlock(t *testing.T) {
+	p := handler.NewPool(1, 1)
+	block := make(chan struct{})
+	started := make(chan struct{})
+	_ = p.Submit(0, func() { close(started); <-block })
+	<-started
+	if err := p.Submit(0, func() {}); err != nil {
+		t.Fatalf("queue of one refused its first task: %v", err)
+	}
+	if err := p.Submit(0, func() {}); !errors.Is(err, handler.ErrPoolFull) {
+		t.Fatalf("Submit to a full queue = %v, want ErrPoolFull", err)
+	}
+	close(block)
+	p.Close()
+}

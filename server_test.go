@@ -1,0 +1,386 @@
+package tio_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/codec"
+	tbin "github.com/tiogo/tio/codec/binary"
+	tws "github.com/tiogo/tio/codec/websocket"
+	"github.com/tiogo/tio/handler"
+)
+
+func dialWS(t testing.TB, srv *tio.Server, path string) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+path, nil)
+	if err != nil {
+		t.Fatalf("dial ws: %v (%v)", err, resp)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// Several servers run in one process, each with its own handler, state and
+// port, and each shuts down on its own.
+func TestManyServersInOneProcess(t *testing.T) {
+	var servers []*tio.Server
+	for i := range 3 {
+		mux := handler.NewMux()
+		mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
+			_ = ch.Send(&codec.Packet{Type: p.Type, Body: fmt.Appendf(nil, "s%d:%s", i, p.Body)})
+		}))
+		srv := tio.NewServer("127.0.0.1:0", mux)
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve() }()
+		eventually(t, "server listening", func() bool { return srv.Addr() != nil })
+		servers = append(servers, srv)
+		t.Cleanup(func() {
+			select {
+			case err := <-errc:
+				if !errors.Is(err, tio.ErrServerClosed) {
+					t.Errorf("Serve returned %v, want ErrServerClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("Serve did not return after Shutdown")
+			}
+		})
+	}
+	for i, srv := range servers {
+		c := dialBinary(t, srv)
+		c.send(7, []byte("hi"))
+		if got := c.recv(); string(got.Body) != fmt.Sprintf("s%d:hi", i) || got.Type != 7 {
+			t.Fatalf("server %d answered %d %q", i, got.Type, got.Body)
+		}
+		if n := srv.Count(); n != 1 {
+			t.Fatalf("server %d counts %d connections, want 1", i, n)
+		}
+	}
+	for _, srv := range servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+		cancel()
+	}
+}
+
+// Start on a busy address fails with the bind error, not a hang.
+func TestStartOnBusyAddress(t *testing.T) {
+	srv := start(t, echoMux())
+	other := tio.NewServer(srv.Addr().String(), echoMux())
+	done := make(chan error, 1)
+	go func() { done <- other.Start() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("second server on the same address started")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start hung on a busy address")
+	}
+}
+
+// Sends from many goroutines at once are all delivered, each goroutine's in
+// order, and the channel's counters add up.
+func TestConcurrentSendsAndStats(t *testing.T) {
+	const senders, each = 8, 200
+	var got atomic.Pointer[channel.Channel]
+	mux := handler.NewMux()
+	srv := start(t, mux, tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
+	c := dialBinary(t, srv)
+	eventually(t, "connect hook", func() bool { return got.Load() != nil })
+	ch := got.Load()
+
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := ch.Send(&codec.Packet{Type: codec.Type(g), Body: fmt.Appendf(nil, "%d", i)}); err != nil {
+					t.Errorf("send: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	next := make([]int, senders)
+	for range senders * each {
+		p := c.recv()
+		if want := fmt.Sprint(next[p.Type]); string(p.Body) != want {
+			t.Fatalf("sender %d: got %q, want %q", p.Type, p.Body, want)
+		}
+		next[p.Type]++
+	}
+	wg.Wait()
+	st := ch.Stats()
+	if st.PacketsOut != senders*each {
+		t.Errorf("PacketsOut = %d, want %d", st.PacketsOut, senders*each)
+	}
+	// handshake reply (1 byte) + the packets
+	if want := uint64(1 + senders*each*tbin.HeaderSize); st.BytesOut < want {
+		t.Errorf("BytesOut = %d, want at least %d", st.BytesOut, want)
+	}
+	if st.BytesIn != 1 || st.LastSent.IsZero() || st.LastReceived.IsZero() || st.Created.IsZero() {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+// A closed channel refuses sends with ErrClosed, never a panic, and records
+// who closed it.
+func TestClosedChannelRefusesSend(t *testing.T) {
+	var got atomic.Pointer[channel.Channel]
+	closed := make(chan channel.Reason, 1)
+	srv := start(t, echoMux(),
+		tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }),
+		tio.WithOnClose(func(_ *channel.Channel, r channel.Reason, _ error) { closed <- r }))
+	c := dialBinary(t, srv)
+	eventually(t, "connect hook", func() bool { return got.Load() != nil })
+	c.Close()
+	select {
+	case r := <-closed:
+		if r != channel.ReasonClosedByPeer {
+			t.Fatalf("reason %v, want closed_by_peer", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("close hook not called")
+	}
+	ch := got.Load()
+	if err := ch.Send(&codec.Packet{Type: 1}); !errors.Is(err, channel.ErrClosed) {
+		t.Fatalf("Send on closed channel = %v, want ErrClosed", err)
+	}
+	if err := ch.SendEncoded([]byte{1}); !errors.Is(err, channel.ErrClosed) {
+		t.Fatalf("SendEncoded on closed channel = %v, want ErrClosed", err)
+	}
+	ch.Close(channel.ReasonClosedByApp) // no effect, no panic
+	if r, _ := ch.Reason(); r != channel.ReasonClosedByPeer {
+		t.Fatalf("reason changed to %v", r)
+	}
+	eventually(t, "close counted", func() bool { return srv.Stats().Closed[channel.ReasonClosedByPeer] == 1 })
+}
+
+// Close from another goroutine says goodbye in the codec's words: WebSocket
+// close 1000, the binary protocol's close frame, after queued packets.
+func TestCloseFromAnyGoroutine(t *testing.T) {
+	mux := handler.NewMux()
+	mux.HandleFunc(1, func(ch *channel.Channel, p *codec.Packet) { // on the pool
+		_ = ch.Send(p)
+		go ch.Close(channel.ReasonClosedByApp)
+	})
+	mux.HandleFunc(tws.TypeText, func(ch *channel.Channel, p *codec.Packet) {
+		_ = ch.Send(p)
+		go ch.Close(channel.ReasonClosedByApp)
+	})
+	srv := start(t, mux)
+
+	bc := dialBinary(t, srv)
+	bc.send(1, []byte("last"))
+	if p := bc.recv(); string(p.Body) != "last" {
+		t.Fatalf("got %q", p.Body)
+	}
+	if rest := expectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseNormal}) {
+		t.Fatalf("binary farewell % x, want a4 00", rest)
+	}
+
+	wc := dialWS(t, srv, "/")
+	_ = wc.WriteMessage(websocket.TextMessage, []byte("bye"))
+	if _, m, err := wc.ReadMessage(); err != nil || string(m) != "bye" {
+		t.Fatalf("echo %q %v", m, err)
+	}
+	_, _, err := wc.ReadMessage()
+	if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("got %v, want close 1000", err)
+	}
+	eventually(t, "closes counted", func() bool { return srv.Stats().Closed[channel.ReasonClosedByApp] == 2 })
+}
+
+// Handlers on the pool see each connection's packets in arrival order, even
+// when they take varying time and inline handlers are mixed in.
+func TestPoolKeepsPerConnectionOrder(t *testing.T) {
+	mux := handler.NewMux()
+	mux.HandleFunc(1, func(ch *channel.Channel, p *codec.Packet) {
+		if p.Body[0]%7 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		_ = ch.Send(p)
+	})
+	mux.Handle(2, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
+	srv := start(t, mux, tio.WithWorkers(4, 4096))
+
+	const conns, n = 4, 300
+	var wg sync.WaitGroup
+	for range conns {
+		c := dialBinary(t, srv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var all []byte
+			for i := range n {
+				typ := codec.Type(1)
+				if i%3 == 0 {
+					typ = 2
+				}
+				all = append(all, packet(typ, []byte{byte(i), byte(i >> 8)})...)
+			}
+			c.write(all) // many packets in one write
+			for i := range n {
+				p := c.recv()
+				if got := int(p.Body[0]) | int(p.Body[1])<<8; got != i {
+					t.Errorf("packet %d arrived as %d", got, i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// A panicking handler closes only its own connection (WebSocket 1011) and is
+// counted; other connections keep working.
+func TestPanicClosesOnlyItsConnection(t *testing.T) {
+	mux := handler.NewMux()
+	mux.Handle(9, handler.InlineFunc(func(*channel.Channel, *codec.Packet) { panic("boom") }))
+	mux.HandleFunc(10, func(*channel.Channel, *codec.Packet) { panic("pool boom") })
+	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
+	srv := start(t, mux)
+
+	other := dialBinary(t, srv)
+	bad := dialWS(t, srv, "/")
+	_ = bad.WriteMessage(websocket.BinaryMessage, []byte{9, 'x'})
+	if _, _, err := bad.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseInternalServerErr) {
+		t.Fatalf("got %v, want close 1011", err)
+	}
+	bad2 := dialBinary(t, srv)
+	bad2.send(10, nil)
+	if rest := expectClosed(t, bad2); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseInternal}) {
+		t.Fatalf("farewell % x, want a4 05", rest)
+	}
+	other.send(3, []byte("still here"))
+	if p := other.recv(); string(p.Body) != "still here" {
+		t.Fatalf("got %q", p.Body)
+	}
+	eventually(t, "panics counted", func() bool {
+		st := srv.Stats()
+		return st.HandlerPanics == 2 && st.Closed[channel.ReasonHandlerPanic] == 2
+	})
+}
+
+// Packets of a type with no handler and no fallback are dropped and counted.
+func TestUnknownTypeDropped(t *testing.T) {
+	mux := handler.NewMux()
+	mux.Handle(1, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
+	srv := start(t, mux)
+	c := dialBinary(t, srv)
+	c.send(2, []byte("nobody"))
+	c.send(1, []byte("somebody"))
+	if p := c.recv(); string(p.Body) != "somebody" {
+		t.Fatalf("got %q", p.Body)
+	}
+	if d := srv.Stats().DroppedPackets; d != 1 {
+		t.Fatalf("dropped = %d, want 1", d)
+	}
+}
+
+// Middleware wraps handlers registered after Use, outermost first.
+func TestMiddlewareOrder(t *testing.T) {
+	tag := func(s string) handler.Middleware {
+		return func(next handler.Handler) handler.Handler {
+			return handler.HandlerFunc(func(ch *channel.Channel, p *codec.Packet) {
+				p.Body = append(append([]byte(nil), p.Body...), s...)
+				next.ServePacket(ch, p)
+			})
+		}
+	}
+	mux := handler.NewMux()
+	mux.Use(tag("a"), tag("b"))
+	mux.Handle(1, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
+	srv := start(t, mux)
+	c := dialBinary(t, srv)
+	c.send(1, []byte(">"))
+	if p := c.recv(); string(p.Body) != ">ab" {
+		t.Fatalf("got %q, want >ab", p.Body)
+	}
+}
+
+// A worker queue that is full closes the connection that overflowed it with
+// ReasonOverloaded; the event loop never waits, so others keep echoing.
+func TestOverloadedPoolClosesNotBlocks(t *testing.T) {
+	release := make(chan struct{})
+	mux := handler.NewMux()
+	mux.HandleFunc(1, func(*channel.Channel, *codec.Packet) { <-release })
+	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
+	srv := start(t, mux, tio.WithWorkers(1, 2))
+	defer close(release)
+
+	slow := dialBinary(t, srv)
+	var burst []byte
+	for range 10 {
+		burst = append(burst, packet(1, nil)...)
+	}
+	slow.write(burst)
+	expectClosed(t, slow)
+	fast := dialBinary(t, srv)
+	fast.send(2, []byte("ok"))
+	if p := fast.recv(); string(p.Body) != "ok" {
+		t.Fatalf("got %q", p.Body)
+	}
+	eventually(t, "overload counted", func() bool { return srv.Stats().Closed[channel.ReasonOverloaded] == 1 })
+}
+
+// A server fixed to one codec does not sniff: a WebSocket request sent to a
+// binary-only server is refused. Garbage is refused by a sniffing server.
+func TestFixedCodecAndUnknownProtocol(t *testing.T) {
+	bin := start(t, echoMux(), tio.WithCodec(tbin.New(tbin.Config{})))
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+bin.Addr().String()+"/", nil)
+	if err == nil {
+		t.Fatal("WebSocket upgrade succeeded on a binary-only server")
+	}
+	_ = resp
+	eventually(t, "handshake failure counted", func() bool { return bin.Stats().Closed[channel.ReasonHandshakeFailed] == 1 })
+
+	sniff := start(t, echoMux())
+	c := dialRaw(t, sniff)
+	_, _ = c.Write([]byte("\x00\x01garbage"))
+	expectClosed(t, c)
+	eventually(t, "unknown protocol counted", func() bool { return sniff.Stats().Closed[channel.ReasonUnknownProtocol] == 1 })
+}
+
+// The connect hook runs after the protocol handshake, with the upgrade
+// request available to bind the connection (here from /ws/{key}).
+func TestConnectHookSeesHandshake(t *testing.T) {
+	type keyT struct{}
+	keys := make(chan string, 1)
+	srv := start(t, echoMux(),
+		tio.WithCodecs(tws.New(tws.Config{
+			OnHandshake: func(c codec.Conn, r *tws.Request) error {
+				key, ok := strings.CutPrefix(r.Path, "/ws/")
+				if !ok {
+					return tws.Reject(http.StatusNotFound, "no such endpoint")
+				}
+				c.SetValue(keyT{}, key)
+				return nil
+			},
+		})),
+		tio.WithOnConnect(func(ch *channel.Channel) { keys <- ch.Value(keyT{}).(string) }))
+	dialWS(t, srv, "/ws/alice")
+	if k := <-keys; k != "alice" {
+		t.Fatalf("key %q", k)
+	}
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/other", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("got %v %v, want 404", resp, err)
+	}
+}
