@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command (README.md): vet, the whole suite under the race
+# detector, a bounded fuzzing run of each decoder, and a one-shot run of the
+# in-process benchmarks so that they cannot rot. Bounded: a few minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+fuzztime="${FUZZTIME:-20s}"
+
+echo "== go vet"
+go vet ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 10m ./...
+for pkg in ./codec/websocket ./codec/binary; do
+  echo "== fuzz $pkg for $fuzztime"
+  go test -run='^$' -fuzz='^FuzzDecode$' -fuzztime="$fuzztime" "$pkg"
+done
+echo "== benchmarks compile and run once"
+go test -run='^$' -bench=. -benchtime=1x ./bench/
