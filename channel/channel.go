@@ -66,6 +66,7 @@ type Channel struct {
 	cnt     counters
 	backlog atomic.Int64 // bytes gnet held unsent after our last write
 	ready   atomic.Bool
+	closing atomic.Bool // mirrors state != stOpen, for the loop's hot path
 	pending atomic.Int32 // packets handed to a worker pool and not yet handled
 
 	mu        sync.Mutex
@@ -256,6 +257,7 @@ func (ch *Channel) requestClose(r Reason, err error, farewell bool) {
 		return
 	}
 	ch.state, ch.reason, ch.closeErr, ch.farewell = stClosing, r, err, farewell
+	ch.closing.Store(true)
 }
 
 // buffer returns the outbound buffer, taking one from the pool if needed.

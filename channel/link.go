@@ -81,11 +81,7 @@ func (l *Link) TookReady() bool {
 }
 
 // Closing reports whether the channel is closing (checked between packets).
-func (l *Link) Closing() bool {
-	l.ch.mu.Lock()
-	defer l.ch.mu.Unlock()
-	return l.ch.state != stOpen
-}
+func (l *Link) Closing() bool { return l.ch.closing.Load() }
 
 // Fail marks the channel closing because of the loop's own finding: a decode
 // error (whose farewell the decoder already wrote), a sniffing failure, a
@@ -154,6 +150,7 @@ func (l *Link) Closed(err error) Reason {
 		}
 	}
 	ch.state = stClosed
+	ch.closing.Store(true)
 	if ch.out != nil {
 		*ch.out = (*ch.out)[:0]
 		bufPool.Put(ch.out)
