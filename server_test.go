@@ -384,3 +384,29 @@ func TestConnectHookSeesHandshake(t *testing.T) {
 		t.Fatalf("got %v %v, want 404", resp, err)
 	}
 }
+
+// SendWait returns once the loop has written the bytes, and fails with
+// ErrClosed on a channel that closed.
+func TestSendWait(t *testing.T) {
+	var got atomic.Pointer[channel.Channel]
+	srv := start(t, echoMux(), tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
+	c := dialBinary(t, srv)
+	eventually(t, "connect hook", func() bool { return got.Load() != nil })
+	ch := got.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ch.SendWait(ctx, &codec.Packet{Type: 4, Body: []byte("sync")}); err != nil {
+		t.Fatalf("SendWait: %v", err)
+	}
+	if ch.Stats().BytesOut < 1+tbin.HeaderSize+4 {
+		t.Fatalf("SendWait returned before the bytes were written: %+v", ch.Stats())
+	}
+	if p := c.recv(); string(p.Body) != "sync" {
+		t.Fatalf("got %q", p.Body)
+	}
+	c.Close()
+	eventually(t, "closed", func() bool { return ch.Closed() })
+	if err := ch.SendWait(ctx, &codec.Packet{Type: 4}); !errors.Is(err, channel.ErrClosed) {
+		t.Fatalf("SendWait on a closed channel = %v", err)
+	}
+}

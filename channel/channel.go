@@ -13,6 +13,7 @@
 package channel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -78,6 +79,7 @@ type Channel struct {
 	reason    Reason
 	closeErr  error
 	values    map[any]any
+	waiters   []func(error) // told when the bytes queued before them are written
 	readyEdge bool // loop only: Ready was called during this pass
 }
 
@@ -205,6 +207,52 @@ func (ch *Channel) SendEncoded(b []byte) error {
 	buf := ch.buffer()
 	*buf = append(*buf, b...)
 	return ch.queued(len(b))
+}
+
+// SendNotify is SendEncoded that also reports when the bytes have been
+// written to the connection by its event loop (to the kernel, or to gnet's
+// send buffer if the kernel's is full): done(nil) then, or done(err) if the
+// channel closes first. done runs exactly once, on the event loop, and must
+// not block. If SendNotify returns an error, done is not called.
+func (ch *Channel) SendNotify(b []byte, done func(error)) error {
+	if !ch.ready.Load() {
+		if ch.Closed() {
+			return ErrClosed
+		}
+		return ErrNotReady
+	}
+	ch.mu.Lock()
+	if ch.state != stOpen {
+		ch.mu.Unlock()
+		return ErrClosed
+	}
+	buf := ch.buffer()
+	*buf = append(*buf, b...)
+	ch.waiters = append(ch.waiters, done)
+	return ch.queued(len(b))
+}
+
+// SendWait encodes p, queues it, and waits until the event loop has written
+// it to the connection, the channel closes, or ctx ends.
+func (ch *Channel) SendWait(ctx context.Context, p *codec.Packet) error {
+	cd := ch.Codec()
+	if cd == nil {
+		return ErrNotReady
+	}
+	b, err := cd.Encode(nil, p)
+	if err != nil {
+		return fmt.Errorf("channel: encode: %w", err)
+	}
+	done := make(chan error, 1)
+	if err := ch.SendNotify(b, func(err error) { done <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // queued finishes a send of n bytes: it enforces the high-water mark and

@@ -112,13 +112,14 @@ func (l *Link) End(leftover int) (closeNow bool) {
 		}
 	}
 	ch.mu.Lock()
-	buf := ch.out
-	ch.out = nil
+	buf, waiters := ch.out, ch.waiters
+	ch.out, ch.waiters = nil, nil
 	ch.inLoop, ch.woken = false, false
 	ch.mu.Unlock()
+	var werr error
 	if buf != nil {
 		if n := len(*buf); n > 0 {
-			if _, err := ch.conn.Write(*buf); err == nil {
+			if _, werr = ch.conn.Write(*buf); werr == nil {
 				ch.cnt.bytesOut.Add(uint64(n))
 				ch.cnt.lastSent.Store(time.Now().UnixNano())
 				if !closing {
@@ -133,6 +134,9 @@ func (l *Link) End(leftover int) (closeNow bool) {
 			bufPool.Put(buf)
 		}
 	}
+	for _, done := range waiters {
+		done(werr)
+	}
 	return closing
 }
 
@@ -142,7 +146,6 @@ func (l *Link) Closed(err error) Reason {
 	ch := l.ch
 	ch.ready.Store(false)
 	ch.mu.Lock()
-	defer ch.mu.Unlock()
 	if ch.state == stOpen {
 		ch.reason = ReasonClosedByPeer
 		if err != nil && !isEOF(err) {
@@ -156,5 +159,11 @@ func (l *Link) Closed(err error) Reason {
 		bufPool.Put(ch.out)
 		ch.out = nil
 	}
-	return ch.reason
+	waiters, r := ch.waiters, ch.reason
+	ch.waiters = nil
+	ch.mu.Unlock()
+	for _, done := range waiters {
+		done(ErrClosed)
+	}
+	return r
 }
