@@ -67,7 +67,7 @@ type Channel struct {
 	cnt     counters
 	backlog atomic.Int64 // bytes gnet held unsent after our last write
 	ready   atomic.Bool
-	closing atomic.Bool // mirrors state != stOpen, for the loop's hot path
+	closing atomic.Bool  // mirrors state != stOpen, for the loop's hot path
 	pending atomic.Int32 // packets handed to a worker pool and not yet handled
 
 	mu        sync.Mutex
@@ -80,7 +80,7 @@ type Channel struct {
 	closeErr  error
 	values    map[any]any
 	waiters   []func(error) // told when the bytes queued before them are written
-	readyEdge bool // loop only: Ready was called during this pass
+	readyEdge bool          // loop only: Ready was called during this pass
 }
 
 // ID returns the channel's id, unique within its server.
