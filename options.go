@@ -6,7 +6,6 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/codec/binary"
 	"github.com/tiogo/tio/codec/websocket"
@@ -25,8 +24,7 @@ type config struct {
 	maxOutbound  int
 	sniffLimit   int
 	logger       *slog.Logger
-	onConnect    func(*channel.Channel)
-	onClose      func(*channel.Channel, channel.Reason, error)
+	hooks        Hooks
 	gnetOptions  []gnet.Option
 	reusePort    bool
 	readBufferCp int
@@ -80,18 +78,6 @@ func WithMaxOutbound(bytes int) Option {
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option {
 	return func(o *config) { o.logger = l }
-}
-
-// WithOnConnect sets a hook that runs once a connection's protocol handshake
-// has completed (on the event loop: it must not block).
-func WithOnConnect(f func(ch *channel.Channel)) Option {
-	return func(o *config) { o.onConnect = f }
-}
-
-// WithOnClose sets a hook that runs when a connection has closed, with the
-// reason and the error behind it (on the event loop: it must not block).
-func WithOnClose(f func(ch *channel.Channel, r channel.Reason, err error)) Option {
-	return func(o *config) { o.onClose = f }
 }
 
 // WithReusePort sets SO_REUSEPORT on the listener.

@@ -32,6 +32,7 @@ import (
 
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/group"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/stats"
 )
@@ -55,6 +56,7 @@ type Server struct {
 	env     channel.Env
 	pool    *handler.Pool
 	stats   stats.Server
+	groups  *group.Registry
 	log     *slog.Logger
 
 	nextID   atomic.Uint64
@@ -89,7 +91,8 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		addr:    addr,
 		handler: h,
 		cfg:     cfg,
-		env:     channel.Env{MaxOutbound: cfg.maxOutbound},
+		env:     channel.Env{MaxOutbound: cfg.maxOutbound, OnSent: cfg.hooks.OnSent},
+		groups:  group.New(),
 		log:     cfg.logger,
 		booted:  make(chan struct{}),
 		done:    make(chan struct{}),
@@ -290,8 +293,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	sh.mu.Lock()
 	sh.m[ch.ID()] = ch
 	sh.mu.Unlock()
-	if s.closing.Load() {
-		l.Fail(channel.ReasonServerShutdown, nil, false)
+	s.groups.Attach(ch)
+	if r := s.admit(ch); r != channel.ReasonNone {
+		l.Fail(r, nil, false)
 		return nil, gnet.Close
 	}
 	if s.cfg.fixed {
@@ -308,18 +312,19 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	ch := l.Channel()
 	r := l.Closed(err)
+	_, cerr := ch.Reason()
+	if r != channel.ReasonClosedByPeer && r != channel.ReasonClosedByApp && r != channel.ReasonServerShutdown {
+		s.log.Debug("tio: connection closed", "channel", ch.ID(), "remote", ch.RemoteAddr(), "reason", r.String(), "err", cerr)
+	}
+	if f := s.cfg.hooks.OnClose; f != nil {
+		f(ch, r, cerr)
+	}
+	s.groups.Detach(ch)
 	sh := &s.shards[ch.ID()%shardCount]
 	sh.mu.Lock()
 	delete(sh.m, ch.ID())
 	sh.mu.Unlock()
 	s.stats.Closed(r)
-	_, cerr := ch.Reason()
-	if r != channel.ReasonClosedByPeer && r != channel.ReasonClosedByApp && r != channel.ReasonServerShutdown {
-		s.log.Debug("tio: connection closed", "channel", ch.ID(), "remote", ch.RemoteAddr(), "reason", r.String(), "err", cerr)
-	}
-	if s.cfg.onClose != nil {
-		s.cfg.onClose(ch, r, cerr)
-	}
 	return gnet.None
 }
 
@@ -329,7 +334,9 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	l := c.Context().(*channel.Link)
 	buf, _ := c.Peek(-1)
-	l.Begin(len(buf))
+	if fresh := l.Begin(len(buf)); fresh > 0 && s.cfg.hooks.OnReceived != nil {
+		s.cfg.hooks.OnReceived(l.Channel(), fresh)
+	}
 	consumed := 0
 	if !l.HasCodec() && len(buf) > 0 {
 		s.sniff(l, buf)
@@ -343,10 +350,13 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 				l.Fail(channel.ReasonOf(err), err, false)
 				break
 			}
-			if l.TookReady() && s.cfg.onConnect != nil {
-				s.cfg.onConnect(l.Channel())
+			if l.TookReady() && s.cfg.hooks.OnConnected != nil {
+				s.cfg.hooks.OnConnected(l.Channel())
 			}
 			if ok {
+				if f := s.cfg.hooks.OnDecoded; f != nil {
+					f(l.Channel(), &p)
+				}
 				s.dispatch(l, &p)
 			} else if n == 0 {
 				break
@@ -420,6 +430,12 @@ func (s *Server) serve(l *channel.Link, h handler.Handler, p *codec.Packet) {
 			ch.Close(channel.ReasonHandlerPanic)
 		}
 	}()
-	h.ServePacket(ch, p)
+	if f := s.cfg.hooks.OnHandled; f != nil {
+		begin := time.Now()
+		h.ServePacket(ch, p)
+		f(ch, p, time.Since(begin))
+	} else {
+		h.ServePacket(ch, p)
+	}
 	l.Handled()
 }

@@ -45,6 +45,8 @@ type Env struct {
 	// peer (queued by tio plus buffered by gnet). A send past it closes the
 	// channel with ReasonSlowConsumer. Zero means no limit.
 	MaxOutbound int
+	// OnSent, if set, runs on the event loop after it wrote n queued bytes.
+	OnSent func(ch *Channel, n int)
 }
 
 // channel states

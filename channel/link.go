@@ -122,6 +122,9 @@ func (l *Link) End(leftover int) (closeNow bool) {
 			if _, werr = ch.conn.Write(*buf); werr == nil {
 				ch.cnt.bytesOut.Add(uint64(n))
 				ch.cnt.lastSent.Store(time.Now().UnixNano())
+				if f := ch.env.OnSent; f != nil {
+					f(ch, n)
+				}
 				if !closing {
 					ch.backlog.Store(int64(ch.conn.OutboundBuffered()))
 				}
