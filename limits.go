@@ -1,15 +1,53 @@
 package tio
 
-import "github.com/tiogo/tio/channel"
+import (
+	"net/netip"
+	"sync"
+
+	"github.com/tiogo/tio/channel"
+)
+
+// perIP counts open connections by IP address, when a per-IP limit is set.
+type perIP struct {
+	mu sync.Mutex
+	m  map[netip.Addr]int32
+}
 
 // admit decides at accept whether a new connection may stay, returning the
-// reason to refuse it (ReasonNone to admit).
+// reason to refuse it (ReasonNone to admit). It runs on the event loop.
 func (s *Server) admit(ch *channel.Channel) channel.Reason {
+	ip := ch.RemoteAddr().Addr()
 	switch {
 	case s.closing.Load():
 		return channel.ReasonServerShutdown
-	case s.blacklisted(ch.RemoteAddr().Addr()):
+	case s.blacklisted(ip):
 		return channel.ReasonBlacklisted
+	case s.cfg.limits.MaxConnections > 0 && s.open.Load() > int64(s.cfg.limits.MaxConnections):
+		return channel.ReasonTooManyConnections
+	}
+	if max := s.cfg.limits.MaxConnectionsPerIP; max > 0 {
+		s.ips.mu.Lock()
+		defer s.ips.mu.Unlock()
+		if s.ips.m[ip] >= int32(max) {
+			return channel.ReasonTooManyConnections
+		}
+		s.ips.m[ip]++
+		ch.SetValue(countedIP{}, true)
 	}
 	return channel.ReasonNone
+}
+
+type countedIP struct{}
+
+// release undoes admit's accounting when a connection closes.
+func (s *Server) release(ch *channel.Channel) {
+	s.open.Add(-1)
+	if s.cfg.limits.MaxConnectionsPerIP > 0 && ch.Value(countedIP{}) != nil {
+		ip := ch.RemoteAddr().Addr()
+		s.ips.mu.Lock()
+		if s.ips.m[ip]--; s.ips.m[ip] <= 0 {
+			delete(s.ips.m, ip)
+		}
+		s.ips.mu.Unlock()
+	}
 }

@@ -3,9 +3,11 @@ package tio
 import (
 	"log/slog"
 	"runtime"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/codec/binary"
 	"github.com/tiogo/tio/codec/websocket"
@@ -25,6 +27,15 @@ type config struct {
 	sniffLimit   int
 	logger       *slog.Logger
 	hooks        Hooks
+	limits       Limits
+	heartbeat    time.Duration
+	handshake    time.Duration
+	keepalive    time.Duration
+	onHBTimeout  func(*channel.Channel) bool
+	rate         float64
+	burst        int
+	rateDrop     bool
+	drain        time.Duration
 	gnetOptions  []gnet.Option
 	reusePort    bool
 	readBufferCp int
@@ -36,6 +47,9 @@ func defaultConfig() config {
 		workers:     8 * runtime.GOMAXPROCS(0),
 		depth:       1024,
 		maxOutbound: 4 << 20,
+		heartbeat:   2 * time.Minute,
+		handshake:   10 * time.Second,
+		drain:       5 * time.Second,
 		sniffLimit:  64,
 		logger:      slog.Default(),
 	}
@@ -68,13 +82,6 @@ func WithWorkers(workers, depth int) Option {
 	return func(o *config) { o.workers, o.depth = workers, depth }
 }
 
-// WithMaxOutbound sets the per-connection high-water mark of bytes waiting to
-// be sent (default 4 MiB). A send past it closes the connection with
-// channel.ReasonSlowConsumer. Zero or less disables the limit.
-func WithMaxOutbound(bytes int) Option {
-	return func(o *config) { o.maxOutbound = bytes }
-}
-
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option {
 	return func(o *config) { o.logger = l }
@@ -91,8 +98,91 @@ func WithGnetOptions(opts ...gnet.Option) Option {
 	return func(o *config) { o.gnetOptions = append(o.gnetOptions, opts...) }
 }
 
+// Limits bound what one server accepts. A zero field keeps its default.
+type Limits struct {
+	// MaxConnections bounds open connections (default: no limit). A
+	// connection past it is closed at accept and counted as
+	// channel.ReasonTooManyConnections.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds open connections from one IP address
+	// (default: no limit), refused and counted the same way.
+	MaxConnectionsPerIP int
+	// MaxOutbound is the per-connection high-water mark of bytes waiting to
+	// be sent, queued by tio or held by gnet (default 4 MiB). A send past
+	// it closes the connection as channel.ReasonSlowConsumer. Negative
+	// disables it.
+	MaxOutbound int
+	// MaxHandshake bounds a WebSocket upgrade request (default 8 KiB: 431
+	// past it); MaxFrame and MaxMessage bound a WebSocket frame's payload
+	// and a reassembled message (default 16 MiB: close 1009 past it);
+	// MaxPacket bounds a binary-protocol packet's body (default 16 MiB).
+	// These four configure the default codecs; codecs passed to WithCodec
+	// or WithCodecs carry their own limits.
+	MaxHandshake int
+	MaxFrame     int64
+	MaxMessage   int64
+	MaxPacket    int
+}
+
+// WithLimits sets the server's limits.
+func WithLimits(l Limits) Option {
+	return func(o *config) {
+		o.limits = l
+		if l.MaxOutbound != 0 {
+			o.maxOutbound = max(l.MaxOutbound, 0)
+		}
+	}
+}
+
+// WithHeartbeat sets how long a connection may send nothing at all — no
+// packet, no heartbeat byte, no WebSocket ping or pong — before it is closed
+// as channel.ReasonHeartbeatTimeout (default 2 minutes; zero or less: never).
+// A channel's own timeout (Channel.SetHeartbeatTimeout) overrides it.
+// onTimeout, if not nil, runs first (off the event loop, like t-io's
+// onHeartbeatTimeout): returning true keeps the connection for another
+// timeout period.
+func WithHeartbeat(timeout time.Duration, onTimeout func(ch *channel.Channel) (keep bool)) Option {
+	return func(o *config) { o.heartbeat, o.onHBTimeout = timeout, onTimeout }
+}
+
+// WithHandshakeTimeout sets how long a connection has to complete its
+// protocol handshake (default 10 s; zero or less: no limit). A connection
+// still handshaking then — a slowloris — is closed as
+// channel.ReasonHandshakeTimeout.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *config) { o.handshake = d }
+}
+
+// WithKeepalive makes the server send its codec's keepalive (a WebSocket
+// ping, the binary heartbeat byte) to a connection that has sent nothing for
+// interval, and again every interval while it stays silent (default: off).
+// A pong or any other traffic counts as alive.
+func WithKeepalive(interval time.Duration) Option {
+	return func(o *config) { o.keepalive = interval }
+}
+
+// WithRateLimit limits each connection's inbound packets to rate a second
+// with bursts of burst (default: no limit). Past it the connection is closed
+// as channel.ReasonRateLimited, or, with drop, the packet is dropped and
+// counted (Stats().RateLimited).
+func WithRateLimit(rate float64, burst int, drop bool) Option {
+	return func(o *config) { o.rate, o.burst, o.rateDrop = rate, max(burst, 1), drop }
+}
+
+// WithDrainTimeout bounds how long a connection closed by the application or
+// by Shutdown waits for its queued bytes to reach the peer before it is
+// closed anyway (default 5 s).
+func WithDrainTimeout(d time.Duration) Option {
+	return func(o *config) { o.drain = d }
+}
+
 // DefaultCodecs returns the codecs a server sniffs when none are given: a
 // WebSocket codec and a binary protocol codec, default configurations.
-func DefaultCodecs() []codec.Codec {
-	return []codec.Codec{websocket.New(websocket.Config{}), binary.New(binary.Config{})}
+func DefaultCodecs() []codec.Codec { return defaultCodecs(Limits{}) }
+
+func defaultCodecs(l Limits) []codec.Codec {
+	return []codec.Codec{
+		websocket.New(websocket.Config{MaxHandshake: l.MaxHandshake, MaxFrame: l.MaxFrame, MaxMessage: l.MaxMessage}),
+		binary.New(binary.Config{MaxBody: l.MaxPacket}),
+	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/group"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/heartbeat"
 	"github.com/tiogo/tio/stats"
 )
 
@@ -59,6 +60,11 @@ type Server struct {
 	groups  *group.Registry
 	log     *slog.Logger
 
+	wheel    *heartbeat.Wheel[*channel.Link]
+	open     atomic.Int64 // open connections, for MaxConnections
+	ips      perIP
+	drainMu  sync.Mutex
+	draining map[*channel.Link]struct{}
 	nextID   atomic.Uint64
 	started  atomic.Bool
 	closing  atomic.Bool
@@ -85,19 +91,22 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		o(&cfg)
 	}
 	if len(cfg.codecs) == 0 {
-		cfg.codecs = DefaultCodecs()
+		cfg.codecs = defaultCodecs(cfg.limits)
 	}
 	s := &Server{
 		addr:    addr,
 		handler: h,
 		cfg:     cfg,
-		env:     channel.Env{MaxOutbound: cfg.maxOutbound, OnSent: cfg.hooks.OnSent},
+		env:     channel.Env{MaxOutbound: cfg.maxOutbound, OnSent: cfg.hooks.OnSent, DrainTimeout: cfg.drain},
 		groups:  group.New(),
 		log:     cfg.logger,
 		booted:  make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	s.router, _ = h.(handler.Router)
+	s.ips.m = make(map[netip.Addr]int32)
+	s.draining = make(map[*channel.Link]struct{})
+	s.wheel = heartbeat.NewWheel(wheelTick(cfg), 512, s.check)
 	for i := range s.shards {
 		s.shards[i].m = make(map[uint64]*channel.Channel)
 	}
@@ -115,6 +124,7 @@ func (s *Server) Start() error {
 		gnet.WithMulticore(s.cfg.multicore),
 		gnet.WithReusePort(s.cfg.reusePort),
 		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithTicker(true),
 	}
 	if s.cfg.loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.loops))
@@ -293,6 +303,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	sh.mu.Lock()
 	sh.m[ch.ID()] = ch
 	sh.mu.Unlock()
+	s.open.Add(1)
 	s.groups.Attach(ch)
 	if r := s.admit(ch); r != channel.ReasonNone {
 		l.Fail(r, nil, false)
@@ -300,6 +311,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	if s.cfg.fixed {
 		l.SetCodec(s.cfg.codecs[0])
+	}
+	if at, ok := s.firstCheck(ch); ok {
+		s.wheel.Add(l, at)
 	}
 	return nil, gnet.None
 }
@@ -320,6 +334,10 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 		f(ch, r, cerr)
 	}
 	s.groups.Detach(ch)
+	s.release(ch)
+	s.drainMu.Lock()
+	delete(s.draining, l)
+	s.drainMu.Unlock()
 	sh := &s.shards[ch.ID()%shardCount]
 	sh.mu.Lock()
 	delete(sh.m, ch.ID())
@@ -343,6 +361,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	if l.HasCodec() {
 		var p codec.Packet
+		var now int64
 		for consumed < len(buf) && !l.Closing() {
 			n, ok, err := l.Decode(buf[consumed:], &p)
 			consumed += n
@@ -354,6 +373,19 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 				s.cfg.hooks.OnConnected(l.Channel())
 			}
 			if ok {
+				if s.cfg.rate > 0 {
+					if now == 0 {
+						now = time.Now().UnixNano()
+					}
+					if !l.Rate.Allow(now, s.cfg.rate, s.cfg.burst) {
+						if s.cfg.rateDrop {
+							s.stats.RateLimited()
+							continue
+						}
+						l.Fail(channel.ReasonRateLimited, nil, true)
+						break
+					}
+				}
 				if f := s.cfg.hooks.OnDecoded; f != nil {
 					f(l.Channel(), &p)
 				}
@@ -363,11 +395,19 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 		}
 	}
+	if l.Closing() {
+		consumed = len(buf) // a closing connection reads no more: bound what it can make us hold
+	}
 	if consumed > 0 {
 		_, _ = c.Discard(consumed)
 	}
-	if l.End(len(buf) - consumed) {
+	switch l.End(len(buf) - consumed) {
+	case channel.Close:
 		return gnet.Close
+	case channel.Draining:
+		s.drainMu.Lock()
+		s.draining[l] = struct{}{}
+		s.drainMu.Unlock()
 	}
 	return gnet.None
 }

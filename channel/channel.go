@@ -47,6 +47,10 @@ type Env struct {
 	MaxOutbound int
 	// OnSent, if set, runs on the event loop after it wrote n queued bytes.
 	OnSent func(ch *Channel, n int)
+	// DrainTimeout bounds how long a channel closed by the application or
+	// by a shutdown waits for the bytes queued before its close to reach
+	// the peer (default 5 s).
+	DrainTimeout time.Duration
 }
 
 // channel states
@@ -58,19 +62,22 @@ const (
 
 // Channel is one connection.
 type Channel struct {
-	id      uint64
-	conn    gnet.Conn
-	env     *Env
-	codec   codec.Codec
-	dec     codec.Decoder // loop only
-	remote  netip.AddrPort
-	local   netip.AddrPort
-	created int64
-	cnt     counters
-	backlog atomic.Int64 // bytes gnet held unsent after our last write
-	ready   atomic.Bool
-	closing atomic.Bool  // mirrors state != stOpen, for the loop's hot path
-	pending atomic.Int32 // packets handed to a worker pool and not yet handled
+	id        uint64
+	conn      gnet.Conn
+	env       *Env
+	codec     codec.Codec
+	dec       codec.Decoder // loop only
+	remote    netip.AddrPort
+	local     netip.AddrPort
+	created   int64
+	cnt       counters
+	backlog   atomic.Int64 // bytes gnet held unsent after our last write
+	ready     atomic.Bool
+	closing   atomic.Bool  // mirrors state != stOpen, for the loop's hot path
+	pending   atomic.Int32 // packets handed to a worker pool and not yet handled
+	hbTimeout atomic.Int64 // per-connection heartbeat timeout, ns; 0: the server's
+	pinged    atomic.Int64 // when the last keepalive was sent, unix ns
+	drainEnd  int64        // loop only: when a draining close gives up, unix ns
 
 	mu        sync.Mutex
 	out       *[]byte // queued bytes, a pooled buffer; nil when empty
@@ -189,7 +196,7 @@ func (ch *Channel) Send(p *codec.Packet) error {
 		return fmt.Errorf("channel: encode: %w", err)
 	}
 	*buf = enc
-	return ch.queued(len(enc) - before)
+	return ch.queued(true)
 }
 
 // SendEncoded queues bytes that this channel's codec already encoded, so that
@@ -208,7 +215,7 @@ func (ch *Channel) SendEncoded(b []byte) error {
 	}
 	buf := ch.buffer()
 	*buf = append(*buf, b...)
-	return ch.queued(len(b))
+	return ch.queued(true)
 }
 
 // SendNotify is SendEncoded that also reports when the bytes have been
@@ -231,7 +238,7 @@ func (ch *Channel) SendNotify(b []byte, done func(error)) error {
 	buf := ch.buffer()
 	*buf = append(*buf, b...)
 	ch.waiters = append(ch.waiters, done)
-	return ch.queued(len(b))
+	return ch.queued(true)
 }
 
 // SendWait encodes p, queues it, and waits until the event loop has written
@@ -257,10 +264,55 @@ func (ch *Channel) SendWait(ctx context.Context, p *codec.Packet) error {
 	}
 }
 
-// queued finishes a send of n bytes: it enforces the high-water mark and
+// SendHeartbeat queues the codec's keepalive (a WebSocket ping, the binary
+// protocol's heartbeat byte). It returns codec.ErrUnsupported if the codec
+// has none.
+func (ch *Channel) SendHeartbeat() error {
+	cd := ch.Codec()
+	hb, ok := cd.(codec.Heartbeater)
+	if !ok {
+		return fmt.Errorf("channel: %T has no heartbeat: %w", cd, codec.ErrUnsupported)
+	}
+	if !ch.ready.Load() {
+		return ErrNotReady
+	}
+	ch.mu.Lock()
+	if ch.state != stOpen {
+		ch.mu.Unlock()
+		return ErrClosed
+	}
+	buf := ch.buffer()
+	*buf = hb.AppendHeartbeat(*buf)
+	ch.pinged.Store(time.Now().UnixNano())
+	return ch.queued(false)
+}
+
+// SetHeartbeatTimeout sets this connection's heartbeat timeout, overriding
+// the server's (zero restores the server's). It takes effect at the next
+// check of the connection.
+func (ch *Channel) SetHeartbeatTimeout(d time.Duration) { ch.hbTimeout.Store(int64(d)) }
+
+// HeartbeatTimeout returns the timeout set by SetHeartbeatTimeout, or zero.
+func (ch *Channel) HeartbeatTimeout() time.Duration { return time.Duration(ch.hbTimeout.Load()) }
+
+// LastReceived returns when bytes last arrived (the accept time if none has).
+func (ch *Channel) LastReceived() time.Time {
+	if ns := ch.cnt.lastRecv.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Unix(0, ch.created)
+}
+
+// LastHeartbeatSent returns when SendHeartbeat last queued a keepalive, or
+// the zero time.
+func (ch *Channel) LastHeartbeatSent() time.Time { return unixTime(ch.pinged.Load()) }
+
+// queued finishes a send (of a packet, or of protocol bytes): it enforces the high-water mark and
 // makes sure the loop will flush. Called with mu held; unlocks it.
-func (ch *Channel) queued(n int) error {
-	ch.cnt.packetsOut.Add(1)
+func (ch *Channel) queued(packet bool) error {
+	if packet {
+		ch.cnt.packetsOut.Add(1)
+	}
 	if max := ch.env.MaxOutbound; max > 0 && len(*ch.out)+int(ch.backlog.Load()) > max {
 		ch.requestClose(ReasonSlowConsumer, nil, true)
 		ch.mu.Unlock()

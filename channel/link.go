@@ -14,6 +14,8 @@ import (
 type Link struct {
 	ch       *Channel
 	leftover int // bytes left buffered after the last pass
+	// Rate is the connection's inbound rate limiter, for the server's use.
+	Rate Limit
 }
 
 // NewLink creates a channel for c, which was just opened. Call it in OnOpen.
@@ -83,6 +85,30 @@ func (l *Link) TookReady() bool {
 // Closing reports whether the channel is closing (checked between packets).
 func (l *Link) Closing() bool { return l.ch.closing.Load() }
 
+// Limit is a token bucket for one connection's inbound packets, kept by its
+// event loop.
+type Limit struct {
+	tokens float64
+	last   int64
+}
+
+// Allow takes a token for one packet at time now (unix ns), refilling rate
+// tokens a second up to burst.
+func (b *Limit) Allow(now int64, rate float64, burst int) bool {
+	if b.last == 0 {
+		b.tokens, b.last = float64(burst), now
+	}
+	if dt := now - b.last; dt > 0 {
+		b.tokens = min(float64(burst), b.tokens+float64(dt)*rate/1e9)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
 // Fail marks the channel closing because of the loop's own finding: a decode
 // error (whose farewell the decoder already wrote), a sniffing failure, a
 // limit. farewell asks the codec to say goodbye.
@@ -95,20 +121,34 @@ func (l *Link) Fail(r Reason, err error, farewell bool) {
 // Handled counts a handled packet.
 func (l *Link) Handled() { l.ch.cnt.handled.Add(1) }
 
+// Wake makes the loop run a pass over the connection soon (to flush, or to
+// check a draining close). Safe from any goroutine.
+func (l *Link) Wake() { _ = l.ch.conn.Wake(nil) }
+
+// drains reports whether a close for reason r first waits for queued bytes to
+// reach the peer: closes the application asked for and shutdown do; closes
+// for a fault (a dead peer, a slow one, bad input) do not.
+func drains(r Reason) bool { return r == ReasonClosedByApp || r == ReasonServerShutdown }
+
 // End finishes a pass: it says goodbye if the channel is closing, writes
-// everything queued in one write, and reports whether the connection must now
-// be closed. leftover is the number of bytes still buffered after the pass.
-func (l *Link) End(leftover int) (closeNow bool) {
+// everything queued in one write, and tells what comes next. leftover is the
+// number of bytes still buffered after the pass.
+//
+// A channel closed by the application or by shutdown drains: End reports
+// Draining while gnet still holds bytes for the peer (until
+// Env.DrainTimeout), and the caller must Wake the link later to check again.
+func (l *Link) End(leftover int) Next {
 	ch := l.ch
 	l.leftover = leftover
 	ch.mu.Lock()
 	closing := ch.state == stClosing
 	farewell := closing && ch.farewell
 	ch.farewell = false
+	reason := ch.reason
 	ch.mu.Unlock()
 	if farewell && ch.dec != nil {
 		if f, ok := ch.dec.(codec.Farewell); ok {
-			f.Farewell(ch, ch.reason.Farewell())
+			f.Farewell(ch, reason.Farewell())
 		}
 	}
 	ch.mu.Lock()
@@ -125,11 +165,8 @@ func (l *Link) End(leftover int) (closeNow bool) {
 				if f := ch.env.OnSent; f != nil {
 					f(ch, n)
 				}
-				if !closing {
-					ch.backlog.Store(int64(ch.conn.OutboundBuffered()))
-				}
 			} else {
-				closing = true
+				closing, reason = true, ReasonIOError
 			}
 		}
 		if cap(*buf) <= maxPooledBuffer {
@@ -140,8 +177,40 @@ func (l *Link) End(leftover int) (closeNow bool) {
 	for _, done := range waiters {
 		done(werr)
 	}
-	return closing
+	if !closing {
+		if buf != nil {
+			ch.backlog.Store(int64(ch.conn.OutboundBuffered()))
+		}
+		return Keep
+	}
+	if drains(reason) && werr == nil && ch.conn.OutboundBuffered() > 0 {
+		now := time.Now().UnixNano()
+		if ch.drainEnd == 0 {
+			d := ch.env.DrainTimeout
+			if d <= 0 {
+				d = 5 * time.Second
+			}
+			ch.drainEnd = now + int64(d)
+		}
+		if now < ch.drainEnd {
+			return Draining
+		}
+	}
+	return Close
 }
+
+// Next is what End says comes after a pass.
+type Next uint8
+
+const (
+	// Keep: the connection stays open.
+	Keep Next = iota
+	// Close: close the connection now.
+	Close
+	// Draining: the connection is closing but gnet still holds bytes for
+	// the peer; Wake the link later so that End can check again.
+	Draining
+)
 
 // Closed records that the connection is closed. Call it in OnClose; err is
 // gnet's error. It returns the final reason.

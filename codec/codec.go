@@ -107,6 +107,13 @@ type Farewell interface {
 	Farewell(c Conn, why error)
 }
 
+// Heartbeater is implemented by codecs whose protocol has a keepalive the
+// server can send to an idle peer (a WebSocket ping, the binary protocol's
+// heartbeat byte). AppendHeartbeat appends it to dst.
+type Heartbeater interface {
+	AppendHeartbeat(dst []byte) []byte
+}
+
 // Sentinel errors. Decoders wrap them with %w so that the server can record a
 // precise close reason; Farewell receives them to choose a close code.
 var (

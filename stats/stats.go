@@ -15,6 +15,7 @@ type Server struct {
 	closed   [channel.NumReasons]atomic.Uint64
 	panics   atomic.Uint64
 	dropped  atomic.Uint64 // packets with no handler
+	limited  atomic.Uint64 // packets dropped by the rate limit
 }
 
 // Snapshot is a point-in-time copy of a server's counters.
@@ -25,6 +26,8 @@ type Snapshot struct {
 	Closed         [channel.NumReasons]uint64
 	HandlerPanics  uint64
 	DroppedPackets uint64
+	// RateLimited counts packets dropped by a rate limit set to drop.
+	RateLimited uint64
 }
 
 // Accepted counts an accepted connection (which is now active).
@@ -44,6 +47,9 @@ func (s *Server) Panicked() { s.panics.Add(1) }
 // Dropped counts a packet that no handler took.
 func (s *Server) Dropped() { s.dropped.Add(1) }
 
+// RateLimited counts a packet dropped by the rate limit.
+func (s *Server) RateLimited() { s.limited.Add(1) }
+
 // Snapshot returns the current values.
 func (s *Server) Snapshot() Snapshot {
 	snap := Snapshot{
@@ -51,6 +57,7 @@ func (s *Server) Snapshot() Snapshot {
 		Active:         s.active.Load(),
 		HandlerPanics:  s.panics.Load(),
 		DroppedPackets: s.dropped.Load(),
+		RateLimited:    s.limited.Load(),
 	}
 	for i := range s.closed {
 		snap.Closed[i] = s.closed[i].Load()

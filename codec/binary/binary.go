@@ -95,6 +95,9 @@ func (c *Codec) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
 // AppendHeartbeat appends a heartbeat frame.
 func AppendHeartbeat(dst []byte) []byte { return append(dst, TagHeartbeat) }
 
+// AppendHeartbeat implements codec.Heartbeater.
+func (*Codec) AppendHeartbeat(dst []byte) []byte { return AppendHeartbeat(dst) }
+
 // AppendClose appends a close frame with the given code.
 func AppendClose(dst []byte, code byte) []byte { return append(dst, TagClose, code) }
 

@@ -194,6 +194,10 @@ func appendHeader(dst []byte, op ws.OpCode, n int) []byte {
 	}
 }
 
+// AppendHeartbeat implements codec.Heartbeater: an empty ping frame. The
+// client's pong (or any other traffic) shows it is alive.
+func (*Codec) AppendHeartbeat(dst []byte) []byte { return appendHeader(dst, ws.OpPing, 0) }
+
 // AppendFrame appends a final, unmasked frame with the given opcode and
 // payload: the way to send control frames or messages outside the Mapping.
 func AppendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {

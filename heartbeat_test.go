@@ -1,0 +1,199 @@
+package tio_test
+
+import (
+	"fmt"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+	tbin "github.com/tiogo/tio/codec/binary"
+)
+
+// A connection that sends nothing for the heartbeat timeout is closed with
+// reason heartbeat_timeout; one that sends heartbeat bytes, packets or
+// WebSocket pings stays.
+func TestHeartbeatTimeout(t *testing.T) {
+	closed := make(chan channel.Reason, 8)
+	srv := start(t, echoMux(),
+		tio.WithHeartbeat(150*time.Millisecond, nil),
+		tio.WithOnClose(func(_ *channel.Channel, r channel.Reason, _ error) { closed <- r }))
+
+	idle := dialBinary(t, srv)
+	if rest := expectClosed(t, idle); len(rest) != 2 || rest[0] != tbin.TagClose || rest[1] != tbin.ClosePolicy {
+		t.Fatalf("idle connection's farewell % x, want a4 04", rest)
+	}
+	if r := <-closed; r != channel.ReasonHeartbeatTimeout {
+		t.Fatalf("reason %v", r)
+	}
+
+	// Alive by heartbeat bytes (binary) and by pings (WebSocket): 4 timeouts long.
+	beating := dialBinary(t, srv)
+	ws := dialWS(t, srv, "/")
+	for range 12 {
+		time.Sleep(50 * time.Millisecond)
+		beating.write([]byte{tbin.TagHeartbeat})
+		if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)); err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+	}
+	beating.send(1, []byte("alive"))
+	if p := beating.recv(); string(p.Body) != "alive" {
+		t.Fatalf("got %q", p.Body)
+	}
+	_ = ws.WriteMessage(websocket.TextMessage, []byte("alive"))
+	if _, m, err := ws.ReadMessage(); err != nil || string(m) != "alive" {
+		t.Fatalf("ws: %q %v", m, err)
+	}
+	if n := srv.Stats().Closed[channel.ReasonHeartbeatTimeout]; n != 1 {
+		t.Fatalf("heartbeat closes = %d, want 1", n)
+	}
+}
+
+// The timeout can be changed per connection, and the timeout hook may keep
+// a connection.
+func TestHeartbeatPerConnectionAndHook(t *testing.T) {
+	var kept atomic.Int32
+	srv := start(t, echoMux(),
+		tio.WithHeartbeat(100*time.Millisecond, func(ch *channel.Channel) bool {
+			if ch.Value("vip") != nil && kept.Add(1) <= 2 {
+				return true // keep it twice, then let it go
+			}
+			return false
+		}),
+		tio.WithOnConnect(func(ch *channel.Channel) {
+			switch ch.ID() % 3 {
+			case 1:
+				ch.SetHeartbeatTimeout(time.Hour)
+			case 2:
+				ch.SetValue("vip", true)
+			}
+		}))
+	long := dialBinary(t, srv)  // id 1: an hour
+	vip := dialBinary(t, srv)   // id 2: kept twice by the hook
+	plain := dialBinary(t, srv) // id 3: the server's 100 ms
+	begin := time.Now()
+	expectClosed(t, plain)
+	expectClosed(t, vip)
+	if elapsed := time.Since(begin); elapsed < 250*time.Millisecond {
+		t.Fatalf("vip closed after %v: the hook did not keep it", elapsed)
+	}
+	if kept.Load() != 3 {
+		t.Fatalf("hook called %d times, want 3", kept.Load())
+	}
+	long.send(1, []byte("still"))
+	if p := long.recv(); string(p.Body) != "still" {
+		t.Fatalf("got %q", p.Body)
+	}
+}
+
+// Slowloris: connections that never finish their handshake are closed at the
+// handshake deadline, while a normal client keeps echoing all along.
+func TestHandshakeDeadline(t *testing.T) {
+	srv := start(t, echoMux(), tio.WithHandshakeTimeout(300*time.Millisecond), tio.WithHeartbeat(0, nil))
+	const slow = 200
+	var conns []net.Conn
+	for i := range slow {
+		c := dialRaw(t, srv)
+		if i%2 == 0 {
+			_, _ = c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")) // never ends
+		} // the other half sends nothing at all
+		conns = append(conns, c)
+	}
+	good := dialBinary(t, srv)
+	stop := time.Now().Add(600 * time.Millisecond)
+	for i := 0; time.Now().Before(stop); i++ {
+		body := fmt.Appendf(nil, "%d", i)
+		good.send(1, body)
+		if p := good.recv(); string(p.Body) != string(body) {
+			t.Fatalf("echo %q, want %q", p.Body, body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, c := range conns {
+		expectClosed(t, c)
+	}
+	eventually(t, "handshake timeouts counted", func() bool {
+		return srv.Stats().Closed[channel.ReasonHandshakeTimeout] == slow
+	})
+}
+
+// With keepalive on, an idle WebSocket client receives pings and an idle
+// binary client heartbeat bytes; answering them keeps the connection alive.
+func TestKeepalive(t *testing.T) {
+	srv := start(t, echoMux(), tio.WithKeepalive(50*time.Millisecond), tio.WithHeartbeat(400*time.Millisecond, nil))
+	ws := dialWS(t, srv, "/")
+	pings := make(chan struct{}, 100)
+	ws.SetPingHandler(func(data string) error {
+		pings <- struct{}{}
+		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	bc := dialBinary(t, srv)
+	deadline := time.Now().Add(time.Second) // 2.5 heartbeat timeouts
+	beats := 0
+	for time.Now().Before(deadline) {
+		b := bc.readN(1)
+		if b[0] != tbin.TagHeartbeat {
+			t.Fatalf("binary client got %#x, want heartbeats", b[0])
+		}
+		beats++
+		bc.write([]byte{tbin.TagHeartbeat}) // answer: alive
+	}
+	if beats < 5 || len(pings) < 5 {
+		t.Fatalf("%d heartbeats, %d pings in 1 s with a 50 ms keepalive", beats, len(pings))
+	}
+	if n := srv.Stats().Closed[channel.ReasonHeartbeatTimeout]; n != 0 {
+		t.Fatalf("%d connections timed out although they answered", n)
+	}
+}
+
+// The wheel closes thousands of idle connections, each once, all within a
+// few ticks of their deadline; connections are real sockets on 127.0.0.1.
+func TestHeartbeatAtScale(t *testing.T) {
+	n := 4000
+	if testing.Short() {
+		n = 500
+	}
+	raiseFileLimit(t, 2*n+200)
+	srv := start(t, echoMux(), tio.WithHeartbeat(time.Second, nil), tio.WithHandshakeTimeout(0))
+	conns := make([]net.Conn, 0, n)
+	hs := []byte{tbin.TagHandshake}
+	for range n {
+		c := dialRaw(t, srv)
+		_, _ = c.Write(hs)
+		conns = append(conns, c)
+	}
+	begin := time.Now()
+	for _, c := range conns {
+		expectClosed(t, c)
+	}
+	t.Logf("%d idle connections closed %v after the last connect", n, time.Since(begin))
+	eventually(t, "all counted", func() bool { return srv.Stats().Closed[channel.ReasonHeartbeatTimeout] == uint64(n) })
+}
+
+func raiseFileLimit(t testing.TB, need int) {
+	t.Helper()
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		t.Fatal(err)
+	}
+	if l.Cur < uint64(need) {
+		l.Cur = min(l.Max, uint64(need))
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	if l.Cur < uint64(need) {
+		t.Skipf("needs %d open files, the limit is %d", need, l.Cur)
+	}
+}
