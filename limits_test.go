@@ -1,0 +1,318 @@
+package tio_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/codec"
+	tbin "github.com/tiogo/tio/codec/binary"
+	tws "github.com/tiogo/tio/codec/websocket"
+	"github.com/tiogo/tio/handler"
+)
+
+func dialFrom(t testing.TB, srv *tio.Server, local string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatalf("dial from %s: %v", local, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Connections past the total or the per-IP limit are refused at accept and
+// counted; closing one makes room again.
+func TestConnectionLimits(t *testing.T) {
+	srv := start(t, echoMux(), tio.WithLimits(tio.Limits{MaxConnections: 3, MaxConnectionsPerIP: 2}))
+	handshake := func(c net.Conn) error {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte{tbin.TagHandshake}); err != nil {
+			return err
+		}
+		b := make([]byte, 1)
+		_, err := c.Read(b)
+		return err
+	}
+	a1, a2 := dialFrom(t, srv, "127.0.0.1"), dialFrom(t, srv, "127.0.0.1")
+	for _, c := range []net.Conn{a1, a2} {
+		if err := handshake(c); err != nil {
+			t.Fatalf("connection within limits refused: %v", err)
+		}
+	}
+	if err := handshake(dialFrom(t, srv, "127.0.0.1")); err == nil {
+		t.Fatal("third connection from one IP accepted with a per-IP limit of 2")
+	}
+	b1 := dialFrom(t, srv, "127.0.0.2")
+	if err := handshake(b1); err != nil {
+		t.Fatalf("connection from another IP refused: %v", err)
+	}
+	if err := handshake(dialFrom(t, srv, "127.0.0.3")); err == nil {
+		t.Fatal("fourth connection accepted with a total limit of 3")
+	}
+	eventually(t, "refusals counted", func() bool { return srv.Stats().Closed[channel.ReasonTooManyConnections] == 2 })
+	a1.Close()
+	eventually(t, "room again", func() bool { return srv.Count() == 2 })
+	if err := handshake(dialFrom(t, srv, "127.0.0.1")); err != nil {
+		t.Fatalf("connection refused after another closed: %v", err)
+	}
+}
+
+// Limits configure the default codecs: a big upgrade request gets 431, a
+// big WebSocket message 1009, a big binary packet the too-big close code.
+func TestMessageLimitsAsOptions(t *testing.T) {
+	srv := start(t, echoMux(), tio.WithLimits(tio.Limits{MaxHandshake: 1024, MaxMessage: 1000, MaxPacket: 500}))
+	hdr := map[string][]string{"X-Pad": {strings.Repeat("p", 2000)}}
+	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", hdr); err == nil || resp == nil || resp.StatusCode != 431 {
+		t.Fatalf("big upgrade: %v %v, want 431", resp, err)
+	}
+	ws := dialWS(t, srv, "/")
+	_ = ws.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("a"), 1000))
+	if _, m, err := ws.ReadMessage(); err != nil || len(m) != 1000 {
+		t.Fatalf("message at the limit: %d bytes, %v", len(m), err)
+	}
+	_ = ws.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("a"), 1001))
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+		t.Fatalf("message over the limit: %v, want 1009", err)
+	}
+	bc := dialBinary(t, srv)
+	bc.send(1, make([]byte, 501))
+	if rest := expectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseTooBig}) {
+		t.Fatalf("big packet farewell % x", rest)
+	}
+	eventually(t, "too big counted", func() bool { return srv.Stats().Closed[channel.ReasonTooBig] == 3 })
+}
+
+// The rate limit closes a flooding connection, or drops its excess packets
+// and counts them.
+func TestRateLimit(t *testing.T) {
+	flood := func(c *binClient, n int) {
+		var b []byte
+		for i := range n {
+			b = append(b, packet(1, []byte{byte(i)})...)
+		}
+		c.write(b)
+	}
+	closing := start(t, echoMux(), tio.WithRateLimit(10, 5, false))
+	c := dialBinary(t, closing)
+	flood(c, 50)
+	for range 5 { // the burst is served
+		c.recv()
+	}
+	expectClosed(t, c)
+	eventually(t, "rate close counted", func() bool { return closing.Stats().Closed[channel.ReasonRateLimited] == 1 })
+
+	dropping := start(t, echoMux(), tio.WithRateLimit(10, 5, true))
+	d := dialBinary(t, dropping)
+	flood(d, 50)
+	for range 5 {
+		d.recv()
+	}
+	eventually(t, "drops counted", func() bool { return dropping.Stats().RateLimited == 45 })
+	time.Sleep(150 * time.Millisecond) // refills at least one token
+	d.send(2, []byte("later"))
+	if p := d.recv(); string(p.Body) != "later" {
+		t.Fatalf("got %q after the bucket refilled", p.Body)
+	}
+}
+
+func rssBytes(t testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Skip("no VmRSS")
+	return 0
+}
+
+// A client that never reads while the server pushes 100 MB at it is closed
+// as a slow consumer once 4 MiB wait for it; the process's memory stays
+// bounded and another connection keeps its latency throughout.
+func TestSlowConsumerIsCut(t *testing.T) {
+	const maxOutbound = 4 << 20
+	var slowCh atomic.Pointer[channel.Channel]
+	srv := start(t, echoMux(),
+		tio.WithLimits(tio.Limits{MaxOutbound: maxOutbound}),
+		tio.WithOnConnect(func(ch *channel.Channel) {
+			if ch.ID() == 1 {
+				slowCh.Store(ch)
+			}
+		}))
+	slow := dialBinary(t, srv) // never reads from here on
+	eventually(t, "slow client connected", func() bool { return slowCh.Load() != nil })
+	other := dialBinary(t, srv)
+
+	runtime.GC()
+	before := rssBytes(t)
+	chunk := &codec.Packet{Type: 1, Body: make([]byte, 64<<10)}
+	pushed, sendErr := 0, error(nil)
+	var worst time.Duration
+	for pushed < 100<<20 {
+		if sendErr = slowCh.Load().Send(chunk); sendErr != nil {
+			break
+		}
+		pushed += len(chunk.Body)
+		if pushed%(2<<20) == 0 { // the other connection's round trip meanwhile
+			begin := time.Now()
+			other.send(2, []byte("ping"))
+			other.recv()
+			worst = max(worst, time.Since(begin))
+		}
+	}
+	if !errors.Is(sendErr, channel.ErrSlowConsumer) && !errors.Is(sendErr, channel.ErrClosed) {
+		t.Fatalf("pushed %d MB without being stopped (err %v)", pushed>>20, sendErr)
+	}
+	grown := rssBytes(t) - before
+	t.Logf("stopped after %d MB; RSS grew %d MB; worst round trip of the other connection %v", pushed>>20, grown>>20, worst)
+	// The bound: the high-water mark, the kernel's buffers are not ours,
+	// plus slack for the runtime (pooled buffers, GC headroom).
+	if grown > 64<<20 {
+		t.Fatalf("RSS grew by %d MB while pushing to a slow consumer (bound 64 MB)", grown>>20)
+	}
+	if worst > 500*time.Millisecond {
+		t.Fatalf("the other connection waited %v for an echo", worst)
+	}
+	eventually(t, "slow consumer closed and counted", func() bool {
+		r, _ := slowCh.Load().Reason()
+		return r == channel.ReasonSlowConsumer && srv.Stats().Closed[channel.ReasonSlowConsumer] == 1
+	})
+	_ = slow
+}
+
+// Shutdown sends WebSocket close 1001 and the binary going-away frame after
+// every message queued before it — including from handlers still running on
+// the pool — and then Serve returns.
+func TestGracefulShutdownDeliversQueued(t *testing.T) {
+	const queued = 200
+	body := bytes.Repeat([]byte("x"), 16<<10) // 3.2 MB per client: more than socket buffers hold
+	var chans sync.Map
+	release := make(chan struct{})
+	mux := handler.NewMux()
+	mux.HandleFunc(5, func(ch *channel.Channel, p *codec.Packet) { // on the pool, in flight at shutdown
+		<-release
+		_ = ch.Send(&codec.Packet{Type: 5, Body: []byte("late")})
+	})
+	srv := tio.NewServer("127.0.0.1:0", mux, tio.WithOnConnect(func(ch *channel.Channel) { chans.Store(ch.ID(), ch) }))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bc := dialBinary(t, srv)
+	ws := dialWS(t, srv, "/")
+	eventually(t, "both connected", func() bool { return srv.Count() == 2 })
+	bc.send(5, nil)
+	chans.Range(func(_, v any) bool {
+		ch := v.(*channel.Channel)
+		for i := range queued {
+			p := &codec.Packet{Type: 1, Body: append(fmt.Appendf(nil, "%04d", i), body...)}
+			if err := ch.Send(p); err != nil {
+				t.Errorf("queue %d: %v", i, err)
+				return false
+			}
+		}
+		return true
+	})
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(release) // the in-flight handler finishes during shutdown
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // binary client: every packet, the late reply, then going away
+		defer wg.Done()
+		_ = bc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := range queued {
+			if p := bc.recv(); string(p.Body[:4]) != fmt.Sprintf("%04d", i) {
+				t.Errorf("binary: packet %d is %q", i, p.Body[:4])
+				return
+			}
+		}
+		if p := bc.recv(); string(p.Body) != "late" {
+			t.Errorf("binary: in-flight handler's reply %q", p.Body)
+		}
+		if rest := expectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseGoingAway}) {
+			t.Errorf("binary farewell % x, want a4 01", rest)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := range queued {
+			_, m, err := ws.ReadMessage()
+			if err != nil || string(m[1:5]) != fmt.Sprintf("%04d", i) {
+				t.Errorf("ws: message %d: %v", i, err)
+				return
+			}
+		}
+		if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+			t.Errorf("ws: got %v, want close 1001", err)
+		}
+	}()
+	wg.Wait()
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if n := srv.Stats().Closed[channel.ReasonServerShutdown]; n != 2 {
+		t.Fatalf("shutdown closes = %d", n)
+	}
+	_ = tws.TypeText
+}
+
+// Shutdown honours its context: with a peer that never reads, it returns
+// when the context ends.
+func TestShutdownHonoursDeadline(t *testing.T) {
+	var got atomic.Pointer[channel.Channel]
+	srv := tio.NewServer("127.0.0.1:0", echoMux(), tio.WithDrainTimeout(time.Minute),
+		tio.WithLimits(tio.Limits{MaxOutbound: -1}), // more than kernel buffers hold
+		tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := dialBinary(t, srv) // never reads
+	eventually(t, "connected", func() bool { return got.Load() != nil })
+	for range 64 {
+		if err := got.Load().Send(&codec.Packet{Type: 1, Body: make([]byte, 1<<20)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	err := srv.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want the deadline", err)
+	}
+	if d := time.Since(begin); d > 2*time.Second {
+		t.Fatalf("Shutdown took %v with a 300 ms deadline", d)
+	}
+	_ = c
+	// The engine still stops: a second Shutdown with time to spare completes.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	_ = srv.Shutdown(ctx2)
+}
