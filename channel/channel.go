@@ -170,24 +170,33 @@ func (ch *Channel) Reason() (Reason, error) {
 	return ch.reason, ch.closeErr
 }
 
+// lockForSend locks the channel if it can take a send and returns its
+// outbound buffer; the caller finishes with queued, which unlocks.
+func (ch *Channel) lockForSend() (*[]byte, error) {
+	if !ch.ready.Load() {
+		if ch.Closed() {
+			return nil, ErrClosed
+		}
+		return nil, ErrNotReady
+	}
+	ch.mu.Lock()
+	if ch.state != stOpen {
+		ch.mu.Unlock()
+		return nil, ErrClosed
+	}
+	return ch.buffer(), nil
+}
+
 // Send encodes p with the channel's codec and queues it. It returns once the
 // bytes are queued; the event loop writes them. It never blocks on the
 // network. Send fails with ErrClosed on a closed channel, ErrNotReady before
 // the handshake, and ErrSlowConsumer (closing the channel) when the peer has
 // fallen too far behind.
 func (ch *Channel) Send(p *codec.Packet) error {
-	if !ch.ready.Load() {
-		if ch.Closed() {
-			return ErrClosed
-		}
-		return ErrNotReady
+	buf, err := ch.lockForSend()
+	if err != nil {
+		return err
 	}
-	ch.mu.Lock()
-	if ch.state != stOpen {
-		ch.mu.Unlock()
-		return ErrClosed
-	}
-	buf := ch.buffer()
 	before := len(*buf)
 	enc, err := ch.codec.Encode(*buf, p)
 	if err != nil {
@@ -202,18 +211,10 @@ func (ch *Channel) Send(p *codec.Packet) error {
 // SendEncoded queues bytes that this channel's codec already encoded, so that
 // a fan-out encodes a packet once and shares the bytes. b is copied.
 func (ch *Channel) SendEncoded(b []byte) error {
-	if !ch.ready.Load() {
-		if ch.Closed() {
-			return ErrClosed
-		}
-		return ErrNotReady
+	buf, err := ch.lockForSend()
+	if err != nil {
+		return err
 	}
-	ch.mu.Lock()
-	if ch.state != stOpen {
-		ch.mu.Unlock()
-		return ErrClosed
-	}
-	buf := ch.buffer()
 	*buf = append(*buf, b...)
 	return ch.queued(true)
 }
@@ -224,18 +225,10 @@ func (ch *Channel) SendEncoded(b []byte) error {
 // channel closes first. done runs exactly once, on the event loop, and must
 // not block. If SendNotify returns an error, done is not called.
 func (ch *Channel) SendNotify(b []byte, done func(error)) error {
-	if !ch.ready.Load() {
-		if ch.Closed() {
-			return ErrClosed
-		}
-		return ErrNotReady
+	buf, err := ch.lockForSend()
+	if err != nil {
+		return err
 	}
-	ch.mu.Lock()
-	if ch.state != stOpen {
-		ch.mu.Unlock()
-		return ErrClosed
-	}
-	buf := ch.buffer()
 	*buf = append(*buf, b...)
 	ch.waiters = append(ch.waiters, done)
 	return ch.queued(true)
@@ -273,15 +266,10 @@ func (ch *Channel) SendHeartbeat() error {
 	if !ok {
 		return fmt.Errorf("channel: %T has no heartbeat: %w", cd, codec.ErrUnsupported)
 	}
-	if !ch.ready.Load() {
-		return ErrNotReady
+	buf, err := ch.lockForSend()
+	if err != nil {
+		return err
 	}
-	ch.mu.Lock()
-	if ch.state != stOpen {
-		ch.mu.Unlock()
-		return ErrClosed
-	}
-	buf := ch.buffer()
 	*buf = hb.AppendHeartbeat(*buf)
 	ch.pinged.Store(time.Now().UnixNano())
 	return ch.queued(false)
