@@ -1,0 +1,377 @@
+package websocket
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/tiogo/tio/codec"
+)
+
+// fakeConn is a codec.Conn that records what the decoder writes.
+type fakeConn struct {
+	out    []byte
+	values map[any]any
+	ready  int
+}
+
+func (c *fakeConn) Write(b []byte) error { c.out = append(c.out, b...); return nil }
+func (c *fakeConn) SetValue(k, v any) {
+	if c.values == nil {
+		c.values = make(map[any]any)
+	}
+	c.values[k] = v
+}
+func (c *fakeConn) Value(k any) any { return c.values[k] }
+func (c *fakeConn) Ready()          { c.ready++ }
+
+// Limits of the fuzzed decoder: small, so that the fuzzer reaches them.
+const (
+	fuzzMaxHandshake = 512
+	fuzzMaxFrame     = 300
+	fuzzMaxMessage   = 1000
+	// maxPending is the most bytes the decoder may leave unconsumed when it
+	// asks for more after the handshake: a whole control frame (a data
+	// frame's payload is consumed as it arrives).
+	maxPending = 2 + 4 + 125
+)
+
+var sentinels = []error{
+	codec.ErrProtocol, codec.ErrMalformed, codec.ErrInvalidData, codec.ErrTooBig, codec.ErrHandshake,
+	codec.ErrPeerClosed, codec.ErrGoingAway, codec.ErrPolicy, codec.ErrInternal, codec.ErrUnsupported,
+}
+
+// sentinelOf returns the codec sentinel that err wraps, or nil.
+func sentinelOf(err error) error {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return s
+		}
+	}
+	return nil
+}
+
+type decoded struct {
+	typ  codec.Type
+	body string
+}
+
+// outcome is everything observable about decoding one input.
+type outcome struct {
+	packets []decoded
+	out     []byte
+	err     error // a sentinel, or nil
+	ready   int
+}
+
+func (o outcome) String() string {
+	return fmt.Sprintf("%d packets, %d bytes written, err %v, ready %d", len(o.packets), len(o.out), o.err, o.ready)
+}
+
+func (o outcome) equal(p outcome) bool {
+	if len(o.packets) != len(p.packets) || o.err != p.err || o.ready != p.ready || !bytes.Equal(o.out, p.out) {
+		return false
+	}
+	for i := range o.packets {
+		if o.packets[i] != p.packets[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeChunks feeds input to a new decoder the way the server does: the
+// bytes arrive in chunks of the sizes next returns, and after each chunk the
+// decoder is called on everything buffered until it asks for more or fails.
+// It checks the decoding contract on every call.
+func decodeChunks(t *testing.T, cd *Codec, input []byte, next func() int) outcome {
+	t.Helper()
+	d := cd.NewDecoder().(*decoder)
+	c := &fakeConn{}
+	var o outcome
+	var pending []byte
+	for fed := 0; fed < len(input); {
+		size := min(max(next(), 1), len(input)-fed)
+		pending = append(pending, input[fed:fed+size]...)
+		fed += size
+		for len(pending) > 0 {
+			before := append([]byte(nil), pending...)
+			var p codec.Packet
+			n, ok, err := d.Decode(c, pending, &p)
+			if n < 0 || n > len(pending) {
+				t.Fatalf("Decode consumed %d of %d bytes", n, len(pending))
+			}
+			if ok && n == 0 {
+				t.Fatal("Decode returned a packet without consuming anything")
+			}
+			if err != nil {
+				o.err = sentinelOf(err)
+				if o.err == nil {
+					t.Fatalf("Decode error %v wraps no codec sentinel", err)
+				}
+				o.out, o.ready = c.out, c.ready
+				return o
+			}
+			if !bytes.Equal(pending[n:], before[n:]) {
+				t.Fatalf("Decode modified bytes it did not consume")
+			}
+			if ok {
+				o.packets = append(o.packets, decoded{p.Type, string(p.Body)})
+			}
+			pending = pending[n:]
+			checkBounds(t, d, len(pending), n == 0 && !ok)
+			if n == 0 && !ok {
+				break // wait for more bytes
+			}
+		}
+		pending = append([]byte(nil), pending...) // a new read buffer
+	}
+	o.out, o.ready = c.out, c.ready
+	return o
+}
+
+// checkBounds checks that the decoder's buffers stay within the limits.
+func checkBounds(t *testing.T, d *decoder, pending int, waiting bool) {
+	t.Helper()
+	if len(d.msg) > fuzzMaxMessage || cap(d.msg) > 3*fuzzMaxMessage+4096 {
+		t.Fatalf("message buffer of len %d, cap %d over the limit %d", len(d.msg), cap(d.msg), fuzzMaxMessage)
+	}
+	if d.remain < 0 || d.remain > fuzzMaxFrame || d.msgLen < 0 || d.msgLen > fuzzMaxMessage {
+		t.Fatalf("remain %d, msgLen %d", d.remain, d.msgLen)
+	}
+	// Fail fast: the text of a message in progress is always the start of
+	// valid UTF-8, and the validator's state is the state at its end.
+	if d.state == stOpen && d.msgOp == ws.OpText {
+		if s := utf8Accept.validate(d.msg); s == utf8Reject || s != d.utf8 {
+			t.Fatalf("text so far %q (state %d) not rejected (decoder state %d)", d.msg, s, d.utf8)
+		}
+	}
+	if !waiting {
+		return
+	}
+	switch d.state {
+	case stHandshake:
+		if pending >= fuzzMaxHandshake {
+			t.Fatalf("waiting for more with %d bytes of handshake buffered", pending)
+		}
+	case stOpen:
+		if pending > maxPending {
+			t.Fatalf("waiting for more with %d bytes buffered", pending)
+		}
+	}
+}
+
+// checkOutcome checks what the decoder wrote and delivered.
+func checkOutcome(t *testing.T, o outcome, text codec.Type) {
+	t.Helper()
+	if o.ready > 1 {
+		t.Fatalf("Ready called %d times", o.ready)
+	}
+	for _, p := range o.packets {
+		if len(p.body) > fuzzMaxMessage {
+			t.Fatalf("packet of %d bytes over the limit", len(p.body))
+		}
+		if p.typ == text && !utf8.ValidString(p.body) {
+			t.Fatalf("text packet %q is not UTF-8", p.body)
+		}
+	}
+	out := o.out
+	if o.ready == 0 {
+		if len(o.packets) > 0 {
+			t.Fatal("packets before the handshake")
+		}
+		if len(out) > 0 && !bytes.HasPrefix(out, []byte("HTTP/1.1 4")) && !bytes.HasPrefix(out, []byte("HTTP/1.1 5")) {
+			t.Fatalf("refused handshake answered %.40q", out)
+		}
+		if (len(out) > 0) != (o.err != nil) {
+			t.Fatalf("handshake answer %.40q with error %v", out, o.err)
+		}
+		return
+	}
+	if !bytes.HasPrefix(out, []byte("HTTP/1.1 101 ")) {
+		t.Fatalf("upgrade answered %.40q", out)
+	}
+	out = out[bytes.Index(out, []byte("\r\n\r\n"))+4:]
+	// What follows are unmasked, final server frames; a close frame, if
+	// any, comes last and only after an error.
+	var last ws.OpCode
+	closed := false
+	for len(out) > 0 {
+		if closed {
+			t.Fatal("frames after a close frame")
+		}
+		if len(out) < 2 || out[0]&0x70 != 0 || out[0]&0x80 == 0 || out[1]&0x80 != 0 || out[1]&0x7F > 125 {
+			t.Fatalf("bad server frame %x", out[:min(len(out), 8)])
+		}
+		op, n := ws.OpCode(out[0]&0x0F), int(out[1])
+		if op != ws.OpPong && op != ws.OpClose || len(out) < 2+n {
+			t.Fatalf("unexpected server frame %x", out[:min(len(out), 8)])
+		}
+		if op == ws.OpClose {
+			closed = true
+			if n == 1 || n > 2 {
+				t.Fatalf("close frame with %d bytes", n)
+			}
+			if n == 2 {
+				checkCloseCode(t, ws.StatusCode(binary.BigEndian.Uint16(out[2:4])), o.err)
+			} else if o.err != codec.ErrPeerClosed {
+				t.Fatalf("empty close frame for %v", o.err)
+			}
+		}
+		last = op
+		out = out[2+n:]
+	}
+	if (o.err != nil) != (last == ws.OpClose) {
+		t.Fatalf("error %v, last frame %v", o.err, last)
+	}
+}
+
+func checkCloseCode(t *testing.T, code ws.StatusCode, err error) {
+	t.Helper()
+	want := map[error]ws.StatusCode{
+		codec.ErrProtocol:    ws.StatusProtocolError,
+		codec.ErrInvalidData: ws.StatusInvalidFramePayloadData,
+		codec.ErrTooBig:      ws.StatusMessageTooBig,
+		codec.ErrUnsupported: ws.StatusUnsupportedData,
+	}[err]
+	switch {
+	case err == codec.ErrPeerClosed:
+		if !validCloseCode(code) {
+			t.Fatalf("echoed invalid close code %d", code)
+		}
+	case want == 0 || code != want:
+		t.Fatalf("close code %d for %v", code, err)
+	}
+}
+
+var fuzzRequest = []byte("GET /fuzz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+// mframe builds a masked client frame with the given key.
+func mframe(b0 byte, key [4]byte, payload []byte) []byte {
+	b := []byte{b0}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
+	}
+	b = append(b, key[:]...)
+	for i, c := range payload {
+		b = append(b, c^key[i&3])
+	}
+	return b
+}
+
+// Fuzz modes.
+const (
+	modeRaw        = 1 << iota // no handshake prefix: the fuzzer writes the request too
+	modeTypePrefix             // TypePrefix instead of Raw
+	modeFrames                 // data describes frames that the harness masks (see framesFrom)
+)
+
+// framesFrom turns arbitrary bytes into masked client frames, so that the
+// fuzzer reaches the states behind the masking rule: each frame is a first
+// byte (FIN, RSV, opcode), a length byte and that many payload bytes. A
+// length byte over 200 stands for (l-200)*20 bytes, past the limits; missing
+// payload bytes are zeros.
+func framesFrom(data []byte) []byte {
+	key := [4]byte{0xa5, 0x5a, 0x0f, 0xf0}
+	var out []byte
+	for len(data) >= 2 {
+		b0, n := data[0], int(data[1])
+		data = data[2:]
+		if n > 200 {
+			n = (n - 200) * 20
+		}
+		payload := make([]byte, n)
+		copy(payload, data)
+		data = data[min(n, len(data)):]
+		out = append(out, mframe(b0, key, payload)...)
+	}
+	return out
+}
+
+// FuzzDecode feeds arbitrary bytes to the WebSocket decoder, after a valid
+// upgrade request or raw, whole, byte by byte and in chunks of sizes the
+// fuzzer picks. Every way of splitting must give the same packets, the same
+// bytes written and the same error, within the limits.
+func FuzzDecode(f *testing.F) {
+	var zero [4]byte
+	key := [4]byte{0x12, 0x34, 0x56, 0x78}
+	seeds := [][]byte{
+		mframe(0x81, zero, []byte("hello")),
+		mframe(0x82, key, []byte{7, 1, 2, 3}),
+		append(append(mframe(0x01, zero, []byte("hel")), mframe(0x89, zero, []byte("p"))...), mframe(0x80, zero, []byte("lo"))...),
+		append(mframe(0x01, zero, []byte("caf\xc3")), mframe(0x80, zero, []byte("\xa9"))...),
+		mframe(0x81, zero, bytes.Repeat([]byte("é"), 100)),
+		mframe(0x82, zero, bytes.Repeat([]byte{0xAB}, 280)),
+		mframe(0x82, zero, bytes.Repeat([]byte{0xAB}, fuzzMaxFrame+1)),
+		append(mframe(0x01, zero, []byte("ok")), mframe(0x00, zero, []byte("\xe2\x82("))...),
+		append(mframe(0x02, zero, bytes.Repeat([]byte{1}, 250)), mframe(0x80, zero, bytes.Repeat([]byte{2}, 250))...),
+		mframe(0x88, zero, []byte{0x03, 0xE8, 'b', 'y', 'e'}),
+		mframe(0x88, zero, []byte{0x03, 0xEE}),
+		mframe(0x8A, zero, []byte("pong")),
+		mframe(0x81, zero, []byte("bad \xff utf8")),
+		{0x82, 0xFF, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0},
+		mframe(0x89, zero, bytes.Repeat([]byte{'x'}, 126)),
+		{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'},
+	}
+	for i, s := range seeds {
+		f.Add(s, []byte{byte(i), 3, 1}, uint8(0))
+		f.Add(s, []byte{}, uint8(modeTypePrefix))
+	}
+	f.Add(append(append([]byte(nil), fuzzRequest...), mframe(0x81, zero, []byte("x"))...), []byte{20, 1, 5}, uint8(modeRaw))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), []byte{7}, uint8(modeRaw))
+	f.Add(bytes.Repeat([]byte("GET "), 200), []byte{100}, uint8(modeRaw))
+	// Frames mode: a text message in three fragments with a ping between,
+	// a message over the limit, a close.
+	f.Add([]byte("\x01\x02h\xc3\x89\x01p\x00\x01\xa9\x80\x01!\x88\x02\x03\xe8"), []byte{2, 9}, uint8(modeFrames))
+	f.Add([]byte("\x02\xe0\x00\xe0\x80\xe0"), []byte{}, uint8(modeFrames|modeTypePrefix))
+
+	codecs := [4]*Codec{}
+	for m := range codecs {
+		cfg := Config{MaxHandshake: fuzzMaxHandshake, MaxFrame: fuzzMaxFrame, MaxMessage: fuzzMaxMessage, Mapping: Raw{}}
+		if m&modeTypePrefix != 0 {
+			cfg.Mapping = TypePrefix{}
+		}
+		codecs[m] = New(cfg)
+	}
+	f.Fuzz(func(t *testing.T, data, splits []byte, mode uint8) {
+		mode &= modeRaw | modeTypePrefix | modeFrames
+		input := data
+		if mode&modeFrames != 0 {
+			input = framesFrom(data)
+		}
+		if mode&modeRaw == 0 {
+			input = append(append([]byte(nil), fuzzRequest...), data...)
+		}
+		cd := codecs[mode&(modeRaw|modeTypePrefix)]
+		text := TypeText
+
+		whole := decodeChunks(t, cd, input, func() int { return len(input) })
+		checkOutcome(t, whole, text)
+		bytewise := decodeChunks(t, cd, input, func() int { return 1 })
+		if !whole.equal(bytewise) {
+			t.Fatalf("whole: %v\nbyte by byte: %v", whole, bytewise)
+		}
+		i := 0
+		chunked := decodeChunks(t, cd, input, func() int {
+			if len(splits) == 0 {
+				return len(input)
+			}
+			i++
+			return int(splits[(i-1)%len(splits)]) + 1
+		})
+		if !whole.equal(chunked) {
+			t.Fatalf("whole: %v\nchunked by %v: %v", whole, splits, chunked)
+		}
+	})
+}
