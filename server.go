@@ -57,6 +57,7 @@ type Server struct {
 	env     channel.Env
 	pool    *handler.Pool
 	stats   stats.Server
+	totals  channel.Totals
 	groups  *group.Registry
 	log     *slog.Logger
 
@@ -104,6 +105,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		done:    make(chan struct{}),
 	}
 	s.router, _ = h.(handler.Router)
+	s.env.Totals = &s.totals
 	s.ips.m = make(map[netip.Addr]int32)
 	s.draining = make(map[*channel.Link]struct{})
 	s.wheel = heartbeat.NewWheel(wheelTick(cfg), 512, s.check)
@@ -227,7 +229,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Stats returns a snapshot of the server's counters.
-func (s *Server) Stats() stats.Snapshot { return s.stats.Snapshot() }
+func (s *Server) Stats() stats.Snapshot {
+	snap := s.stats.Snapshot()
+	snap.Traffic = s.totals.Snapshot()
+	return snap
+}
 
 // Count returns the number of open connections.
 func (s *Server) Count() int {
@@ -366,7 +372,11 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 			n, ok, err := l.Decode(buf[consumed:], &p)
 			consumed += n
 			if err != nil {
-				l.Fail(channel.ReasonOf(err), err, false)
+				r := channel.ReasonOf(err)
+				if r != channel.ReasonClosedByPeer {
+					l.DecodeError()
+				}
+				l.Fail(r, err, false)
 				break
 			}
 			if l.TookReady() && s.cfg.hooks.OnConnected != nil {
@@ -470,12 +480,12 @@ func (s *Server) serve(l *channel.Link, h handler.Handler, p *codec.Packet) {
 			ch.Close(channel.ReasonHandlerPanic)
 		}
 	}()
+	begin := time.Now()
+	h.ServePacket(ch, p)
+	cost := time.Since(begin)
+	l.Handled(cost)
+	s.stats.Observe(p.Type, cost)
 	if f := s.cfg.hooks.OnHandled; f != nil {
-		begin := time.Now()
-		h.ServePacket(ch, p)
-		f(ch, p, time.Since(begin))
-	} else {
-		h.ServePacket(ch, p)
+		f(ch, p, cost)
 	}
-	l.Handled()
 }

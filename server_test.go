@@ -410,3 +410,23 @@ func TestSendWait(t *testing.T) {
 		t.Fatalf("SendWait on a closed channel = %v", err)
 	}
 }
+
+// The server's aggregate traffic counts what its channels count.
+func TestServerTraffic(t *testing.T) {
+	srv := start(t, echoMux())
+	c := dialBinary(t, srv)
+	for i := range 10 {
+		c.send(1, []byte{byte(i)})
+		c.recv()
+	}
+	c.write([]byte{0xEE}) // an unknown tag: a decode error
+	expectClosed(t, c)
+	eventually(t, "traffic counted", func() bool {
+		tr := srv.Stats().Traffic
+		return tr.PacketsIn == 10 && tr.PacketsOut == 10 && tr.Handled == 10 && tr.DecodeErrors == 1 &&
+			tr.BytesIn == 1+10*(tbin.HeaderSize+1)+1 && tr.BytesOut >= 1+10*(tbin.HeaderSize+1) && tr.Reads >= 2
+	})
+	if tr := srv.Stats().Traffic; tr.BytesPerRead() <= 0 || tr.PacketsPerRead() <= 0 {
+		t.Fatalf("derived ratios %v %v", tr.BytesPerRead(), tr.PacketsPerRead())
+	}
+}

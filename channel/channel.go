@@ -47,6 +47,8 @@ type Env struct {
 	MaxOutbound int
 	// OnSent, if set, runs on the event loop after it wrote n queued bytes.
 	OnSent func(ch *Channel, n int)
+	// Totals, if set, aggregates the traffic of every channel of the server.
+	Totals *Totals
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
 	// the peer (default 5 s).
@@ -78,6 +80,7 @@ type Channel struct {
 	hbTimeout atomic.Int64 // per-connection heartbeat timeout, ns; 0: the server's
 	pinged    atomic.Int64 // when the last keepalive was sent, unix ns
 	drainEnd  int64        // loop only: when a draining close gives up, unix ns
+	ipTotals  *Totals      // aggregate of the channel's IP, if kept; set at accept
 
 	mu        sync.Mutex
 	out       *[]byte // queued bytes, a pooled buffer; nil when empty
@@ -89,6 +92,7 @@ type Channel struct {
 	closeErr  error
 	values    map[any]any
 	waiters   []func(error) // told when the bytes queued before them are written
+	sends     uint64        // packets queued since the last flush
 	readyEdge bool          // loop only: Ready was called during this pass
 }
 
@@ -299,7 +303,7 @@ func (ch *Channel) LastHeartbeatSent() time.Time { return unixTime(ch.pinged.Loa
 // makes sure the loop will flush. Called with mu held; unlocks it.
 func (ch *Channel) queued(packet bool) error {
 	if packet {
-		ch.cnt.packetsOut.Add(1)
+		ch.sends++
 	}
 	if max := ch.env.MaxOutbound; max > 0 && len(*ch.out)+int(ch.backlog.Load()) > max {
 		ch.requestClose(ReasonSlowConsumer, nil, true)

