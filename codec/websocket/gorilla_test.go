@@ -70,15 +70,23 @@ var echoSizes = []int{0, 1, 125, 126, 127, 65535, 65536, 1 << 20}
 
 // TestGorillaEchoRaw echoes text and binary messages of every length
 // encoding under the Raw mapping, each sent as a single frame (a large
-// write buffer) and fragmented by gorilla (a small one).
+// write buffer) and fragmented by gorilla (a small one), and by a client
+// that offers permessage-deflate, which the server must decline.
 func TestGorillaEchoRaw(t *testing.T) {
 	_, addr := startServer(t, echoMux(), tio.WithCodecs(websocket.New(websocket.Config{Mapping: websocket.Raw{}})))
 	for _, d := range []struct {
-		name string
-		buf  int
-	}{{"single frame", 2 << 20}, {"fragmented by gorilla", 1000}} {
+		name     string
+		buf      int
+		compress bool
+	}{{"single frame", 2 << 20, false}, {"fragmented by gorilla", 1000, false}, {"compression offered and declined", 0, true}} {
 		t.Run(d.name, func(t *testing.T) {
-			c := mustDial(t, &gorilla.Dialer{WriteBufferSize: d.buf}, "ws://"+addr+"/echo", nil)
+			c, resp, err := dialGorilla(t, &gorilla.Dialer{WriteBufferSize: d.buf, EnableCompression: d.compress}, "ws://"+addr+"/echo", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ext := resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) != 0 {
+				t.Fatalf("server accepted extensions %v it does not implement", ext)
+			}
 			for _, n := range echoSizes {
 				roundTrip(t, c, gorilla.TextMessage, textOf(n), gorilla.TextMessage, textOf(n))
 				roundTrip(t, c, gorilla.BinaryMessage, binaryOf(n), gorilla.BinaryMessage, binaryOf(n))

@@ -195,10 +195,17 @@ func TestFrameInHandshakeWrite(t *testing.T) {
 // TestHandshakeBytewise sends the request and a first frame one byte per
 // write, with pauses, so that the server sees many small reads.
 func TestHandshakeBytewise(t *testing.T) {
-	_, addr := startLimitedServer(t)
+	connected := make(chan *channel.Channel, 1)
+	_, addr := startServer(t, echoMux(), tio.WithCodec(websocket.New(websocket.Config{Mapping: websocket.Raw{}})),
+		tio.WithOnConnect(func(ch *channel.Channel) { connected <- ch }))
 	rc := dialRaw(t, addr)
-	rc.writeBytewise(upgradeRequest("/split?x=1", "X-Long-Header: "+strings.Repeat("v", 100)), 100*time.Microsecond)
+	req := upgradeRequest("/split?x=1", "X-Long-Header: "+strings.Repeat("v", 100))
+	rc.writeBytewise(req, 100*time.Microsecond)
 	rc.expectUpgraded()
+	ch := <-connected
+	if reads := ch.Stats().Reads; reads < uint64(len(req)/4) {
+		t.Fatalf("the %d-byte request came in %d reads: the test did not split it", len(req), reads)
+	}
 	rc.writeBytewise(frame(finBit|opText, []byte("after")), 100*time.Microsecond)
 	f, err := readFrame(rc.br)
 	if err != nil {
