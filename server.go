@@ -59,6 +59,7 @@ type Server struct {
 	stats   stats.Server
 	totals  channel.Totals
 	groups  *group.Registry
+	black   blacklist // IPs refused at accept (blacklist.go)
 	log     *slog.Logger
 
 	wheel    *heartbeat.Wheel[*channel.Link]
@@ -99,7 +100,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		handler: h,
 		cfg:     cfg,
 		env:     channel.Env{MaxOutbound: cfg.maxOutbound, OnSent: cfg.hooks.OnSent, DrainTimeout: cfg.drain},
-		groups:  group.New(),
+		groups:  group.New(group.Listener{OnBind: cfg.hooks.OnBind, OnUnbind: cfg.hooks.OnUnbind}),
 		log:     cfg.logger,
 		booted:  make(chan struct{}),
 		done:    make(chan struct{}),

@@ -1,13 +1,17 @@
 // Command echo serves tio's echo on one port, for WebSocket and for tio's
 // binary protocol: every WebSocket message (any path) comes back with the same
 // opcode and payload, and every binary-protocol packet comes back unchanged.
-// Conformance checks and benchmarks run against it; keep -addr and this
-// behaviour stable.
+// One exception: a WebSocket text message whose payload starts with "B:" is
+// broadcast unchanged to every connected client, the sender included (a
+// send to everyone, encoded once per protocol), so that benchmarks can
+// measure fan-out. Conformance checks and benchmarks run against it; keep
+// -addr and this behaviour stable.
 //
 //	go run ./example/echo -addr 127.0.0.1:9001
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"log/slog"
@@ -26,13 +30,25 @@ import (
 
 // newServer builds the echo server; main_test.go runs it too.
 func newServer(addr string, logger *slog.Logger) *tio.Server {
+	var srv *tio.Server
 	mux := handler.NewMux()
 	// Every packet, whatever its type, is sent back as it came. Sending only
 	// queues bytes, so the handler runs inline on the event loop.
 	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
 		_ = ch.Send(p)
 	}))
-	return tio.NewServer(addr, mux,
+	// Text messages starting with "B:" go to everyone (binary-protocol
+	// clients receive them as packets of type websocket.TypeText, which also
+	// broadcast when they send them); SendToAll only queues too (one
+	// encoding per codec, shared by all the connections).
+	mux.Handle(websocket.TypeText, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
+		if bytes.HasPrefix(p.Body, broadcastPrefix) {
+			_, _ = srv.SendToAll(p)
+			return
+		}
+		_ = ch.Send(p)
+	}))
+	srv = tio.NewServer(addr, mux,
 		tio.WithLogger(logger),
 		tio.WithCodecs(
 			// Raw: a text message is a TypeText packet, a binary message a
@@ -45,7 +61,11 @@ func newServer(addr string, logger *slog.Logger) *tio.Server {
 			binary.New(binary.Config{AnswerHeartbeat: true}),
 		),
 	)
+	return srv
 }
+
+// broadcastPrefix marks the text messages sent to every client.
+var broadcastPrefix = []byte("B:")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "TCP address to listen on")

@@ -62,3 +62,79 @@ func TestEcho(t *testing.T) {
 		t.Fatalf("binary echo % x, want % x (%v)", got, in, err)
 	}
 }
+
+// A text message starting with "B:" goes, unchanged, to every connected
+// client, the sender included; WebSocket clients get it as a text message,
+// binary-protocol clients as a packet of type websocket.TypeText. Other
+// messages are still echoed to their sender alone.
+func TestBroadcast(t *testing.T) {
+	srv := newServer("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	addr := srv.Addr().String()
+
+	var wss []*websocket.Conn
+	for range 3 {
+		ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		wss = append(wss, ws)
+	}
+	bin, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	_ = bin.SetDeadline(time.Now().Add(5 * time.Second))
+	hs := []byte{0xA1}
+	if _, err := bin.Write(hs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(bin, hs); err != nil {
+		t.Fatal(err)
+	}
+	// Every connection has completed its handshake once the server counts
+	// it and the WebSocket dials returned; wait for the binary one too.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(srv.Channels()) != 4 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+
+	msg := []byte("B:hello, everyone")
+	if err := wss[1].WriteMessage(websocket.TextMessage, msg); err != nil {
+		t.Fatal(err)
+	}
+	for i, ws := range wss {
+		op, got, err := ws.ReadMessage()
+		if err != nil || op != websocket.TextMessage || !bytes.Equal(got, msg) {
+			t.Fatalf("client %d got op %d %q, %v", i, op, got, err)
+		}
+	}
+	want := append([]byte{0xA3, 0x01, 0x00, 0, 0, 0, byte(len(msg))}, msg...) // packet tag, type 0x100, length
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(bin, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("binary client got % x, want % x (%v)", got, want, err)
+	}
+
+	// Plain text is echoed to the sender only: the next message the others
+	// see is the next broadcast.
+	if err := wss[0].WriteMessage(websocket.TextMessage, []byte("just me")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := wss[0].ReadMessage(); err != nil || string(got) != "just me" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	if err := wss[0].WriteMessage(websocket.TextMessage, []byte("B:2")); err != nil {
+		t.Fatal(err)
+	}
+	for i, ws := range wss {
+		if _, got, err := ws.ReadMessage(); err != nil || string(got) != "B:2" {
+			t.Fatalf("client %d got %q, %v", i, got, err)
+		}
+	}
+}

@@ -1,0 +1,629 @@
+package tio_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/codec"
+	tbin "github.com/tiogo/tio/codec/binary"
+	"github.com/tiogo/tio/group"
+	"github.com/tiogo/tio/handler"
+)
+
+// peers runs a server and pairs each client a test dials with the server's
+// channel for it (handed over by the connected hook; clients are dialed one
+// at a time, so the order matches).
+type peers struct {
+	t   testing.TB
+	srv *tio.Server
+	got chan *channel.Channel
+}
+
+func newPeers(t testing.TB, h handler.Handler, hooks tio.Hooks, opts ...tio.Option) *peers {
+	t.Helper()
+	p := &peers{t: t, got: make(chan *channel.Channel, 64)}
+	inner := hooks.OnConnected
+	hooks.OnConnected = func(ch *channel.Channel) {
+		if inner != nil {
+			inner(ch)
+		}
+		p.got <- ch
+	}
+	p.srv = start(t, h, append([]tio.Option{tio.WithHooks(hooks)}, opts...)...)
+	return p
+}
+
+func (p *peers) next() *channel.Channel {
+	p.t.Helper()
+	select {
+	case ch := <-p.got:
+		return ch
+	case <-time.After(5 * time.Second):
+		p.t.Fatal("no connected hook")
+		return nil
+	}
+}
+
+func (p *peers) bin() (*binClient, *channel.Channel) {
+	p.t.Helper()
+	c := dialBinary(p.t, p.srv)
+	return c, p.next()
+}
+
+// binFrom dials from a local address such as 127.0.0.2 (another IP).
+func (p *peers) binFrom(local string) (*binClient, *channel.Channel) {
+	p.t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", p.srv.Addr().String())
+	if err != nil {
+		p.t.Fatalf("dial from %s: %v", local, err)
+	}
+	p.t.Cleanup(func() { c.Close() })
+	bc := &binClient{t: p.t, Conn: c}
+	bc.write([]byte{tbin.TagHandshake})
+	bc.readN(1)
+	return bc, p.next()
+}
+
+func (p *peers) ws() (*websocket.Conn, *channel.Channel) {
+	p.t.Helper()
+	c := dialWS(p.t, p.srv, "/")
+	return c, p.next()
+}
+
+func ids(chs []*channel.Channel) []uint64 {
+	out := make([]uint64, len(chs))
+	for i, ch := range chs {
+		out[i] = ch.ID()
+	}
+	return out
+}
+
+func sortedIDs(chs ...*channel.Channel) []uint64 {
+	out := ids(chs)
+	slices.Sort(out)
+	return out
+}
+
+var localhost = netip.MustParseAddr("127.0.0.1")
+
+// Binds, queries and unbinds on live connections of both protocols; a
+// closed connection leaves every index.
+func TestBindQueries(t *testing.T) {
+	p := newPeers(t, echoMux(), tio.Hooks{})
+	srv := p.srv
+	phoneC, phone := p.bin()
+	_, browser := p.ws()
+	_, other := p.bin()
+
+	// A user with two connections.
+	must(t, srv.BindUser(phone, "alice"))
+	must(t, srv.BindUser(browser, "alice"))
+	must(t, srv.BindUser(other, "bob"))
+	if got, want := ids(srv.ChannelsOfUser("alice")), sortedIDs(phone, browser); !slices.Equal(got, want) {
+		t.Fatalf("ChannelsOfUser = %v, want %v", got, want)
+	}
+	if n := srv.CountUser("alice"); n != 2 {
+		t.Fatalf("CountUser = %d", n)
+	}
+	if u := srv.UserOf(browser); u != "alice" {
+		t.Fatalf("UserOf = %q", u)
+	}
+	// Rebinding moves the channel to another user.
+	must(t, srv.BindUser(other, "carol"))
+	if srv.CountUser("bob") != 0 || srv.CountUser("carol") != 1 {
+		t.Fatalf("rebind: bob %d carol %d", srv.CountUser("bob"), srv.CountUser("carol"))
+	}
+
+	// Groups.
+	must(t, srv.BindGroup(phone, "room1"))
+	must(t, srv.BindGroup(phone, "room2"))
+	must(t, srv.BindGroup(phone, "room2")) // twice: no effect
+	must(t, srv.BindGroup(other, "room1"))
+	if g := srv.GroupsOf(phone); !slices.Equal(g, []string{"room1", "room2"}) {
+		t.Fatalf("GroupsOf = %v", g)
+	}
+	if !srv.IsInGroup(other, "room1") || srv.IsInGroup(other, "room2") || srv.IsInGroup(browser, "room1") {
+		t.Fatal("IsInGroup wrong")
+	}
+	if n := srv.CountGroup("room1"); n != 2 {
+		t.Fatalf("CountGroup = %d", n)
+	}
+	if got, want := ids(srv.ChannelsOfGroup("room1")), sortedIDs(phone, other); !slices.Equal(got, want) {
+		t.Fatalf("ChannelsOfGroup = %v, want %v", got, want)
+	}
+	// All of a user's connections to a group in one call, and out again.
+	if n, err := srv.BindUserToGroup("alice", "room2"); err != nil || n != 1 { // phone was in already
+		t.Fatalf("BindUserToGroup = %d, %v", n, err)
+	}
+	if !srv.IsInGroup(browser, "room2") {
+		t.Fatal("browser not in room2")
+	}
+	if n := srv.UnbindUserFromGroup("alice", "room2"); n != 2 {
+		t.Fatalf("UnbindUserFromGroup = %d", n)
+	}
+	if srv.CountGroup("room2") != 0 || srv.BindingSizes().Groups != 1 {
+		t.Fatalf("room2 not gone: %d, sizes %+v", srv.CountGroup("room2"), srv.BindingSizes())
+	}
+	if !srv.UnbindGroup(other, "room1") || srv.UnbindGroup(other, "room1") {
+		t.Fatal("UnbindGroup twice")
+	}
+
+	// Tokens: many channels per token.
+	must(t, srv.BindToken(phone, "tok"))
+	must(t, srv.BindToken(browser, "tok"))
+	if n := srv.CountToken("tok"); n != 2 || srv.TokenOf(phone) != "tok" {
+		t.Fatalf("CountToken = %d", n)
+	}
+	if got := srv.UnbindToken(browser); got != "tok" || srv.CountToken("tok") != 1 {
+		t.Fatalf("UnbindToken = %q", got)
+	}
+	if got := ids(srv.ChannelsOfToken("tok")); !slices.Equal(got, sortedIDs(phone)) {
+		t.Fatalf("ChannelsOfToken = %v", got)
+	}
+
+	// Business ids: one channel each; binding again moves it.
+	must(t, srv.BindBsID(phone, "order-1"))
+	if srv.ChannelOfBsID("order-1") != phone || srv.BsIDOf(phone) != "order-1" {
+		t.Fatal("BindBsID")
+	}
+	must(t, srv.BindBsID(other, "order-1"))
+	if srv.ChannelOfBsID("order-1") != other || srv.BsIDOf(phone) != "" || srv.BsIDOf(other) != "order-1" {
+		t.Fatalf("bsid did not move: holder %v, phone %q", srv.ChannelOfBsID("order-1"), srv.BsIDOf(phone))
+	}
+	if got := srv.UnbindBsID(phone); got != "" {
+		t.Fatalf("UnbindBsID of the old holder = %q", got)
+	}
+
+	// IPs, all channels.
+	if got, want := ids(srv.ChannelsOfIP(localhost)), sortedIDs(phone, browser, other); !slices.Equal(got, want) {
+		t.Fatalf("ChannelsOfIP = %v, want %v", got, want)
+	}
+	if n := srv.CountIP(localhost); n != 3 {
+		t.Fatalf("CountIP = %d", n)
+	}
+	if got, want := ids(srv.Channels()), sortedIDs(phone, browser, other); !slices.Equal(got, want) {
+		t.Fatalf("Channels = %v, want %v", got, want)
+	}
+
+	// Bad keys.
+	if err := srv.BindUser(phone, ""); !errors.Is(err, group.ErrEmptyKey) {
+		t.Fatalf("empty user id: %v", err)
+	}
+	if err := srv.BindGroup(phone, ""); !errors.Is(err, group.ErrEmptyKey) {
+		t.Fatalf("empty group: %v", err)
+	}
+
+	// UnbindAll keeps the channel open and indexed by IP only.
+	srv.UnbindAll(other)
+	if srv.UserOf(other) != "" || srv.ChannelOfBsID("order-1") != nil || srv.CountIP(localhost) != 3 {
+		t.Fatal("UnbindAll")
+	}
+
+	// Closing removes a channel from every index by itself.
+	phoneC.Close()
+	eventually(t, "phone detached", func() bool { return srv.CountUser("alice") == 1 })
+	if srv.CountGroup("room1") != 0 || srv.CountToken("tok") != 0 || srv.GroupsOf(phone) != nil || srv.CountIP(localhost) != 2 {
+		t.Fatalf("closed channel still indexed: sizes %+v", srv.BindingSizes())
+	}
+	if err := srv.BindUser(phone, "alice"); !errors.Is(err, group.ErrNotOpen) {
+		t.Fatalf("bind of a closed channel: %v", err)
+	}
+	if err := srv.BindGroup(phone, "room1"); !errors.Is(err, group.ErrNotOpen) {
+		t.Fatalf("bind group of a closed channel: %v", err)
+	}
+	// Left: browser, bound to alice and nothing else; other, unbound.
+	want := group.Sizes{Users: 1, IPs: 1, Bound: 1}
+	if got := srv.BindingSizes(); got != want {
+		t.Fatalf("sizes %+v, want %+v", got, want)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Pages of a group in ascending channel id, with a converter.
+func TestPageOfGroup(t *testing.T) {
+	p := newPeers(t, echoMux(), tio.Hooks{})
+	var all []*channel.Channel
+	for i := range 7 {
+		_, ch := p.bin()
+		all = append(all, ch)
+		if i != 3 {
+			must(t, p.srv.BindGroup(ch, "g"))
+		}
+	}
+	in := append(slices.Clone(all[:3]), all[4:]...)
+	var got []uint64
+	for n := 1; n <= 3; n++ {
+		pg := p.srv.PageOfGroup("g", n, 4)
+		if pg.Number != n || pg.Size != 4 || pg.Total != 6 || pg.Pages() != 2 {
+			t.Fatalf("page %d: %+v", n, pg)
+		}
+		got = append(got, ids(pg.Items)...)
+		if n == 3 && len(pg.Items) != 0 {
+			t.Fatalf("page past the end has %d items", len(pg.Items))
+		}
+	}
+	if want := sortedIDs(in...); !slices.Equal(got, want) {
+		t.Fatalf("pages %v, want %v", got, want)
+	}
+	conv := group.MapPage(p.srv.PageOfGroup("g", 2, 4), func(ch *channel.Channel) string { return fmt.Sprint("#", ch.ID()) })
+	if len(conv.Items) != 2 || conv.Items[0] != fmt.Sprint("#", in[4].ID()) || conv.Total != 6 {
+		t.Fatalf("converted page %+v", conv)
+	}
+	if all := p.srv.PageOfAll(1, 100); all.Total != 7 || len(all.Items) != 7 {
+		t.Fatalf("PageOfAll %+v", all)
+	}
+}
+
+// t-io's TioListener and GroupListener points: connected, received bytes,
+// decoded, handled with its cost, sent, close with its reason, and bind and
+// unbind events, including those of a channel that closed and of a business
+// id that moved.
+func TestListenerHooks(t *testing.T) {
+	type ev struct {
+		kind group.Kind
+		key  string
+		bind bool
+		id   uint64
+	}
+	var (
+		mu                                 sync.Mutex
+		evs                                []ev
+		received, decoded, handled, sent   atomic.Int64
+		closed                             = make(chan channel.Reason, 4)
+		costSeen                           atomic.Bool
+		connectedBeforeBind, bindsInHookOK atomic.Int64
+	)
+	record := func(bind bool) func(ch *channel.Channel, k group.Kind, key string) {
+		return func(ch *channel.Channel, k group.Kind, key string) {
+			mu.Lock()
+			evs = append(evs, ev{k, key, bind, ch.ID()})
+			mu.Unlock()
+		}
+	}
+	var srvp atomic.Pointer[tio.Server]
+	hooks := tio.Hooks{
+		OnConnected: func(ch *channel.Channel) {
+			connectedBeforeBind.Add(1)
+			// Hooks may bind: the registry calls hooks with no lock held.
+			if srvp.Load().BindGroup(ch, "lobby") == nil {
+				bindsInHookOK.Add(1)
+			}
+		},
+		OnReceived: func(ch *channel.Channel, n int) { received.Add(int64(n)) },
+		OnDecoded:  func(ch *channel.Channel, p *codec.Packet) { decoded.Add(1) },
+		OnHandled: func(ch *channel.Channel, p *codec.Packet, cost time.Duration) {
+			handled.Add(1)
+			if cost > 0 {
+				costSeen.Store(true)
+			}
+		},
+		OnSent:   func(ch *channel.Channel, n int) { sent.Add(int64(n)) },
+		OnClose:  func(ch *channel.Channel, r channel.Reason, err error) { closed <- r },
+		OnBind:   record(true),
+		OnUnbind: record(false),
+	}
+	mux := handler.NewMux()
+	mux.HandleFunc(1, func(ch *channel.Channel, p *codec.Packet) {
+		time.Sleep(time.Millisecond)
+		_ = ch.Send(p)
+	})
+	srv := tio.NewServer("127.0.0.1:0", mux, tio.WithHooks(hooks))
+	srvp.Store(srv)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(t.Context())
+
+	a := dialBinary(t, srv)
+	b := dialBinary(t, srv)
+	eventually(t, "connected", func() bool { return bindsInHookOK.Load() == 2 })
+	chs := srv.ChannelsOfGroup("lobby")
+	chA, chB := chs[0], chs[1]
+	a.send(1, []byte("ping"))
+	if p := a.recv(); string(p.Body) != "ping" {
+		t.Fatalf("echo %q", p.Body)
+	}
+	eventually(t, "handled", func() bool { return handled.Load() == 1 })
+	if decoded.Load() != 1 || received.Load() != 2+tbin.HeaderSize+4 || !costSeen.Load() {
+		t.Fatalf("decoded %d received %d cost %v", decoded.Load(), received.Load(), costSeen.Load())
+	}
+	eventually(t, "sent", func() bool { return sent.Load() == 2+tbin.HeaderSize+4 }) // two handshake answers and the echo
+
+	must(t, srv.BindUser(chA, "u"))
+	must(t, srv.BindBsID(chA, "x"))
+	must(t, srv.BindBsID(chB, "x")) // moves: chA unbound from x
+	srv.UnbindGroup(chB, "lobby")
+	a.Close()
+	if r := <-closed; r != channel.ReasonClosedByPeer {
+		t.Fatalf("close reason %v", r)
+	}
+	eventually(t, "unbinds of the closed channel", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(evs) == 9
+	})
+	b.Close()
+	<-closed
+	mu.Lock()
+	got := slices.Clone(evs)
+	mu.Unlock()
+	want := []ev{
+		{group.KindGroup, "lobby", true, chA.ID()},
+		{group.KindGroup, "lobby", true, chB.ID()},
+		{group.KindUser, "u", true, chA.ID()},
+		{group.KindBsID, "x", true, chA.ID()},
+		{group.KindBsID, "x", false, chA.ID()},
+		{group.KindBsID, "x", true, chB.ID()},
+		{group.KindGroup, "lobby", false, chB.ID()},
+	}
+	if !slices.Equal(got[:7], want) {
+		t.Fatalf("events\n got %v\nwant %v", got[:7], want)
+	}
+	// The close of chA unbinds its user and its group, in some order.
+	rest := got[7:9]
+	slices.SortFunc(rest, func(x, y ev) int { return int(x.kind) - int(y.kind) })
+	if !slices.Equal(rest, []ev{{group.KindUser, "u", false, chA.ID()}, {group.KindGroup, "lobby", false, chA.ID()}}) {
+		t.Fatalf("close events %v", rest)
+	}
+	eventually(t, "b unbound", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(evs) == 10 && evs[9] == ev{group.KindBsID, "x", false, chB.ID()}
+	})
+}
+
+// Binds, unbinds, sends and closes from many goroutines at once, with
+// clients that read everything, while connections come and go: run with
+// -race. In the end every index is empty.
+func TestBindSendCloseHammer(t *testing.T) {
+	p := newPeers(t, echoMux(), tio.Hooks{
+		OnBind:   func(*channel.Channel, group.Kind, string) {},
+		OnUnbind: func(*channel.Channel, group.Kind, string) {},
+	})
+	srv := p.srv
+	const conns = 48
+	var clients []net.Conn
+	var chs []*channel.Channel
+	var readers sync.WaitGroup
+	for i := range conns {
+		var c net.Conn
+		var ch *channel.Channel
+		if i%3 == 0 {
+			wc, wch := p.ws()
+			c, ch = wc.NetConn(), wch
+		} else {
+			bc, bch := p.bin()
+			c, ch = bc.Conn, bch
+		}
+		clients = append(clients, c)
+		chs = append(chs, ch)
+		readers.Add(1)
+		go func() { // drain until closed
+			defer readers.Done()
+			buf := make([]byte, 64<<10)
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	key := func(r *rand.Rand, prefix string) string { return fmt.Sprint(prefix, r.IntN(6)) }
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	var workers sync.WaitGroup
+	var sends, closes atomic.Int64
+	for w := range 8 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			pk := &codec.Packet{Type: 3, Body: []byte("hammer")}
+			for time.Now().Before(deadline) {
+				ch := chs[r.IntN(len(chs))]
+				switch r.IntN(16) {
+				case 0:
+					_ = srv.BindUser(ch, key(r, "u"))
+				case 1:
+					_ = srv.BindGroup(ch, key(r, "g"))
+				case 2:
+					srv.UnbindGroup(ch, key(r, "g"))
+				case 3:
+					_ = srv.BindToken(ch, key(r, "t"))
+				case 4:
+					_ = srv.BindBsID(ch, key(r, "b"))
+				case 5:
+					srv.UnbindAll(ch)
+				case 6:
+					srv.UnbindUser(ch)
+				case 7:
+					_, _ = srv.BindUserToGroup(key(r, "u"), key(r, "g"))
+				case 8:
+					srv.UnbindUserFromGroup(key(r, "u"), key(r, "g"))
+				case 9:
+					_, _ = srv.SendToGroup(key(r, "g"), pk, tio.Exclude(ch))
+					sends.Add(1)
+				case 10:
+					_, _ = srv.SendToUser(key(r, "u"), pk)
+					_, _ = srv.SendToToken(key(r, "t"), pk)
+					_, _ = srv.SendToBsID(key(r, "b"), pk)
+				case 11:
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					_, _ = srv.BSendToGroup(ctx, key(r, "g"), pk)
+					cancel()
+				case 12:
+					_, _ = srv.SendToAll(pk)
+					_ = srv.PageOfGroup(key(r, "g"), 1, 5)
+					_ = srv.GroupsOf(ch)
+				case 13:
+					if r.IntN(8) == 0 {
+						closes.Add(int64(srv.CloseUser(key(r, "u"), channel.ReasonClosedByApp)))
+					}
+				case 14:
+					_ = srv.ChannelsOfGroup(key(r, "g"))
+					_ = srv.CountUser(key(r, "u"))
+					_ = srv.IsInGroup(ch, key(r, "g"))
+				case 15:
+					if r.IntN(8) == 0 { // the peer goes away
+						clients[r.IntN(len(clients))].Close()
+					}
+				}
+			}
+		}()
+	}
+	workers.Wait()
+	for _, c := range clients {
+		c.Close()
+	}
+	readers.Wait()
+	eventually(t, "all closed", func() bool { return srv.Count() == 0 })
+	if got := srv.BindingSizes(); got != (group.Sizes{}) {
+		t.Fatalf("indexes not empty after every close: %+v", got)
+	}
+	t.Logf("%d group sends, %d closes by user", sends.Load(), closes.Load())
+}
+
+// 5,000 connections bound to users, groups and tokens (binding in the
+// connected hook, on the event loops, while they are accepted), all closed:
+// every index ends empty.
+func TestFiveThousandConnections(t *testing.T) {
+	const n = 5000
+	raiseNoFile(t, 2*n+200)
+	var srvp atomic.Pointer[tio.Server]
+	var bound atomic.Int64
+	srv := tio.NewServer("127.0.0.1:0", echoMux(), tio.WithHooks(tio.Hooks{
+		OnConnected: func(ch *channel.Channel) {
+			s := srvp.Load()
+			i := ch.ID()
+			err := errors.Join(
+				s.BindUser(ch, fmt.Sprint("u", i%1000)),
+				s.BindGroup(ch, fmt.Sprint("g", i%50)),
+				s.BindGroup(ch, "everyone"),
+				s.BindToken(ch, fmt.Sprint("t", i%2000)),
+				s.BindBsID(ch, fmt.Sprint("b", i)),
+			)
+			if err == nil {
+				bound.Add(1)
+			}
+		},
+	}))
+	srvp.Store(srv)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(t.Context())
+	begin := time.Now()
+
+	conns := make([]net.Conn, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				c, err := net.DialTimeout("tcp", srv.Addr().String(), 10*time.Second)
+				if err == nil {
+					_, err = c.Write([]byte{tbin.TagHandshake})
+				}
+				if err == nil {
+					_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					_, err = c.Read(make([]byte, 1))
+				}
+				if err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	if err, _ := failed.Load().(error); err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	eventually(t, "all bound", func() bool { return bound.Load() == n })
+	sz := srv.BindingSizes()
+	if sz != (group.Sizes{Users: 1000, Groups: 51, Tokens: 2000, BsIDs: n, IPs: 1, Bound: n}) || srv.CountGroup("everyone") != n || srv.CountIP(localhost) != n {
+		t.Fatalf("sizes %+v, everyone %d", sz, srv.CountGroup("everyone"))
+	}
+	opened := time.Since(begin)
+	res, err := srv.SendToGroup("everyone", &codec.Packet{Type: 1, Body: []byte("hi")})
+	if err != nil || res.OK != n {
+		t.Fatalf("SendToGroup = %+v, %v", res, err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	eventually20(t, "all closed", func() bool { return srv.Count() == 0 })
+	if got := srv.BindingSizes(); got != (group.Sizes{}) {
+		t.Fatalf("indexes not empty: %+v", got)
+	}
+	if srv.CountGroup("everyone") != 0 || len(srv.Channels()) != 0 || srv.ChannelOfBsID("b1") != nil {
+		t.Fatal("queries still see closed channels")
+	}
+	t.Logf("%d connections opened and bound in %v, all closed and unbound in %v", n, opened, time.Since(begin)-opened)
+}
+
+// eventually20 is eventually with 20 s.
+func eventually20(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// raiseNoFile raises the soft limit of open files towards need (up to the
+// hard limit) or skips the test.
+func raiseNoFile(t testing.TB, need int) {
+	t.Helper()
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		t.Skip(err)
+	}
+	if l.Cur < uint64(need) {
+		l.Cur = min(l.Max, uint64(need))
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	if l.Cur < uint64(need) {
+		t.Skipf("needs %d open files, the limit is %d", need, l.Cur)
+	}
+}

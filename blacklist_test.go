@@ -1,0 +1,72 @@
+package tio_test
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+)
+
+// Blacklisting an IP closes its live connections and refuses new ones at
+// accept, counting both; other IPs are untouched; removing it lets the IP in
+// again.
+func TestBlacklist(t *testing.T) {
+	p := newPeers(t, echoMux(), tio.Hooks{})
+	srv := p.srv
+	bad := netip.MustParseAddr("127.0.0.2")
+	b1, _ := p.binFrom("127.0.0.2")
+	b2, _ := p.binFrom("127.0.0.2")
+	good, _ := p.bin()
+
+	if srv.IsBlacklisted(bad) || len(srv.Blacklisted()) != 0 {
+		t.Fatal("blacklisted from the start")
+	}
+	if n := srv.Blacklist(bad); n != 2 {
+		t.Fatalf("Blacklist closed %d connections, want 2", n)
+	}
+	expectClosed(t, b1)
+	expectClosed(t, b2)
+	// A new connection from the IP is refused at accept, before any byte.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if rest := expectClosed(t, c); len(rest) != 0 {
+		t.Fatalf("refused connection got %q", rest)
+	}
+	eventually(t, "blacklist closes counted", func() bool { return srv.Stats().Closed[channel.ReasonBlacklisted] == 3 })
+	if srv.CountIP(bad) != 0 {
+		t.Fatal("refused connection still indexed")
+	}
+	// Other IPs keep working.
+	good.send(1, []byte("ok"))
+	if p := good.recv(); string(p.Body) != "ok" {
+		t.Fatalf("got %q", p.Body)
+	}
+
+	// An IPv4-mapped IPv6 address is the same IP.
+	srv.Blacklist(netip.MustParseAddr("::ffff:10.0.0.1"))
+	if !srv.IsBlacklisted(netip.MustParseAddr("10.0.0.1")) || !srv.IsBlacklisted(bad) {
+		t.Fatal("IsBlacklisted")
+	}
+	if got := srv.Blacklisted(); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.0.0.1"), bad}) {
+		t.Fatalf("Blacklisted = %v", got)
+	}
+	if !srv.Unblacklist(bad) || srv.Unblacklist(bad) || srv.IsBlacklisted(bad) {
+		t.Fatal("Unblacklist")
+	}
+	again, _ := p.binFrom("127.0.0.2")
+	again.send(1, []byte("back"))
+	if p := again.recv(); string(p.Body) != "back" {
+		t.Fatalf("got %q", p.Body)
+	}
+	if n := srv.Stats().Closed[channel.ReasonBlacklisted]; n != 3 {
+		t.Fatalf("blacklisted closes = %d", n)
+	}
+}

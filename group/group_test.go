@@ -1,0 +1,349 @@
+package group_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/group"
+)
+
+// fakeConn is just enough of a gnet.Conn to make a channel: its addresses.
+type fakeConn struct {
+	gnet.Conn
+	remote net.Addr
+}
+
+func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
+func (c fakeConn) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9001} }
+
+var env channel.Env
+
+// newChannel makes a channel from ip with id, attached to r.
+func newChannel(r *group.Registry, id uint64, ip string) *channel.Channel {
+	ch := channel.NewLink(fakeConn{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000 + int(id)}}, id, &env).Channel()
+	r.Attach(ch)
+	return ch
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func idsOf(chs []*channel.Channel) []uint64 {
+	var out []uint64
+	for _, ch := range group.SortByID(chs) {
+		out = append(out, ch.ID())
+	}
+	return out
+}
+
+func TestBindings(t *testing.T) {
+	r := group.New(group.Listener{})
+	a := newChannel(r, 1, "10.0.0.1")
+	b := newChannel(r, 2, "10.0.0.1")
+	c := newChannel(r, 3, "::ffff:10.0.0.2") // a mapped address is its IPv4 one
+
+	if s := r.Sizes(); s != (group.Sizes{IPs: 2}) {
+		t.Fatalf("unbound channels: sizes %+v", s)
+	}
+	must(t, r.BindUser(a, "u"))
+	must(t, r.BindUser(b, "u"))
+	must(t, r.BindGroup(a, "g1"))
+	must(t, r.BindGroup(c, "g1"))
+	must(t, r.BindGroup(c, "g2"))
+	must(t, r.BindToken(b, "t"))
+	must(t, r.BindBsID(c, "x"))
+
+	if got := idsOf(r.Members(group.KindUser, "u")); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("user members %v", got)
+	}
+	if got := idsOf(r.Members(group.KindGroup, "g1")); !slices.Equal(got, []uint64{1, 3}) {
+		t.Fatalf("group members %v", got)
+	}
+	if got := idsOf(r.Members(group.KindBsID, "x")); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("bsid members %v", got)
+	}
+	if got := idsOf(r.MembersOfIP(c.RemoteAddr().Addr())); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("ip members %v", got)
+	}
+	if got := idsOf(r.All()); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("all %v", got)
+	}
+	if r.Count(group.KindGroup, "g1") != 2 || r.Count(group.KindToken, "t") != 1 || r.Count(group.KindBsID, "x") != 1 || r.Count(group.KindUser, "none") != 0 {
+		t.Fatal("counts")
+	}
+	if r.Of(a, group.KindUser) != "u" || r.Of(b, group.KindToken) != "t" || r.Of(c, group.KindBsID) != "x" || r.Of(a, group.KindToken) != "" {
+		t.Fatal("Of")
+	}
+	if g := r.GroupsOf(c); !slices.Equal(g, []string{"g1", "g2"}) {
+		t.Fatalf("GroupsOf %v", g)
+	}
+	want := group.Sizes{Users: 1, Groups: 2, Tokens: 1, BsIDs: 1, IPs: 2, Bound: 3}
+	if s := r.Sizes(); s != want {
+		t.Fatalf("sizes %+v, want %+v", s, want)
+	}
+
+	// The snapshot is shared until a change, then rebuilt.
+	s1 := r.Members(group.KindGroup, "g1")
+	if s2 := r.Members(group.KindGroup, "g1"); &s1[0] != &s2[0] {
+		t.Fatal("snapshot rebuilt with no change")
+	}
+	must(t, r.BindGroup(b, "g1"))
+	if s3 := r.Members(group.KindGroup, "g1"); len(s3) != 3 || len(s1) != 2 {
+		t.Fatalf("snapshot after a change: %d (old %d)", len(s3), len(s1))
+	}
+
+	// Moving a business id; the old holder's record goes once it is empty.
+	must(t, r.BindBsID(a, "x"))
+	if r.BsID("x") != a || r.Of(c, group.KindBsID) != "" || r.Of(a, group.KindBsID) != "x" {
+		t.Fatal("bsid move")
+	}
+	if r.UnbindBsID(c) != "" {
+		t.Fatal("the old holder unbound the moved id")
+	}
+
+	// Unbinds, down to nothing.
+	if r.UnbindUser(a) != "u" || r.UnbindUser(a) != "" || r.UnbindToken(b) != "t" {
+		t.Fatal("unbind")
+	}
+	if !r.UnbindGroup(c, "g2") || r.UnbindGroup(c, "g2") || r.InGroup(c, "g2") {
+		t.Fatal("unbind group")
+	}
+	r.UnbindAll(a)
+	r.UnbindAll(b)
+	r.UnbindAll(c)
+	if s := r.Sizes(); s != (group.Sizes{IPs: 2}) {
+		t.Fatalf("after unbinding everything: %+v", s)
+	}
+	for _, ch := range []*channel.Channel{a, b, c} {
+		r.Detach(ch)
+	}
+	if s := r.Sizes(); s != (group.Sizes{}) || len(r.All()) != 0 {
+		t.Fatalf("after detaching everything: %+v, all %d", s, len(r.All()))
+	}
+}
+
+func TestBindErrors(t *testing.T) {
+	r := group.New(group.Listener{})
+	a := newChannel(r, 1, "10.0.0.1")
+	for _, err := range []error{r.BindUser(a, ""), r.BindGroup(a, ""), r.BindToken(a, ""), r.BindBsID(a, "")} {
+		if !errors.Is(err, group.ErrEmptyKey) {
+			t.Fatalf("empty key: %v", err)
+		}
+	}
+	if _, err := r.BindUserToGroup("u", ""); !errors.Is(err, group.ErrEmptyKey) {
+		t.Fatalf("empty group: %v", err)
+	}
+	r.Detach(a)
+	for _, err := range []error{r.BindUser(a, "u"), r.BindGroup(a, "g"), r.BindToken(a, "t"), r.BindBsID(a, "b")} {
+		if !errors.Is(err, group.ErrNotOpen) {
+			t.Fatalf("bind after detach: %v", err)
+		}
+	}
+	other := group.New(group.Listener{})
+	b := newChannel(other, 2, "10.0.0.1")
+	if err := r.BindUser(b, "u"); !errors.Is(err, group.ErrNotOpen) {
+		t.Fatalf("bind of another registry's channel: %v", err)
+	}
+	if s := r.Sizes(); s != (group.Sizes{}) {
+		t.Fatalf("sizes %+v", s)
+	}
+}
+
+func TestUserToGroup(t *testing.T) {
+	r := group.New(group.Listener{})
+	a, b, c := newChannel(r, 1, "10.0.0.1"), newChannel(r, 2, "10.0.0.1"), newChannel(r, 3, "10.0.0.1")
+	must(t, r.BindUser(a, "u"))
+	must(t, r.BindUser(b, "u"))
+	must(t, r.BindUser(c, "v"))
+	must(t, r.BindGroup(b, "g"))
+	if n, err := r.BindUserToGroup("u", "g"); n != 1 || err != nil {
+		t.Fatalf("BindUserToGroup = %d, %v", n, err)
+	}
+	if got := idsOf(r.Members(group.KindGroup, "g")); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("group %v", got)
+	}
+	if n := r.UnbindUserFromGroup("u", "g"); n != 2 || r.Count(group.KindGroup, "g") != 0 {
+		t.Fatalf("UnbindUserFromGroup = %d", n)
+	}
+}
+
+func TestListener(t *testing.T) {
+	var evs []string
+	l := group.Listener{
+		OnBind: func(ch *channel.Channel, k group.Kind, key string) {
+			evs = append(evs, fmt.Sprintf("+%d %s %s", ch.ID(), k, key))
+		},
+		OnUnbind: func(ch *channel.Channel, k group.Kind, key string) {
+			evs = append(evs, fmt.Sprintf("-%d %s %s", ch.ID(), k, key))
+		},
+	}
+	r := group.New(l)
+	a, b := newChannel(r, 1, "10.0.0.1"), newChannel(r, 2, "10.0.0.1")
+	must(t, r.BindUser(a, "u"))
+	must(t, r.BindUser(a, "u")) // no change, no event
+	must(t, r.BindUser(a, "v")) // replaces
+	must(t, r.BindGroup(a, "g"))
+	must(t, r.BindToken(a, "t"))
+	must(t, r.BindBsID(a, "x"))
+	must(t, r.BindBsID(b, "x")) // moves
+	must(t, r.BindBsID(a, "x")) // and back
+	r.UnbindGroup(a, "g")
+	must(t, r.BindGroup(a, "g"))
+	r.Detach(a)
+	r.Detach(b)
+	want := []string{
+		"+1 user u", "-1 user u", "+1 user v", "+1 group g", "+1 token t", "+1 bsid x",
+		"-1 bsid x", "+2 bsid x", "-2 bsid x", "+1 bsid x", "-1 group g", "+1 group g",
+		"-1 user v", "-1 token t", "-1 bsid x", "-1 group g",
+	}
+	if !slices.Equal(evs, want) {
+		t.Fatalf("events\n got %q\nwant %q", evs, want)
+	}
+}
+
+func TestPaginate(t *testing.T) {
+	r := group.New(group.Listener{})
+	var chs []*channel.Channel
+	for i := range 10 {
+		chs = append(chs, newChannel(r, uint64(10-i), "10.0.0.1"))
+	}
+	sorted := group.SortByID(chs)
+	for i, ch := range sorted {
+		if ch.ID() != uint64(i+1) {
+			t.Fatalf("SortByID: %v", idsOf(sorted))
+		}
+	}
+	for _, c := range []struct{ number, size, items int }{{1, 4, 4}, {2, 4, 4}, {3, 4, 2}, {4, 4, 0}, {0, 4, 4}, {1, 0, 0}, {1, 100, 10}, {1 << 62, 1 << 62, 0}} {
+		p := group.Paginate(sorted, c.number, c.size)
+		if len(p.Items) != c.items || p.Total != 10 {
+			t.Fatalf("page %d of %d: %d items, total %d; want %d", c.number, c.size, len(p.Items), p.Total, c.items)
+		}
+	}
+	p := group.Paginate(sorted, 3, 4)
+	if p.Items[0].ID() != 9 || p.Pages() != 3 {
+		t.Fatalf("page 3: first %d, pages %d", p.Items[0].ID(), p.Pages())
+	}
+	m := group.MapPage(p, func(ch *channel.Channel) uint64 { return ch.ID() })
+	if !slices.Equal(m.Items, []uint64{9, 10}) || m.Number != 3 || m.Total != 10 {
+		t.Fatalf("MapPage %+v", m)
+	}
+}
+
+// Binds, unbinds, business id moves, queries and detaches from many
+// goroutines: no race (run with -race), no deadlock, and every index empty
+// once every channel is detached, including those bound while detaching.
+func TestConcurrentBindDetach(t *testing.T) {
+	r := group.New(group.Listener{
+		OnBind:   func(*channel.Channel, group.Kind, string) {},
+		OnUnbind: func(*channel.Channel, group.Kind, string) {},
+	})
+	const n = 200
+	chs := make([]*channel.Channel, n)
+	for i := range chs {
+		chs[i] = newChannel(r, uint64(i+1), fmt.Sprint("10.0.", i%4, ".1"))
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			key := func(p string) string { return fmt.Sprint(p, rng.IntN(5)) }
+			for range 5000 {
+				ch := chs[rng.IntN(n)]
+				switch rng.IntN(12) {
+				case 0:
+					_ = r.BindUser(ch, key("u"))
+				case 1:
+					_ = r.BindGroup(ch, key("g"))
+				case 2:
+					r.UnbindGroup(ch, key("g"))
+				case 3:
+					_ = r.BindToken(ch, key("t"))
+				case 4:
+					_ = r.BindBsID(ch, key("b"))
+				case 5:
+					r.UnbindBsID(ch)
+				case 6:
+					r.UnbindAll(ch)
+				case 7:
+					_, _ = r.BindUserToGroup(key("u"), key("g"))
+				case 8:
+					r.UnbindUserFromGroup(key("u"), key("g"))
+				case 9:
+					for _, m := range r.Members(group.KindGroup, key("g")) {
+						_ = m.ID()
+					}
+					_ = r.All()
+					_ = r.GroupsOf(ch)
+					_ = r.Of(ch, group.KindBsID)
+				case 10:
+					if rng.IntN(20) == 0 {
+						r.Detach(ch) // closing; later binds fail, a second Detach does nothing
+					}
+				case 11:
+					_ = r.Sizes()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// A business id is held by at most one channel, which knows it.
+	for i := range 5 {
+		k := fmt.Sprint("b", i)
+		if ch := r.BsID(k); ch != nil && r.Of(ch, group.KindBsID) != k {
+			t.Fatalf("%s held by %v, which says %q", k, ch, r.Of(ch, group.KindBsID))
+		}
+	}
+	for _, ch := range chs {
+		r.Detach(ch)
+	}
+	if s := r.Sizes(); s != (group.Sizes{}) {
+		t.Fatalf("indexes not empty: %+v", s)
+	}
+}
+
+func BenchmarkBindUnbind(b *testing.B) {
+	r := group.New(group.Listener{})
+	chs := make([]*channel.Channel, 1024)
+	for i := range chs {
+		chs[i] = newChannel(r, uint64(i+1), "10.0.0.1")
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			ch := chs[i%len(chs)]
+			_ = r.BindGroup(ch, "g")
+			r.UnbindGroup(ch, "g")
+			i++
+		}
+	})
+}
+
+func BenchmarkMembersSnapshot(b *testing.B) {
+	r := group.New(group.Listener{})
+	for i := range 2000 {
+		_ = r.BindGroup(newChannel(r, uint64(i+1), "10.0.0.1"), "g")
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if len(r.Members(group.KindGroup, "g")) != 2000 {
+				b.Fatal("members")
+			}
+		}
+	})
+}

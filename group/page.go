@@ -1,0 +1,51 @@
+package group
+
+import "github.com/tiogo/tio/channel"
+
+// Page is one page of a listing, like t-io's Page: items Number (from 1) of
+// pages of Size items, and the Total number of items in all pages.
+type Page[T any] struct {
+	Number int
+	Size   int
+	Total  int
+	Items  []T
+}
+
+// Pages returns the number of pages.
+func (p Page[T]) Pages() int {
+	if p.Size <= 0 {
+		return 0
+	}
+	return (p.Total + p.Size - 1) / p.Size
+}
+
+// Paginate returns page number (from 1; less is taken as 1) of size items of
+// chs, which must already be in the order wanted (see SortByID). A size of
+// zero or less gives an empty page that still reports the total.
+func Paginate(chs []*channel.Channel, number, size int) Page[*channel.Channel] {
+	number = max(number, 1)
+	p := Page[*channel.Channel]{Number: number, Size: size, Total: len(chs)}
+	if size <= 0 {
+		return p
+	}
+	if number-1 >= (len(chs)+size-1)/size { // past the last page
+		return p
+	}
+	lo := (number - 1) * size
+	hi := min(lo+size, len(chs))
+	p.Items = append(make([]*channel.Channel, 0, hi-lo), chs[lo:hi]...)
+	return p
+}
+
+// MapPage converts the items of a page with f (t-io's page converter), to
+// return views of channels rather than the channels themselves.
+func MapPage[T, U any](p Page[T], f func(T) U) Page[U] {
+	out := Page[U]{Number: p.Number, Size: p.Size, Total: p.Total}
+	if p.Items != nil {
+		out.Items = make([]U, len(p.Items))
+		for i, it := range p.Items {
+			out.Items[i] = f(it)
+		}
+	}
+	return out
+}
