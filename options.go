@@ -36,6 +36,7 @@ type config struct {
 	burst        int
 	rateDrop     bool
 	drain        time.Duration
+	stats        bool
 	gnetOptions  []gnet.Option
 	reusePort    bool
 	readBufferCp int
@@ -50,6 +51,7 @@ func defaultConfig() config {
 		heartbeat:   2 * time.Minute,
 		handshake:   10 * time.Second,
 		drain:       5 * time.Second,
+		stats:       true,
 		sniffLimit:  64,
 		logger:      slog.Default(),
 	}
@@ -174,6 +176,14 @@ func WithRateLimit(rate float64, burst int, drop bool) Option {
 // closed anyway (default 5 s).
 func WithDrainTimeout(d time.Duration) Option {
 	return func(o *config) { o.drain = d }
+}
+
+// WithStats turns the server's traffic statistics on or off (default on):
+// the aggregate counters behind Stats().Traffic and the handler latency
+// histogram. Connection counts, close reasons and each channel's own
+// counters are always kept.
+func WithStats(on bool) Option {
+	return func(o *config) { o.stats = on }
 }
 
 // DefaultCodecs returns the codecs a server sniffs when none are given: a

@@ -305,11 +305,19 @@ func (ch *Channel) queued(packet bool) error {
 	if packet {
 		ch.sends++
 	}
+	var err error
 	if max := ch.env.MaxOutbound; max > 0 && len(*ch.out)+int(ch.backlog.Load()) > max {
 		ch.requestClose(ReasonSlowConsumer, nil, true)
-		ch.mu.Unlock()
-		return ErrSlowConsumer
+		err = ErrSlowConsumer
 	}
+	ch.unlockAndWake()
+	return err
+}
+
+// unlockAndWake unlocks mu and makes sure the event loop will run a pass over
+// the connection (to flush, or to close): the loop is inside one already, or
+// a wake-up is scheduled, or this call schedules one. Called with mu held.
+func (ch *Channel) unlockAndWake() {
 	wake := !ch.inLoop && !ch.woken
 	if wake {
 		ch.woken = true
@@ -318,7 +326,6 @@ func (ch *Channel) queued(packet bool) error {
 	if wake {
 		_ = ch.conn.Wake(nil)
 	}
-	return nil
 }
 
 // Close closes the channel for reason r, from any goroutine. Bytes already
@@ -335,14 +342,7 @@ func (ch *Channel) Close(r Reason) {
 		return
 	}
 	ch.requestClose(r, nil, true)
-	wake := !ch.inLoop && !ch.woken
-	if wake {
-		ch.woken = true
-	}
-	ch.mu.Unlock()
-	if wake {
-		_ = ch.conn.Wake(nil)
-	}
+	ch.unlockAndWake()
 }
 
 // requestClose marks the channel closing. Called with mu held.

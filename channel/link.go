@@ -51,18 +51,20 @@ func (l *Link) HasCodec() bool { return l.ch.dec != nil }
 func (l *Link) Pending() *atomic.Int32 { return &l.ch.pending }
 
 // Begin starts a pass of the event loop over the connection: sends made until
-// End are flushed by End rather than by a wake-up. It returns the bytes that
-// arrived since the last pass, given the number now buffered.
-func (l *Link) Begin(buffered int) (fresh int) {
+// End are flushed by End rather than by a wake-up. Given the number of bytes
+// now buffered, it returns how many arrived since the last pass and, if any
+// did, the time (unix ns) it read the clock for them (else 0).
+func (l *Link) Begin(buffered int) (fresh int, now int64) {
 	ch := l.ch
 	ch.mu.Lock()
 	ch.inLoop = true
 	ch.mu.Unlock()
 	fresh = buffered - l.leftover
 	if fresh > 0 {
+		now = time.Now().UnixNano()
 		ch.cnt.bytesIn.Add(uint64(fresh))
 		ch.cnt.reads.Add(1)
-		ch.cnt.lastRecv.Store(time.Now().UnixNano())
+		ch.cnt.lastRecv.Store(now)
 		for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals} {
 			if t != nil {
 				t.BytesIn.Add(uint64(fresh))
@@ -70,7 +72,7 @@ func (l *Link) Begin(buffered int) (fresh int) {
 			}
 		}
 	}
-	return fresh
+	return fresh, now
 }
 
 // Decode runs the channel's decoder. A decoded packet is counted.
@@ -129,14 +131,14 @@ func (l *Link) Fail(r Reason, err error, farewell bool) {
 // its IP address). Call it in OnOpen, before the first pass.
 func (l *Link) SetIPTotals(t *Totals) { l.ch.ipTotals = t }
 
-// Handled counts a handled packet and the time its handler took. Safe from
-// any goroutine.
-func (l *Link) Handled(cost time.Duration) {
+// Handled counts n handled packets and the time their handlers took. Safe
+// from any goroutine.
+func (l *Link) Handled(n int, cost time.Duration) {
 	ch := l.ch
-	ch.cnt.handled.Add(1)
+	ch.cnt.handled.Add(uint64(n))
 	for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals} {
 		if t != nil {
-			t.Handled.Add(1)
+			t.Handled.Add(uint64(n))
 			t.HandleNanos.Add(uint64(cost))
 		}
 	}
@@ -151,8 +153,9 @@ func (l *Link) DecodeError() {
 	}
 }
 
-// count adds a pass's packets and written bytes to the counters.
-func (l *Link) count(sends uint64, written int) {
+// count adds a pass's packets and written bytes to the counters; now is the
+// time of the write (0: read the clock if needed).
+func (l *Link) count(sends uint64, written int, now int64) {
 	ch := l.ch
 	in := l.decoded
 	l.decoded = 0
@@ -163,8 +166,11 @@ func (l *Link) count(sends uint64, written int) {
 		ch.cnt.packetsOut.Add(sends)
 	}
 	if written > 0 {
+		if now == 0 {
+			now = time.Now().UnixNano()
+		}
 		ch.cnt.bytesOut.Add(uint64(written))
-		ch.cnt.lastSent.Store(time.Now().UnixNano())
+		ch.cnt.lastSent.Store(now)
 	}
 	if in|sends|uint64(written) == 0 {
 		return
@@ -195,12 +201,13 @@ func drains(r Reason) bool { return r == ReasonClosedByApp || r == ReasonServerS
 
 // End finishes a pass: it says goodbye if the channel is closing, writes
 // everything queued in one write, and tells what comes next. leftover is the
-// number of bytes still buffered after the pass.
+// number of bytes still buffered after the pass; now is the current time if
+// the caller has just read the clock (0 otherwise).
 //
 // A channel closed by the application or by shutdown drains: End reports
 // Draining while gnet still holds bytes for the peer (until
 // Env.DrainTimeout), and the caller must Wake the link later to check again.
-func (l *Link) End(leftover int) Next {
+func (l *Link) End(leftover int, now int64) Next {
 	ch := l.ch
 	l.leftover = leftover
 	ch.mu.Lock()
@@ -237,7 +244,7 @@ func (l *Link) End(leftover int) Next {
 			bufPool.Put(buf)
 		}
 	}
-	l.count(sends, written)
+	l.count(sends, written, now)
 	for _, done := range waiters {
 		done(werr)
 	}

@@ -442,12 +442,16 @@ func (d *decoder) fail(c codec.Conn, code ws.StatusCode, sentinel error, msg str
 }
 
 // Farewell implements codec.Farewell: it sends a close frame whose code
-// matches why, or, before the upgrade, an HTTP 503 for a server going away.
+// matches why, or, before the upgrade, an HTTP 503 for a server going away
+// and 408 for a request that took too long.
 func (d *decoder) Farewell(c codec.Conn, why error) {
 	if d.state == stHandshake {
-		if errors.Is(why, codec.ErrGoingAway) {
-			d.state = stClosed
+		d.state = stClosed
+		switch {
+		case errors.Is(why, codec.ErrGoingAway):
 			writeStatus(c, http.StatusServiceUnavailable, nil)
+		case errors.Is(why, codec.ErrPolicy): // the handshake deadline, a limit
+			writeStatus(c, http.StatusRequestTimeout, nil)
 		}
 		return
 	}
@@ -540,7 +544,9 @@ func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
 					if errors.As(err, &rej) {
 						return nil, ws.RejectConnectionError(ws.RejectionStatus(rej.Status), ws.RejectionReason(rej.Reason))
 					}
-					return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason(err.Error()))
+					// The error's text stays on the server: it may say more
+					// than a stranger should read.
+					return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("upgrade refused"))
 				}
 			}
 			return nil, nil
