@@ -70,83 +70,83 @@ func (r SendResult) Targets() int { return r.OK + r.Failed }
 
 // SendToID queues p for the open channel with the given id.
 func (s *Server) SendToID(id uint64, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(nil, one(s.Channel(id)), p, filters)
+	return s.fanout(false, nil, one(s.Channel(id)), p, filters)
 }
 
 // BSendToID sends p to the open channel with the given id and waits.
 func (s *Server) BSendToID(ctx context.Context, id uint64, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(ctx, one(s.Channel(id)), p, filters)
+	return s.fanout(true, ctx, one(s.Channel(id)), p, filters)
 }
 
 // SendToUser queues p for every channel of the user.
 func (s *Server) SendToUser(userID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(nil, s.groups.Members(group.KindUser, userID), p, filters)
+	return s.fanout(false, nil, s.groups.Members(group.KindUser, userID), p, filters)
 }
 
 // BSendToUser sends p to every channel of the user and waits.
 func (s *Server) BSendToUser(ctx context.Context, userID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(ctx, s.groups.Members(group.KindUser, userID), p, filters)
+	return s.fanout(true, ctx, s.groups.Members(group.KindUser, userID), p, filters)
 }
 
 // SendToGroup queues p for every channel in the group.
 func (s *Server) SendToGroup(group string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(nil, s.groups.Members(groupKind, group), p, filters)
+	return s.fanout(false, nil, s.groups.Members(groupKind, group), p, filters)
 }
 
 // BSendToGroup sends p to every channel in the group and waits.
 func (s *Server) BSendToGroup(ctx context.Context, group string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(ctx, s.groups.Members(groupKind, group), p, filters)
+	return s.fanout(true, ctx, s.groups.Members(groupKind, group), p, filters)
 }
 
 // SendToToken queues p for every channel bound to the token.
 func (s *Server) SendToToken(token string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(nil, s.groups.Members(group.KindToken, token), p, filters)
+	return s.fanout(false, nil, s.groups.Members(group.KindToken, token), p, filters)
 }
 
 // BSendToToken sends p to every channel bound to the token and waits.
 func (s *Server) BSendToToken(ctx context.Context, token string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(ctx, s.groups.Members(group.KindToken, token), p, filters)
+	return s.fanout(true, ctx, s.groups.Members(group.KindToken, token), p, filters)
 }
 
 // SendToBsID queues p for the channel bound to the business id.
 func (s *Server) SendToBsID(bsID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(nil, one(s.groups.BsID(bsID)), p, filters)
+	return s.fanout(false, nil, one(s.groups.BsID(bsID)), p, filters)
 }
 
 // BSendToBsID sends p to the channel bound to the business id and waits.
 func (s *Server) BSendToBsID(ctx context.Context, bsID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(ctx, one(s.groups.BsID(bsID)), p, filters)
+	return s.fanout(true, ctx, one(s.groups.BsID(bsID)), p, filters)
 }
 
 // SendToIP queues p for every open channel from the IP.
 func (s *Server) SendToIP(ip netip.Addr, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(nil, s.groups.MembersOfIP(ip), p, filters)
+	return s.fanout(false, nil, s.groups.MembersOfIP(ip), p, filters)
 }
 
 // BSendToIP sends p to every open channel from the IP and waits.
 func (s *Server) BSendToIP(ctx context.Context, ip netip.Addr, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(ctx, s.groups.MembersOfIP(ip), p, filters)
+	return s.fanout(true, ctx, s.groups.MembersOfIP(ip), p, filters)
 }
 
 // SendToSet queues p for each of the channels given (a set the caller
 // keeps; duplicates receive the packet twice).
 func (s *Server) SendToSet(chs []*channel.Channel, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(nil, chs, p, filters)
+	return s.fanout(false, nil, chs, p, filters)
 }
 
 // BSendToSet sends p to each of the channels given and waits.
 func (s *Server) BSendToSet(ctx context.Context, chs []*channel.Channel, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(ctx, chs, p, filters)
+	return s.fanout(true, ctx, chs, p, filters)
 }
 
 // SendToAll queues p for every open channel of the server.
 func (s *Server) SendToAll(p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(nil, s.groups.All(), p, filters)
+	return s.fanout(false, nil, s.groups.All(), p, filters)
 }
 
 // BSendToAll sends p to every open channel of the server and waits.
 func (s *Server) BSendToAll(ctx context.Context, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(ctx, s.groups.All(), p, filters)
+	return s.fanout(true, ctx, s.groups.All(), p, filters)
 }
 
 // CloseUser closes every channel of the user for reason r (recorded on each
@@ -205,9 +205,9 @@ func closeAll(chs []*channel.Channel, r channel.Reason, filters []Filter) int {
 	return n
 }
 
-// fanout delivers p to targets: queued if ctx is nil, else waiting for the
-// writes. targets may be a shared snapshot; it is only read.
-func (s *Server) fanout(ctx context.Context, targets []*channel.Channel, p *codec.Packet, filters []Filter) (SendResult, error) {
+// fanout delivers p to targets: queued, or, if block, waiting for the writes
+// until ctx ends. targets may be a shared snapshot; it is only read.
+func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Channel, p *codec.Packet, filters []Filter) (SendResult, error) {
 	var (
 		res   SendResult
 		enc   encoder
@@ -216,7 +216,10 @@ func (s *Server) fanout(ctx context.Context, targets []*channel.Channel, p *code
 	)
 	enc.p = p
 	defer enc.release()
-	if ctx != nil {
+	if block {
+		if ctx == nil {
+			ctx = context.Background()
+		}
 		w = newWaiter()
 	}
 	sent := 0

@@ -347,3 +347,23 @@ func BenchmarkMembersSnapshot(b *testing.B) {
 		}
 	})
 }
+
+// An unbound channel costs its entry in its IP's set and nothing more:
+// attaching and detaching it allocates nothing once the set exists.
+func TestAttachDetachDoNotAllocate(t *testing.T) {
+	r := group.New(group.Listener{})
+	for i := range 1000 {
+		newChannel(r, uint64(i+1), "10.0.0.1")
+	}
+	ch := newChannel(r, 5000, "10.0.0.1")
+	r.Detach(ch)
+	if n := testing.AllocsPerRun(100, func() {
+		r.Attach(ch)
+		r.Detach(ch)
+	}); n != 0 {
+		t.Fatalf("Attach+Detach allocate %v times", n)
+	}
+	if s := r.Sizes(); s != (group.Sizes{IPs: 1}) {
+		t.Fatalf("sizes %+v", s)
+	}
+}
