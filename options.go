@@ -11,6 +11,7 @@ import (
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/codec/binary"
 	"github.com/tiogo/tio/codec/websocket"
+	"github.com/tiogo/tio/stats"
 )
 
 // Option configures a Server.
@@ -40,6 +41,7 @@ type config struct {
 	gnetOptions  []gnet.Option
 	reusePort    bool
 	readBufferCp int
+	ipStats      stats.IPConfig // WithIPStats (metrics.go)
 }
 
 func defaultConfig() config {

@@ -58,6 +58,7 @@ type Server struct {
 	pool    *handler.Pool
 	stats   stats.Server
 	totals  channel.Totals
+	ipStats *stats.IPTable // per-IP statistics (metrics.go); nil when off
 	groups  *group.Registry
 	black   blacklist // IPs refused at accept (blacklist.go)
 	log     *slog.Logger
@@ -115,6 +116,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 	for i := range s.shards {
 		s.shards[i].m = make(map[uint64]*channel.Channel)
 	}
+	s.initStats()
 	return s
 }
 
@@ -125,6 +127,7 @@ func (s *Server) Start() error {
 		return ErrStarted
 	}
 	s.pool = handler.NewPool(s.cfg.workers, s.cfg.depth)
+	s.startStats()
 	opts := []gnet.Option{
 		gnet.WithMulticore(s.cfg.multicore),
 		gnet.WithReusePort(s.cfg.reusePort),
@@ -235,6 +238,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Stats() stats.Snapshot {
 	snap := s.stats.Snapshot()
 	snap.Traffic = s.totals.Snapshot()
+	s.statsIPs(&snap)
 	return snap
 }
 
@@ -307,6 +311,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := channel.NewLink(c, s.nextID.Add(1), &s.env)
 	c.SetContext(l)
 	s.stats.Accepted()
+	s.trackIP(l)
 	ch := l.Channel()
 	sh := &s.shards[ch.ID()%shardCount]
 	sh.mu.Lock()
@@ -344,6 +349,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	s.groups.Detach(ch)
 	s.release(ch)
+	s.untrackIP(ch)
 	s.drainMu.Lock()
 	delete(s.draining, l)
 	s.drainMu.Unlock()
@@ -454,8 +460,12 @@ func (s *Server) account(l *channel.Link, pass *inlinePass, end int64) {
 	l.Handled(pass.n, total)
 	if s.cfg.stats {
 		each := total / time.Duration(pass.n)
-		for _, t := range pass.types[:pass.n] {
-			s.stats.Observe(t, each)
+		run := 0 // packets of one type in a row: one observation
+		for i, t := range pass.types[:pass.n] {
+			if i+1 == pass.n || pass.types[i+1] != t {
+				s.stats.ObserveN(t, each, i+1-run)
+				run = i + 1
+			}
 		}
 	}
 	pass.start, pass.n = end, 0

@@ -1,5 +1,12 @@
-// Package stats holds tio's counters. They are plain atomics updated on the
-// hot path; exporters read them when asked.
+// Package stats holds tio's statistics, after t-io's GroupStat, ChannelStat
+// and IpStat: server counters (connections, closes by reason, panics, drops),
+// a handler latency histogram per packet type, per-IP totals reported over
+// windows, and a Prometheus collector that reads them all at scrape time.
+//
+// Everything on the hot path is a plain atomic add (traffic is batched per
+// event-loop pass by package channel); nothing calls Prometheus per packet.
+// Exporters and the Go API read the counters when asked: tio.Server.Stats
+// returns a [Snapshot], and [NewCollector] turns snapshots into metrics.
 package stats
 
 import (
@@ -18,6 +25,7 @@ type Server struct {
 	panics   atomic.Uint64
 	dropped  atomic.Uint64 // packets with no handler
 	limited  atomic.Uint64 // packets dropped by the rate limit
+	latency  *latency      // nil: latency not kept
 }
 
 // Snapshot is a point-in-time copy of a server's counters.
@@ -30,8 +38,17 @@ type Snapshot struct {
 	DroppedPackets uint64
 	// RateLimited counts packets dropped by a rate limit set to drop.
 	RateLimited uint64
-	// Traffic is the server's aggregate traffic.
+	// Traffic is the server's aggregate traffic (zero with statistics off).
 	Traffic channel.TotalsSnapshot
+	// Latency holds the handler latency histograms, one per packet type (see
+	// LatencyTypes), ordered by type, the overflow histogram last (nil with
+	// statistics off).
+	Latency []LatencySnapshot
+	// IPs is the number of IP addresses tracked by per-IP statistics, and
+	// IPsUntracked counts the connections that per-IP statistics did not
+	// track because IPConfig.MaxIPs addresses were tracked already.
+	IPs          int
+	IPsUntracked uint64
 }
 
 // Accepted counts an accepted connection (which is now active).
@@ -54,9 +71,31 @@ func (s *Server) Dropped() { s.dropped.Add(1) }
 // RateLimited counts a packet dropped by the rate limit.
 func (s *Server) RateLimited() { s.limited.Add(1) }
 
-// Observe records that a handler for packets of type t took d. (The
-// latency histogram is kept by the metrics exporter; this is its hook.)
-func (s *Server) Observe(t codec.Type, d time.Duration) {}
+// KeepLatency makes Observe keep a latency histogram per packet type. Call
+// it before the server starts; without it Observe does nothing.
+func (s *Server) KeepLatency() {
+	if s.latency == nil {
+		s.latency = new(latency)
+	}
+}
+
+// Observe records that a handler for packets of type t took d: two atomic
+// adds, no lock, no allocation (but for the first packet of each of the
+// first LatencyTypes types).
+func (s *Server) Observe(t codec.Type, d time.Duration) {
+	if l := s.latency; l != nil {
+		l.observe(t, d)
+	}
+}
+
+// ObserveN records n packets of type t whose handlers took each on average
+// (packets handled in one event-loop pass, timed together): two atomic adds
+// in all.
+func (s *Server) ObserveN(t codec.Type, each time.Duration, n int) {
+	if l := s.latency; l != nil && n > 0 {
+		l.find(t).observeN(each, uint64(n))
+	}
+}
 
 // Snapshot returns the current values.
 func (s *Server) Snapshot() Snapshot {
@@ -69,6 +108,9 @@ func (s *Server) Snapshot() Snapshot {
 	}
 	for i := range s.closed {
 		snap.Closed[i] = s.closed[i].Load()
+	}
+	if s.latency != nil {
+		snap.Latency = s.latency.snapshot()
 	}
 	return snap
 }

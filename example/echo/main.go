@@ -15,6 +15,8 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -69,6 +71,7 @@ var broadcastPrefix = []byte("B:")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "TCP address to listen on")
+	metricsAddr := flag.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9002 (empty: off)")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -78,6 +81,14 @@ func main() {
 		os.Exit(1)
 	}
 	logger.Info("echo: serving WebSocket and binary protocol", "addr", srv.Addr().String())
+	if *metricsAddr != "" {
+		at, err := serveMetrics(*metricsAddr, srv)
+		if err != nil {
+			logger.Error("echo: cannot serve metrics", "addr", *metricsAddr, "err", err)
+			os.Exit(1)
+		}
+		logger.Info("echo: serving Prometheus metrics", "url", "http://"+at.String()+"/metrics")
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -87,4 +98,17 @@ func main() {
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Error("echo: shutdown", "err", err)
 	}
+}
+
+// serveMetrics serves srv's Prometheus metrics at http://addr/metrics.
+func serveMetrics(addr string, srv *tio.Server) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", srv.MetricsHandler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	return ln.Addr(), nil
 }

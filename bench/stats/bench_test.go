@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tiogo/tio"
+)
+
+var modes = []string{"off", "on", "on+ip"}
+
+func startMode(tb testing.TB, mode string) *tio.Server {
+	tb.Helper()
+	srv, err := NewServer("127.0.0.1:0", mode)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv
+}
+
+// The workload runs against every mode, and the modes differ as they should.
+func TestModes(t *testing.T) {
+	for _, mode := range modes {
+		srv := startMode(t, mode)
+		l, err := Dial(srv.Addr().String(), Config{Conns: 4, Inflight: 4, Size: 64, Duration: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := l.Run()
+		l.Close()
+		if err != nil || n == 0 {
+			t.Fatalf("%s: %d messages, %v", mode, n, err)
+		}
+		s := srv.Stats()
+		for end := time.Now().Add(3 * time.Second); mode != "off" && s.Traffic.PacketsOut < n && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond) // the server counts just after it writes
+			s = srv.Stats()
+		}
+		if (s.Traffic.PacketsIn == n) != (mode != "off") || (s.IPs == 1) != (mode == "on+ip") {
+			t.Fatalf("%s: %d echoed, stats %+v", mode, n, s)
+		}
+	}
+	if cpu := processCPU(1); cpu < 0 {
+		t.Fatal(cpu)
+	}
+}
+
+// BenchmarkEcho is the in-process form of the comparison (client and server
+// share the process, so this measures throughput, not the server's CPU
+// alone): an op is one echoed packet. Compare the modes with
+//
+//	go test -run '^$' -bench Echo -count 10 ./bench/stats/
+func BenchmarkEcho(b *testing.B) {
+	for _, mode := range modes {
+		b.Run("stats="+mode, func(b *testing.B) {
+			srv := startMode(b, mode)
+			cfg := Config{Conns: 100, Inflight: 16, Size: 64}
+			l, err := Dial(srv.Addr().String(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			b.SetBytes(int64(cfg.Size))
+			b.ResetTimer()
+			if err := l.RunN(b.N); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}

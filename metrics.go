@@ -1,0 +1,105 @@
+package tio
+
+import (
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/stats"
+)
+
+// WithIPStats turns on per-IP statistics (t-io's ipStats): each remote IP
+// address gets running totals (Server.IPStats) that are reported to
+// c.OnWindow at the end of every window of c.Windows (one minute and one
+// hour, say). Without windows, or with WithStats(false), there are none.
+// Memory stays bounded: an address's entry expires once it has had no open
+// connection and no traffic for longer than the longest window, and at most
+// c.MaxIPs addresses are tracked at once. See docs/metrics.md.
+func WithIPStats(c stats.IPConfig) Option {
+	return func(o *config) { o.ipStats = c }
+}
+
+// initStats sets up the latency histogram and per-IP statistics, unless
+// statistics are off (no traffic totals).
+func (s *Server) initStats() {
+	if s.env.Totals == nil {
+		return
+	}
+	s.stats.KeepLatency()
+	s.ipStats = stats.NewIPTable(s.cfg.ipStats, time.Now())
+}
+
+// startStats starts the goroutine that closes per-IP windows; it ends with
+// the server.
+func (s *Server) startStats() {
+	if s.ipStats != nil {
+		go s.ipStats.Run(s.done)
+	}
+}
+
+// untrackedIP marks a channel that per-IP statistics did not track (their
+// table was full).
+type untrackedIP struct{}
+
+// trackIP makes a new connection count in its IP address's totals. It runs in
+// OnOpen, on the event loop: one map lookup under a lock.
+func (s *Server) trackIP(l *channel.Link) {
+	if s.ipStats == nil {
+		return
+	}
+	ch := l.Channel()
+	if t := s.ipStats.Acquire(ch.RemoteAddr().Addr()); t != nil {
+		l.SetIPTotals(t)
+	} else {
+		ch.SetValue(untrackedIP{}, true)
+	}
+}
+
+// untrackIP undoes trackIP when the connection closes.
+func (s *Server) untrackIP(ch *channel.Channel) {
+	if s.ipStats == nil || ch.Value(untrackedIP{}) != nil {
+		return
+	}
+	s.ipStats.Release(ch.RemoteAddr().Addr())
+}
+
+// statsIPs adds the per-IP figures to a snapshot.
+func (s *Server) statsIPs(snap *stats.Snapshot) {
+	if s.ipStats != nil {
+		snap.IPs = s.ipStats.Len()
+		snap.IPsUntracked = s.ipStats.Untracked()
+	}
+}
+
+// IPStats returns the running totals of the connections from ip, if per-IP
+// statistics are on (WithIPStats) and ip is tracked.
+func (s *Server) IPStats(ip netip.Addr) (stats.IPStat, bool) {
+	if s.ipStats == nil {
+		return stats.IPStat{}, false
+	}
+	return s.ipStats.Get(ip.Unmap())
+}
+
+// Collector returns a prometheus.Collector of the server's statistics: it
+// reads the server's atomic counters when scraped (nothing is recorded
+// through Prometheus per packet). Register it with your registry, or serve
+// it with MetricsHandler. Several servers in one registry need telling apart
+// by a constant label: use stats.NewCollector(srv.Stats, labels) instead.
+// docs/metrics.md lists the metrics.
+func (s *Server) Collector() prometheus.Collector {
+	return stats.NewCollector(s.Stats, nil)
+}
+
+// MetricsHandler returns an http.Handler that serves the server's metrics in
+// the Prometheus exposition format (mount it at /metrics). It uses a
+// registry of its own holding only the server's collector, never the global
+// one, so that any number of servers can live in one process.
+func (s *Server) MetricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
