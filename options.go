@@ -181,9 +181,9 @@ func WithDrainTimeout(d time.Duration) Option {
 }
 
 // WithStats turns the server's traffic statistics on or off (default on):
-// the aggregate counters behind Stats().Traffic and the handler latency
-// histogram. Connection counts, close reasons and each channel's own
-// counters are always kept.
+// the aggregate counters behind Stats().Traffic, the handler latency
+// histogram and per-IP statistics (WithIPStats). Connection counts, close
+// reasons and each channel's own counters are always kept.
 func WithStats(on bool) Option {
 	return func(o *config) { o.stats = on }
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/stats"
 )
 
 var modes = []string{"off", "on", "on+ip"}
@@ -74,6 +76,50 @@ func BenchmarkEcho(b *testing.B) {
 			if err := l.RunN(b.N); err != nil {
 				b.Fatal(err)
 			}
+		})
+	}
+}
+
+// BenchmarkPassStats isolates what statistics add to one event-loop pass of
+// the echo workload (one read of 16 packets, one write of their echoes): the
+// atomic adds of channel.Link's Begin, count and Handled on the server's
+// totals (and the IP's, for on+ip), and the latency histogram's ObserveN, on
+// parallel goroutines sharing the totals as the event loops do. Compare its
+// ns/op with the server's CPU time per pass (16 × ns/msg of the command).
+func BenchmarkPassStats(b *testing.B) {
+	const packets, bytes = 16, 16 * (7 + 64)
+	for _, mode := range modes {
+		b.Run(mode, func(b *testing.B) {
+			var server, ip channel.Totals
+			var st stats.Server
+			var totals []*channel.Totals
+			switch mode {
+			case "on":
+				totals = []*channel.Totals{&server}
+			case "on+ip":
+				totals = []*channel.Totals{&server, &ip}
+			}
+			if mode != "off" {
+				st.KeepLatency()
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					for _, t := range totals { // Begin
+						t.BytesIn.Add(bytes)
+						t.Reads.Add(1)
+					}
+					for _, t := range totals { // Handled
+						t.Handled.Add(packets)
+						t.HandleNanos.Add(4000)
+					}
+					st.ObserveN(1, 250*time.Nanosecond, packets)
+					for _, t := range totals { // count
+						t.PacketsIn.Add(packets)
+						t.PacketsOut.Add(packets)
+						t.BytesOut.Add(bytes)
+					}
+				}
+			})
 		})
 	}
 }

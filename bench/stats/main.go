@@ -199,6 +199,13 @@ func compare(cfg Config, modes []string, rounds int, scrapeEvery time.Duration, 
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Printf("# load average at end: %s", b)
 	}
+	for _, c := range children {
+		if c.mode != "off" {
+			if in, reads := metric(c.maddr, "tio_received_packets_total"), metric(c.maddr, "tio_socket_reads_total"); reads > 0 {
+				fmt.Printf("# %s: %.1f packets per read (tio_received_packets_total / tio_socket_reads_total)\n", c.mode, in/reads)
+			}
+		}
+	}
 	fmt.Println()
 	fmt.Println("| mode | msg/s (median) | server CPU ns/msg (median) | throughput vs " + modes[0] + " (median, range) | server CPU/msg vs " + modes[0] + " (median, range) |")
 	fmt.Println("|---|---|---|---|---|")
@@ -257,4 +264,23 @@ func scrapeLoop(addr string, every time.Duration, stop <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// metric returns the value of an unlabelled sample of the server's metrics
+// (0 if missing).
+func metric(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
 }
