@@ -106,9 +106,9 @@ func (s *Server) check(l *channel.Link, now time.Time) time.Time {
 	return next
 }
 
-// OnTick implements gnet.EventHandler. It runs on gnet's ticker goroutine:
+// onTick implements gnet.EventHandler.OnTick. It runs on gnet's ticker goroutine:
 // it advances the heartbeat wheel and nudges draining connections.
-func (s *Server) OnTick() (time.Duration, gnet.Action) {
+func (s *Server) onTick() (time.Duration, gnet.Action) {
 	now := time.Now()
 	s.wheel.Advance(now)
 	s.drainMu.Lock()

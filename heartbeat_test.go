@@ -24,7 +24,7 @@ import (
 func TestHeartbeatTimeout(t *testing.T) {
 	closed := make(chan channel.Reason, 8)
 	srv := start(t, echoMux(),
-		tio.WithHeartbeat(400*time.Millisecond, nil),
+		tio.WithHeartbeat(time.Second, nil),
 		tio.WithOnClose(func(_ *channel.Channel, r channel.Reason, _ error) { closed <- r }))
 
 	idle := dialBinary(t, srv)
@@ -35,11 +35,12 @@ func TestHeartbeatTimeout(t *testing.T) {
 		t.Fatalf("reason %v", r)
 	}
 
-	// Alive by heartbeat bytes (binary) and by pings (WebSocket): 3 timeouts
-	// long, beating 8 times per timeout (margin for a loaded machine).
+	// Alive by heartbeat bytes (binary) and by pings (WebSocket): 2.5
+	// timeouts long, beating 20 times per timeout (margin for a loaded
+	// machine).
 	beating := dialBinary(t, srv)
 	ws := dialWS(t, srv, "/")
-	for range 24 {
+	for range 50 {
 		time.Sleep(50 * time.Millisecond)
 		beating.write([]byte{tbin.TagHeartbeat})
 		if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)); err != nil {

@@ -48,8 +48,6 @@ var (
 
 // Server is a tio server. Create it with NewServer; it serves once.
 type Server struct {
-	gnet.BuiltinEventEngine
-
 	addr    string
 	handler handler.Handler
 	router  handler.Router // handler as a Router, if it is one
@@ -139,7 +137,7 @@ func (s *Server) Start() error {
 	}
 	opts = append(opts, s.cfg.gnetOptions...)
 	go func() {
-		err := gnet.Run(s, "tcp://"+s.addr, opts...)
+		err := gnet.Run(&events{s: s}, "tcp://"+s.addr, opts...)
 		if err == nil && s.closing.Load() {
 			err = ErrServerClosed
 		}
@@ -278,13 +276,26 @@ func (s *Server) Each(f func(ch *channel.Channel) bool) {
 	}
 }
 
-// OnBoot implements gnet.EventHandler.
-func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+// onBoot implements gnet.EventHandler.OnBoot.
+func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	s.boundTo = boundAddr(eng)
 	close(s.booted)
 	return gnet.None
 }
+
+// events is the server as gnet sees it. Keeping gnet's callbacks on a type
+// of their own keeps them out of the Server's API.
+type events struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (e *events) OnBoot(eng gnet.Engine) gnet.Action           { return e.s.onBoot(eng) }
+func (e *events) OnOpen(c gnet.Conn) ([]byte, gnet.Action)     { return e.s.onOpen(c) }
+func (e *events) OnClose(c gnet.Conn, err error) gnet.Action   { return e.s.onClose(c, err) }
+func (e *events) OnTraffic(c gnet.Conn) gnet.Action            { return e.s.onTraffic(c) }
+func (e *events) OnTick() (delay time.Duration, a gnet.Action) { return e.s.onTick() }
 
 // boundAddr reads the listener's address (so that ":0" can be resolved).
 func boundAddr(eng gnet.Engine) net.Addr {
@@ -306,8 +317,8 @@ func boundAddr(eng gnet.Engine) net.Addr {
 	return nil
 }
 
-// OnOpen implements gnet.EventHandler.
-func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+// onOpen implements gnet.EventHandler.OnOpen.
+func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := channel.NewLink(c, s.nextID.Add(1), &s.env)
 	c.SetContext(l)
 	s.stats.Accepted()
@@ -332,8 +343,8 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// OnClose implements gnet.EventHandler.
-func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+// onClose implements gnet.EventHandler.OnClose.
+func (s *Server) onClose(c gnet.Conn, err error) gnet.Action {
 	l, ok := c.Context().(*channel.Link)
 	if !ok {
 		return gnet.None
@@ -361,10 +372,10 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
-// OnTraffic implements gnet.EventHandler: it decodes every whole packet
+// onTraffic implements gnet.EventHandler.OnTraffic: it decodes every whole packet
 // buffered for the connection, dispatches each, and flushes the replies in
 // one write.
-func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 	l := c.Context().(*channel.Link)
 	buf, _ := c.Peek(-1)
 	fresh, now := l.Begin(len(buf))
