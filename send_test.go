@@ -257,7 +257,7 @@ func TestBlockingSendResult(t *testing.T) {
 		t.Fatalf("BSendToGroup = %+v, %v", res, err)
 	}
 	for i, ch := range chs {
-		if got := ch.Stats().BytesOut - out[i]; got != tbin.HeaderSize+4 {
+		if got := ch.Stats().BytesOut - out[i]; got < tbin.HeaderSize+4 {
 			t.Fatalf("target %d: %d bytes written when BSend returned", i, got)
 		}
 		if p := clients[i].recv(); string(p.Body) != "sync" {
