@@ -2,8 +2,9 @@ package group
 
 import "github.com/tiogo/tio/channel"
 
-// Page is one page of a listing, like t-io's Page: items Number (from 1) of
-// pages of Size items, and the Total number of items in all pages.
+// Page is one page of a listing, like t-io's Page: page Number (counted
+// from 1) of pages of Size items, its Items, and the Total number of items
+// on all pages.
 type Page[T any] struct {
 	Number int
 	Size   int

@@ -1,0 +1,53 @@
+//go:build linux
+
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// A short run against each server in-process, so that the benchmark cannot
+// rot: every receiver gets every broadcast, in order, and latency is
+// measured.
+func TestBroadcastSmoke(t *testing.T) {
+	for _, impl := range impls {
+		for _, pace := range []bool{false, true} {
+			addr, err := serve(impl, "127.0.0.1:0")
+			if err != nil {
+				t.Fatalf("%s: %v", impl, err)
+			}
+			res, err := runClient(config{
+				Addr: addr, Receivers: 20, Inflight: 4, Size: 64,
+				Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond, PaceOnSender: pace,
+			})
+			if err != nil {
+				t.Fatalf("%s: %v", impl, err)
+			}
+			if res.Deliveries == 0 || res.Lost != 0 || res.Errors != 0 || res.P50 <= 0 || res.P99 < res.P50 {
+				t.Fatalf("%s (pace on sender %v): %+v", impl, pace, res)
+			}
+			t.Logf("%s (pace on sender %v): %.0f deliveries/s, p50 %.0f µs, p99 %.0f µs", impl, pace, res.Rate, res.P50, res.P99)
+		}
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h hist
+	for v := uint64(1); v <= 100000; v++ {
+		h.add(v * 1000) // 1 µs .. 100 ms
+	}
+	for _, c := range []struct{ q, want float64 }{{0.5, 50000}, {0.99, 99000}, {1, 100000}} {
+		if got := h.quantile(c.q); got < c.want*0.98 || got > c.want*1.02 {
+			t.Errorf("quantile %v = %.0f µs, want about %.0f", c.q, got, c.want)
+		}
+	}
+	for i := 0; i < histIndex(1<<63)+1; i++ { // the buckets a uint64 can reach
+		if i > 0 && histValue(i) <= histValue(i-1) {
+			t.Fatalf("bucket %d's bound %d not above %d", i, histValue(i), histValue(i-1))
+		}
+		if v := histValue(i); v < 1<<62 && histIndex(v) != i {
+			t.Fatalf("bucket %d: bound %d maps to %d", i, v, histIndex(v))
+		}
+	}
+}
