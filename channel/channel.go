@@ -107,6 +107,12 @@ func (ch *Channel) LocalAddr() netip.AddrPort { return ch.local }
 
 // Codec returns the channel's codec, or nil while it is not yet chosen.
 func (ch *Channel) Codec() codec.Codec {
+	if ch.ready.Load() {
+		// The codec is set once, before the handshake completes; the
+		// atomic ready flag publishes it, so no lock is needed (fan-outs
+		// call this for every target).
+		return ch.codec
+	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	return ch.codec
