@@ -1,0 +1,515 @@
+//go:build linux
+
+package bench
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Load runs one throughput scenario against the WebSocket echo at cfg.Addr:
+// Compare with one target, one slice of cfg.Duration after cfg.Warmup.
+func Load(cfg LoadConfig) (LoadResult, error) {
+	res, err := Compare(CompareConfig{
+		Targets: []Target{{Addr: cfg.Addr, PID: cfg.ServerPID}},
+		Conns:   cfg.Conns, Size: cfg.Size, Inflight: cfg.Inflight,
+		Warmup: cfg.Warmup, Slice: cfg.Duration, Cycles: 1, Workers: cfg.Workers,
+	})
+	if err != nil {
+		return LoadResult{}, err
+	}
+	return res[0], nil
+}
+
+// Compare runs one throughput scenario against every target, interleaved
+// (see CompareConfig), and returns a result per target.
+//
+// The connections are opened and upgraded with package net, then their
+// sockets are taken over by cfg.Workers epoll loops (raw non-blocking
+// sockets, level-triggered), so that the client costs as little CPU as it can
+// and the same for every server. When a server's slice starts, each of its
+// connections is topped up to cfg.Inflight messages in flight (sent in one
+// write); every echo received is checked (opcode, length, bytes) and, while
+// the slice lasts, answered with a new message, the new messages of one read
+// going out in one write.
+func Compare(cfg CompareConfig) ([]LoadResult, error) {
+	if len(cfg.Targets) == 0 || cfg.Conns <= 0 || cfg.Size < 0 || cfg.Inflight <= 0 || cfg.Cycles <= 0 || cfg.Slice <= cfg.Settle {
+		return nil, errors.New("bench: need targets, conns, inflight and cycles > 0, and a slice longer than its settling time")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	cfg.Workers = min(cfg.Workers, cfg.Conns*len(cfg.Targets))
+	nt := len(cfg.Targets)
+
+	payload := randomPayload(cfg.Size)
+	var (
+		stop   atomic.Bool
+		active atomic.Int32
+		errs   errorLog
+	)
+	active.Store(-1)
+	workers := make([]*worker, cfg.Workers)
+	cleanup := func() {
+		for _, w := range workers {
+			if w != nil {
+				w.closeAll()
+			}
+		}
+	}
+	for i := range workers {
+		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		workers[i] = &worker{epfd: epfd, payload: payload, inflight: cfg.Inflight, stop: &stop, active: &active,
+			errs: &errs, counts: make([]atomic.Uint64, nt)}
+	}
+	frameLen := len(AppendClientFrame(nil, 2, payload, [4]byte{}))
+	rcap := max(cfg.Inflight*frameLen+4096, 8192)
+	next := 0
+	for t, tg := range cfg.Targets {
+		conns, rests, err := dialAll(tg.Addr, cfg.Conns, 64, 10*time.Second)
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("%s: %w", tg.Addr, err)
+		}
+		for i, c := range conns {
+			fd, err := takeFD(c)
+			if err != nil {
+				CloseAll(conns[i+1:])
+				cleanup()
+				return nil, err
+			}
+			var mask [4]byte
+			_, _ = rand.Read(mask[:])
+			frame := AppendClientFrame(nil, 2, payload, mask)
+			lc := &loadConn{fd: fd, target: t, frameLen: len(frame), burst: bytes.Repeat(frame, cfg.Inflight), rbuf: make([]byte, rcap)}
+			lc.rlen = copy(lc.rbuf, rests[i])
+			w := workers[next%len(workers)]
+			next++
+			w.conns = append(w.conns, lc)
+		}
+	}
+
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run()
+		}()
+	}
+	count := func(t int) uint64 {
+		var n uint64
+		for _, w := range workers {
+			n += w.counts[t].Load()
+		}
+		return n
+	}
+	serversCPU := func() float64 {
+		sum := 0.0
+		for _, tg := range cfg.Targets {
+			if c := procCPU(tg.PID); c > 0 {
+				sum += c
+			}
+		}
+		return sum
+	}
+
+	res := make([]LoadResult, nt)
+	for t, tg := range cfg.Targets {
+		res[t] = LoadResult{Impl: tg.Name, Conns: cfg.Conns, Size: cfg.Size, Inflight: cfg.Inflight}
+		active.Store(int32(t))
+		time.Sleep(cfg.Warmup)
+	}
+	for cyc := range cfg.Cycles {
+		for j := range nt {
+			t := (cyc + j) % nt
+			active.Store(int32(t))
+			time.Sleep(cfg.Settle)
+			sys0, srv0, all0, cli0 := systemCPU(), procCPU(cfg.Targets[t].PID), serversCPU(), selfCPU()
+			n0, t0 := count(t), time.Now()
+			time.Sleep(cfg.Slice - cfg.Settle)
+			n1, t1 := count(t), time.Now()
+			sys1, srv1, all1, cli1 := systemCPU(), procCPU(cfg.Targets[t].PID), serversCPU(), selfCPU()
+
+			r := &res[t]
+			secs := t1.Sub(t0).Seconds()
+			r.Msgs += n1 - n0
+			r.Seconds += secs
+			r.Slices = append(r.Slices, float64(n1-n0)/secs)
+			r.ServerCPU += srv1 - srv0
+			r.ClientCPU += cli1 - cli0
+			if sys0.ok && sys1.ok {
+				r.OtherCPU += max(0, sys1.tasks-sys0.tasks-(all1-all0)-(cli1-cli0))
+				r.SoftirqCPU += sys1.softirq - sys0.softirq
+			} else {
+				r.OtherCPU, r.SoftirqCPU = -1, -1
+			}
+		}
+	}
+	active.Store(-1)
+	stop.Store(true)
+	wg.Wait()
+
+	n, first := errs.get()
+	for t, tg := range cfg.Targets {
+		r := &res[t]
+		r.Rate = float64(r.Msgs) / r.Seconds
+		if tg.PID <= 0 {
+			r.ServerCPU = -1
+		}
+		r.Errors, r.FirstError = n, first // the client does not tell whose connection failed
+	}
+	return res, nil
+}
+
+// takeFD takes c's socket out of the Go runtime's poller: it duplicates the
+// descriptor (non-blocking, like the original) and closes c.
+func takeFD(c net.Conn) (int, error) {
+	sc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := sc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	c.Close()
+	if derr != nil {
+		return -1, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+type loadConn struct {
+	fd       int
+	target   int // index in CompareConfig.Targets
+	sent     int // messages in flight
+	frameLen int
+	burst    []byte // Inflight copies of this connection's masked frame
+	rbuf     []byte
+	rlen     int
+	pending  []byte // bytes a write left unsent
+	dead     bool
+}
+
+type worker struct {
+	epfd     int
+	conns    []*loadConn
+	payload  []byte
+	inflight int
+	stop     *atomic.Bool
+	active   *atomic.Int32 // the target being sent messages, -1 for none
+	errs     *errorLog
+	counts   []atomic.Uint64 // echoes received, per target
+	current  int             // loop only: the active target as last seen
+}
+
+const (
+	evIn   = unix.EPOLLIN | unix.EPOLLRDHUP
+	userHZ = 100 // USER_HZ, the unit of /proc's CPU times, fixed on Linux
+)
+
+func (w *worker) run() {
+	defer w.closeAll()
+	for i, c := range w.conns {
+		ev := unix.EpollEvent{Events: evIn, Fd: int32(i)}
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+			w.fail(c, err)
+		}
+	}
+	w.current = -1
+	for i, c := range w.conns {
+		if !c.dead && c.rlen > 0 {
+			w.consume(i, c)
+		}
+	}
+	events := make([]unix.EpollEvent, 256)
+	for !w.stop.Load() {
+		if a := int(w.active.Load()); a != w.current {
+			w.current = a
+			for i, c := range w.conns {
+				if c.target == a && !c.dead && c.sent < w.inflight {
+					w.send(i, c, w.inflight-c.sent)
+				}
+			}
+		}
+		n, err := unix.EpollWait(w.epfd, events, 10)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			w.errs.add(fmt.Errorf("epoll_wait: %w", err))
+			return
+		}
+		for _, ev := range events[:n] {
+			i := int(ev.Fd)
+			c := w.conns[i]
+			if c.dead {
+				continue
+			}
+			if ev.Events&unix.EPOLLOUT != 0 {
+				w.flush(i, c)
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 && !c.dead {
+				w.read(i, c)
+			}
+		}
+	}
+}
+
+// read reads what the socket holds (once, or again while it fills the
+// buffer) and answers every echo.
+func (w *worker) read(i int, c *loadConn) {
+	for {
+		if c.rlen == len(c.rbuf) {
+			c.rbuf = append(c.rbuf, make([]byte, len(c.rbuf))...)
+		}
+		space := len(c.rbuf) - c.rlen
+		n, err := unix.Read(c.fd, c.rbuf[c.rlen:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return
+		}
+		if err != nil {
+			w.fail(c, fmt.Errorf("read: %w", err))
+			return
+		}
+		if n == 0 {
+			w.fail(c, errors.New("connection closed by the server"))
+			return
+		}
+		c.rlen += n
+		w.consume(i, c)
+		if c.dead || n < space {
+			return
+		}
+	}
+}
+
+// consume checks the whole echoes buffered and sends as many new messages.
+func (w *worker) consume(i int, c *loadConn) {
+	off, k := 0, 0
+	for {
+		b0, p, n, err := ParseServerFrame(c.rbuf[off:c.rlen])
+		if err != nil {
+			w.fail(c, err)
+			return
+		}
+		if n == 0 {
+			break
+		}
+		if b0 != 0x82 || !bytes.Equal(p, w.payload) {
+			w.fail(c, fmt.Errorf("bad echo: first byte %#x, %d bytes (want 0x82, %d bytes)", b0, len(p), len(w.payload)))
+			return
+		}
+		off += n
+		k++
+	}
+	if off > 0 {
+		c.rlen = copy(c.rbuf, c.rbuf[off:c.rlen])
+	}
+	if k > c.sent {
+		w.fail(c, fmt.Errorf("%d echoes for %d messages in flight", k, c.sent))
+		return
+	}
+	c.sent -= k
+	if k > 0 {
+		w.counts[c.target].Add(uint64(k))
+		if c.target == w.current {
+			w.send(i, c, k)
+		}
+	}
+}
+
+// send writes k messages (c.sent+k <= inflight).
+func (w *worker) send(i int, c *loadConn, k int) {
+	c.sent += k
+	data := c.burst[:k*c.frameLen]
+	if len(c.pending) > 0 {
+		c.pending = append(c.pending, data...)
+		return
+	}
+	n, err := write(c.fd, data)
+	if err != nil {
+		w.fail(c, fmt.Errorf("write: %w", err))
+		return
+	}
+	if n < len(data) {
+		c.pending = append(c.pending[:0], data[n:]...)
+		ev := unix.EpollEvent{Events: evIn | unix.EPOLLOUT, Fd: int32(i)}
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+			w.fail(c, err)
+		}
+	}
+}
+
+// flush writes what a short write left.
+func (w *worker) flush(i int, c *loadConn) {
+	n, err := write(c.fd, c.pending)
+	if err != nil {
+		w.fail(c, fmt.Errorf("write: %w", err))
+		return
+	}
+	c.pending = c.pending[:copy(c.pending, c.pending[n:])]
+	if len(c.pending) == 0 {
+		ev := unix.EpollEvent{Events: evIn, Fd: int32(i)}
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+			w.fail(c, err)
+		}
+	}
+}
+
+// write writes b until done or EAGAIN and returns how much went out.
+func write(fd int, b []byte) (int, error) {
+	sent := 0
+	for sent < len(b) {
+		n, err := unix.Write(fd, b[sent:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return sent, nil
+		}
+		if err != nil {
+			return sent, err
+		}
+		sent += n
+	}
+	return sent, nil
+}
+
+func (w *worker) fail(c *loadConn, err error) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	if !w.stop.Load() {
+		w.errs.add(err)
+	}
+	_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	unix.Close(c.fd)
+}
+
+func (w *worker) closeAll() {
+	for _, c := range w.conns {
+		if !c.dead {
+			c.dead = true
+			unix.Close(c.fd)
+		}
+	}
+	unix.Close(w.epfd)
+}
+
+// procCPU returns the user+system CPU seconds of process pid, or -1.
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return -1
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name, which is in parentheses: state is the
+	// first, utime the 12th and stime the 13th (fields 14 and 15 of proc(5)).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return float64(ut+st) / userHZ
+}
+
+type sysCPU struct {
+	tasks   float64 // user+nice+system seconds, all CPUs
+	softirq float64
+	ok      bool
+}
+
+// systemCPU reads the machine's CPU time from /proc/stat.
+func systemCPU() sysCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return sysCPU{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return sysCPU{}
+	}
+	var v [8]float64
+	for i := 1; i < 8; i++ {
+		n, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return sysCPU{}
+		}
+		v[i] = float64(n) / userHZ
+	}
+	return sysCPU{tasks: v[1] + v[2] + v[3], softirq: v[7], ok: true}
+}
+
+// selfCPU returns this process's user+system CPU seconds.
+func selfCPU() float64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return -1
+	}
+	tv := func(t unix.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// ProcRSS returns process pid's resident set size (VmRSS) in bytes.
+func ProcRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("bench: no VmRSS in /proc/" + strconv.Itoa(pid) + "/status")
+}
+
+// SystemBusy returns how many CPUs the whole machine kept busy (user, nice,
+// system and soft-interrupt time) over d, or -1 if /proc/stat is unreadable.
+func SystemBusy(d time.Duration) float64 {
+	a := systemCPU()
+	time.Sleep(d)
+	b := systemCPU()
+	if !a.ok || !b.ok {
+		return -1
+	}
+	return (b.tasks - a.tasks + b.softirq - a.softirq) / d.Seconds()
+}

@@ -1,0 +1,105 @@
+// Command benchserver runs one of the benchmark's WebSocket echo servers:
+// tio (built like example/echo), the minimal gnet+gobwas echo that is tio's
+// overhead floor, or gws.
+//
+//	benchserver -impl tio|gnet|gws -addr 127.0.0.1:0
+//
+// Once listening it prints "ready ADDR" on stdout. It runs until SIGTERM or
+// SIGINT. SIGUSR1 prints the Go runtime's memory statistics on stderr (and,
+// with -memprofile, collects garbage and writes a heap profile). With -cpuprofile it profiles the
+// CPU from start to exit.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/tiogo/tio/bench"
+)
+
+func main() {
+	impl := flag.String("impl", bench.ImplTio, "implementation: tio, gnet (the minimal gnet+gobwas floor) or gws")
+	addr := flag.String("addr", "127.0.0.1:0", "TCP address to listen on (port 0: any free port)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file (until SIGTERM/SIGINT)")
+	floorCopy := flag.Bool("floorcopy", false, "gnet floor: write the echo frames copied into one buffer instead of one Writev in place")
+	memprofile := flag.String("memprofile", "", "record every allocation and write a heap profile to this file on SIGUSR1 (slow: diagnosis only)")
+	flag.Parse()
+
+	raiseNoFile()
+	bench.FloorCopy = *floorCopy
+	if *memprofile != "" {
+		runtime.MemProfileRate = 1 // exact per-connection figures, at a cost in speed
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+	}
+	srv, err := bench.Start(*impl, *addr, logger)
+	if err != nil {
+		fatal(err)
+	}
+	fmt.Printf("ready %s\n", srv.Addr())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	for s := range sig {
+		if s == syscall.SIGUSR1 {
+			memStats(*memprofile)
+			continue
+		}
+		if *cpuprofile != "" {
+			pprof.StopCPUProfile()
+		}
+		os.Exit(0) // the benchmark does not measure shutdown
+	}
+}
+
+func memStats(heapFile string) {
+	print := func(when string) {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		fmt.Fprintf(os.Stderr, "memstats %s: HeapAlloc=%d HeapInuse=%d HeapIdle=%d HeapReleased=%d StackInuse=%d Sys=%d NumGC=%d goroutines=%d\n",
+			when, m.HeapAlloc, m.HeapInuse, m.HeapIdle, m.HeapReleased, m.StackInuse, m.Sys, m.NumGC, runtime.NumGoroutine())
+	}
+	print("now")
+	if heapFile == "" {
+		return
+	}
+	runtime.GC() // the profile shows the heap as of the last GC
+	print("after GC")
+	f, err := os.Create(heapFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchserver:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "benchserver:", err)
+	}
+}
+
+// raiseNoFile raises the open-files soft limit to the hard limit.
+func raiseNoFile() {
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "benchserver:", err)
+	os.Exit(1)
+}
