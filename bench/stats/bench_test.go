@@ -56,11 +56,12 @@ func TestModes(t *testing.T) {
 	}
 }
 
-// BenchmarkEcho is the in-process form of the comparison (client and server
-// share the process, so this measures throughput, not the server's CPU
-// alone): an op is one echoed packet. Compare the modes with
-//
-//	go test -run '^$' -bench Echo -count 10 ./bench/stats/
+// BenchmarkEcho runs the workload in process (client and server share it,
+// so this measures throughput, not the server's CPU alone): an op is one
+// echoed packet. It is for profiling one mode
+// (-bench 'Echo/stats=on$' -cpuprofile …); to compare the modes use the
+// command, which interleaves them (go test -count repeats each sub-benchmark
+// back to back, so machine drift reads as a difference).
 func BenchmarkEcho(b *testing.B) {
 	for _, mode := range modes {
 		b.Run("stats="+mode, func(b *testing.B) {
@@ -121,5 +122,15 @@ func BenchmarkPassStats(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	xs := []float64{4, 1, 3, 2}
+	if m, q1, top := median(xs), quantile(xs, 0.25), quantile(xs, 1); m != 2.5 || q1 != 1.75 || top != 4 {
+		t.Fatalf("median %v, p25 %v, max %v", m, q1, top)
+	}
+	if median([]float64{7}) != 7 || median(nil) != 0 {
+		t.Fatal("one or none")
 	}
 }

@@ -207,7 +207,7 @@ func compare(cfg Config, modes []string, rounds int, scrapeEvery time.Duration, 
 		}
 	}
 	fmt.Println()
-	fmt.Println("| mode | msg/s (median) | server CPU ns/msg (median) | throughput vs " + modes[0] + " (median, range) | server CPU/msg vs " + modes[0] + " (median, range) |")
+	fmt.Println("| mode | msg/s (median) | server CPU ns/msg (median) | throughput vs " + modes[0] + ": median [p25, p75] (range) | server CPU/msg vs " + modes[0] + ": median [p25, p75] (range) |")
 	fmt.Println("|---|---|---|---|---|")
 	base := res[modes[0]]
 	for _, m := range modes {
@@ -217,11 +217,10 @@ func compare(cfg Config, modes []string, rounds int, scrapeEvery time.Duration, 
 			thr = append(thr, x.rate/base[i].rate-1)
 			cpu = append(cpu, x.cpuMsg/base[i].cpuMsg-1)
 		}
-		fmt.Printf("| %s | %.0f | %.0f | %+.1f %% (%+.1f … %+.1f) | %+.1f %% (%+.1f … %+.1f) |\n", m,
+		fmt.Printf("| %s | %.0f | %.0f | %s | %s |\n", m,
 			median(field(rs, func(x result) float64 { return x.rate })),
 			median(field(rs, func(x result) float64 { return x.cpuMsg })),
-			100*median(thr), 100*slices.Min(thr), 100*slices.Max(thr),
-			100*median(cpu), 100*slices.Min(cpu), 100*slices.Max(cpu))
+			spread(thr), spread(cpu))
 	}
 	return nil
 }
@@ -234,17 +233,30 @@ func field(rs []result, f func(result) float64) []float64 {
 	return out
 }
 
-func median(xs []float64) float64 {
+func median(xs []float64) float64 { return quantile(xs, 0.5) }
+
+// quantile returns the q-quantile of xs, interpolated between ranks.
+func quantile(xs []float64, q float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
+	if len(s) == 0 {
 		return 0
 	}
-	if n%2 == 1 {
-		return s[n/2]
+	r := q * float64(len(s)-1)
+	i := int(r)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
 	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return s[i] + (r-float64(i))*(s[i+1]-s[i])
+}
+
+// spread formats ratios minus one as percentages: median, quartiles, range.
+func spread(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%+.1f %% [%+.1f, %+.1f] (%+.1f … %+.1f)", 100*median(xs),
+		100*quantile(xs, 0.25), 100*quantile(xs, 0.75), 100*slices.Min(xs), 100*slices.Max(xs))
 }
 
 // scrapeLoop fetches /metrics every interval until stop, like a Prometheus
