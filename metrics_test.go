@@ -82,13 +82,21 @@ func TestMetricsPromtool(t *testing.T) {
 	for ty := range stats.LatencyTypes + 5 {
 		c.send(codec.Type(100+ty), nil)
 	}
+	check := func(exposition string) (string, error) {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(exposition)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return strings.TrimSpace(out.String()), err
+	}
+	// The check does catch lint: a counter without _total, a unit in ms.
+	if out, err := check("# HELP x_ms x\n# TYPE x_ms counter\nx_ms 1\n"); err == nil || out == "" {
+		t.Fatalf("promtool passed a bad exposition: %v %q", err, out)
+	}
 	body := scrape(t, srv)
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = strings.NewReader(body)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil || strings.TrimSpace(out.String()) != "" {
-		t.Fatalf("promtool check metrics: %v\n%s\n--- exposition:\n%s", err, out.String(), body)
+	if out, err := check(body); err != nil || out != "" {
+		t.Fatalf("promtool check metrics: %v\n%s\n--- exposition:\n%s", err, out, body)
 	}
 	for _, want := range []string{"tio_handler_duration_seconds_bucket", `type="other"`, `reason="decode_error"`} {
 		if !strings.Contains(body, want) {
