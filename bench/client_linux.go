@@ -501,15 +501,3 @@ func ProcRSS(pid int) (int64, error) {
 	}
 	return 0, errors.New("bench: no VmRSS in /proc/" + strconv.Itoa(pid) + "/status")
 }
-
-// SystemBusy returns how many CPUs the whole machine kept busy (user, nice,
-// system and soft-interrupt time) over d, or -1 if /proc/stat is unreadable.
-func SystemBusy(d time.Duration) float64 {
-	a := systemCPU()
-	time.Sleep(d)
-	b := systemCPU()
-	if !a.ok || !b.ok {
-		return -1
-	}
-	return (b.tasks - a.tasks + b.softirq - a.softirq) / d.Seconds()
-}
