@@ -519,7 +519,9 @@ func (s *Server) dispatch(l *channel.Link, p *codec.Packet, pass *inlinePass) {
 			s.serve(l, h, p) // the hook asked for each handler's own time
 			return
 		}
-		s.serveInline(l, h, p)
+		if !s.serveInline(l, h, p) {
+			return // a panic is counted as one, not as a handled packet
+		}
 		pass.types[pass.n] = p.Type
 		if pass.n++; pass.n == len(pass.types) {
 			s.account(l, pass, time.Now().UnixNano())
@@ -548,10 +550,12 @@ func (s *Server) recoverHandler(ch *channel.Channel, p *codec.Packet) {
 }
 
 // serveInline runs an inline handler; the pass accounts for its time.
-func (s *Server) serveInline(l *channel.Link, h handler.Handler, p *codec.Packet) {
+// It reports whether the handler returned (false: it panicked).
+func (s *Server) serveInline(l *channel.Link, h handler.Handler, p *codec.Packet) (returned bool) {
 	ch := l.Channel()
 	defer s.recoverHandler(ch, p)
 	h.ServePacket(ch, p)
+	return true
 }
 
 // serve runs h and records the time it took.

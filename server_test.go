@@ -276,6 +276,9 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 		st := srv.Stats()
 		return st.HandlerPanics == 2 && st.Closed[channel.ReasonHandlerPanic] == 2
 	})
+	if h := srv.Stats().Traffic.Handled; h != 1 { // only the echo returned
+		t.Fatalf("handled = %d, want 1: a panic is not a handled packet", h)
+	}
 }
 
 // Packets of a type with no handler and no fallback are dropped and counted.

@@ -17,4 +17,4 @@ for pkg in ./codec/websocket ./codec/binary; do
   go test -run='^$' -fuzz='^FuzzDecode$' -fuzztime="$fuzztime" "$pkg"
 done
 echo "== benchmarks compile and run once"
-go test -run='^$' -bench=. -benchtime=1x ./bench/
+go test -run='^$' -bench=. -benchtime=1x ./...
