@@ -94,6 +94,7 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+	tmpDir = dir
 	defer os.RemoveAll(dir)
 	cfg.server, cfg.client = filepath.Join(dir, "benchserver"), filepath.Join(dir, "benchclient")
 	for bin, pkg := range map[string]string{cfg.server: "benchserver", cfg.client: "benchclient"} {
@@ -155,7 +156,7 @@ type server struct {
 
 func startServer(cfg config, impl string) (*server, error) {
 	cmd := exec.Command(cfg.server, "-impl", impl, "-addr", "127.0.0.1:0")
-	cmd.Stderr = os.Stderr
+	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -206,7 +207,7 @@ func runCompare(cfg config, sc scenario) ([]bench.LoadResult, error) {
 		"-conns", strconv.Itoa(sc.conns), "-size", strconv.Itoa(sc.size), "-inflight", strconv.Itoa(sc.inflight),
 		"-warmup", cfg.warmup.String(), "-cycles", strconv.Itoa(cfg.cycles),
 		"-slice", cfg.slice.String(), "-settle", cfg.settle.String())
-	cmd.Stderr = os.Stderr
+	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
 	outb, runErr := cmd.Output()
 	var res []bench.LoadResult
 	if err := json.Unmarshal(outb, &res); err != nil || len(res) != len(cfg.impls) {
@@ -234,7 +235,7 @@ func runIdle(cfg config, impl string) (idleResult, error) {
 		return res, err
 	}
 	cmd := exec.Command(cfg.client, "-addr", s.addr, "-idle", "-conns", strconv.Itoa(cfg.idle), "-hold", "120s")
-	cmd.Stderr = os.Stderr
+	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return res, err
@@ -436,7 +437,13 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
 }
 
+// tmpDir holds the binaries; fatal removes it.
+var tmpDir string
+
 func fatal(err error) {
+	if tmpDir != "" {
+		_ = os.RemoveAll(tmpDir)
+	}
 	fmt.Fprintln(os.Stderr, "benchrun:", err)
 	os.Exit(1)
 }
