@@ -56,6 +56,7 @@ type Server struct {
 	pool    *handler.Pool
 	stats   stats.Server
 	totals  channel.Totals
+	packets sync.Pool // *codec.Packet scratch for onTraffic
 	ipStats *stats.IPTable // per-IP statistics (metrics.go); nil when off
 	groups  *group.Registry
 	black   blacklist // IPs refused at accept (blacklist.go)
@@ -108,6 +109,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 	if cfg.stats {
 		s.env.Totals = &s.totals
 	}
+	s.packets.New = func() any { return new(codec.Packet) }
 	s.ips.m = make(map[netip.Addr]int32)
 	s.draining = make(map[*channel.Link]struct{})
 	s.wheel = heartbeat.NewWheel(wheelTick(cfg), 512, s.check)
@@ -388,9 +390,12 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	pass := inlinePass{start: now}
 	if l.HasCodec() {
-		var p codec.Packet
+		// The packet escapes through the codec and handler interfaces: take a
+		// scratch one rather than allocate one per pass.
+		p := s.packets.Get().(*codec.Packet)
+		defer func() { *p = codec.Packet{}; s.packets.Put(p) }()
 		for consumed < len(buf) && !l.Closing() {
-			n, ok, err := l.Decode(buf[consumed:], &p)
+			n, ok, err := l.Decode(buf[consumed:], p)
 			consumed += n
 			if err != nil {
 				r := channel.ReasonOf(err)
@@ -408,7 +413,7 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 					if now == 0 {
 						now = time.Now().UnixNano()
 					}
-					if !l.Rate.Allow(now, s.cfg.rate, s.cfg.burst) {
+					if !l.Allow(now, s.cfg.rate, s.cfg.burst) {
 						if s.cfg.rateDrop {
 							s.stats.RateLimited()
 							continue
@@ -418,9 +423,9 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 					}
 				}
 				if f := s.cfg.hooks.OnDecoded; f != nil {
-					f(l.Channel(), &p)
+					f(l.Channel(), p)
 				}
-				s.dispatch(l, &p, &pass)
+				s.dispatch(l, p, &pass)
 			} else if n == 0 {
 				break
 			}

@@ -49,6 +49,8 @@ type Env struct {
 	OnSent func(ch *Channel, n int)
 	// Totals, if set, aggregates the traffic of every channel of the server.
 	Totals *Totals
+
+	locals sync.Map // netip.AddrPort → *netip.AddrPort, to intern local addresses
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
 	// the peer (default 5 s).
@@ -64,36 +66,73 @@ const (
 
 // Channel is one connection.
 type Channel struct {
-	id        uint64
-	conn      gnet.Conn
-	env       *Env
-	codec     codec.Codec
-	dec       codec.Decoder // loop only
-	remote    netip.AddrPort
-	local     netip.AddrPort
-	created   int64
-	cnt       counters
-	backlog   atomic.Int64 // bytes gnet held unsent after our last write
-	ready     atomic.Bool
-	closing   atomic.Bool  // mirrors state != stOpen, for the loop's hot path
-	pending   atomic.Int32 // packets handed to a worker pool and not yet handled
-	hbTimeout atomic.Int64 // per-connection heartbeat timeout, ns; 0: the server's
-	pinged    atomic.Int64 // when the last keepalive was sent, unix ns
-	drainEnd  int64        // loop only: when a draining close gives up, unix ns
-	ipTotals  *Totals      // aggregate of the channel's IP, if kept; set at accept
+	id      uint64
+	conn    gnet.Conn
+	env     *Env
+	codec   codec.Codec
+	dec     codec.Decoder // loop only
+	remote  netip.AddrPort
+	local   *netip.AddrPort // interned: shared by the connections to one address
+	created int64
+	cnt     counters
+	backlog atomic.Int64          // bytes gnet held unsent after our last write
+	x       atomic.Pointer[extra] // rarely used state, allocated on first use
+	pending atomic.Int32          // packets handed to a worker pool and not yet handled
+	ready   atomic.Bool
+	closing atomic.Bool // mirrors state != stOpen, for the loop's hot path
 
 	mu        sync.Mutex
 	out       *[]byte // queued bytes, a pooled buffer; nil when empty
+	sends     uint32  // packets queued since the last flush
+	leftover  int32   // loop only: bytes left buffered after the last pass
+	decoded   uint32  // loop only: packets decoded in this pass
 	state     uint8
+	reason    Reason
 	inLoop    bool // the loop is inside Begin/End and will flush
 	woken     bool // a Wake is scheduled and will flush
 	farewell  bool // say goodbye through the codec before closing
-	reason    Reason
-	closeErr  error
-	values    map[any]any
-	waiters   []func(error) // told when the bytes queued before them are written
-	sends     uint64        // packets queued since the last flush
-	readyEdge bool          // loop only: Ready was called during this pass
+	readyEdge bool // loop only: Ready was called during this pass
+}
+
+// extra is the part of a channel that most connections never use; keeping it
+// behind a pointer keeps an idle connection small.
+type extra struct {
+	hbTimeout atomic.Int64  // per-connection heartbeat timeout, ns; 0: the server's
+	pinged    atomic.Int64  // when the last keepalive was sent, unix ns
+	ipTotals  *Totals       // aggregate of the channel's IP; set at accept
+	drainEnd  int64         // loop only: when a draining close gives up, unix ns
+	rate      Limit         // loop only: the inbound rate limiter
+	closeErr  error         // mu
+	values    map[any]any   // mu
+	waiters   []func(error) // mu: told when the bytes queued before them are written
+}
+
+// extLocked returns the channel's extra state, allocating it. mu is held.
+func (ch *Channel) extLocked() *extra {
+	x := ch.x.Load()
+	if x == nil {
+		x = new(extra)
+		ch.x.Store(x)
+	}
+	return x
+}
+
+// ext returns the channel's extra state, allocating it.
+func (ch *Channel) ext() *extra {
+	if x := ch.x.Load(); x != nil {
+		return x
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.extLocked()
+}
+
+// ipTotals returns the aggregate of the channel's IP, or nil.
+func (ch *Channel) ipTotals() *Totals {
+	if x := ch.x.Load(); x != nil {
+		return x.ipTotals
+	}
+	return nil
 }
 
 // ID returns the channel's id, unique within its server.
@@ -103,7 +142,7 @@ func (ch *Channel) ID() uint64 { return ch.id }
 func (ch *Channel) RemoteAddr() netip.AddrPort { return ch.remote }
 
 // LocalAddr returns the local address the peer connected to.
-func (ch *Channel) LocalAddr() netip.AddrPort { return ch.local }
+func (ch *Channel) LocalAddr() netip.AddrPort { return *ch.local }
 
 // Codec returns the channel's codec, or nil while it is not yet chosen.
 func (ch *Channel) Codec() codec.Codec {
@@ -149,20 +188,26 @@ func (ch *Channel) SetValue(key, value any) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if value == nil {
-		delete(ch.values, key)
+		if x := ch.x.Load(); x != nil {
+			delete(x.values, key)
+		}
 		return
 	}
-	if ch.values == nil {
-		ch.values = make(map[any]any, 2)
+	x := ch.extLocked()
+	if x.values == nil {
+		x.values = make(map[any]any, 2)
 	}
-	ch.values[key] = value
+	x.values[key] = value
 }
 
 // Value returns the value stored under key, or nil.
 func (ch *Channel) Value(key any) any {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.values[key]
+	if x := ch.x.Load(); x != nil {
+		return x.values[key]
+	}
+	return nil
 }
 
 // Closed reports whether the channel is closed or closing.
@@ -177,7 +222,10 @@ func (ch *Channel) Closed() bool {
 func (ch *Channel) Reason() (Reason, error) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.reason, ch.closeErr
+	if x := ch.x.Load(); x != nil {
+		return ch.reason, x.closeErr
+	}
+	return ch.reason, nil
 }
 
 // lockForSend locks the channel if it can take a send and returns its
@@ -240,7 +288,8 @@ func (ch *Channel) SendNotify(b []byte, done func(error)) error {
 		return err
 	}
 	*buf = append(*buf, b...)
-	ch.waiters = append(ch.waiters, done)
+	x := ch.extLocked()
+	x.waiters = append(x.waiters, done)
 	return ch.queued(true)
 }
 
@@ -281,17 +330,22 @@ func (ch *Channel) SendHeartbeat() error {
 		return err
 	}
 	*buf = hb.AppendHeartbeat(*buf)
-	ch.pinged.Store(time.Now().UnixNano())
+	ch.extLocked().pinged.Store(time.Now().UnixNano())
 	return ch.queued(false)
 }
 
 // SetHeartbeatTimeout sets this connection's heartbeat timeout, overriding
 // the server's (zero restores the server's). It takes effect at the next
 // check of the connection.
-func (ch *Channel) SetHeartbeatTimeout(d time.Duration) { ch.hbTimeout.Store(int64(d)) }
+func (ch *Channel) SetHeartbeatTimeout(d time.Duration) { ch.ext().hbTimeout.Store(int64(d)) }
 
 // HeartbeatTimeout returns the timeout set by SetHeartbeatTimeout, or zero.
-func (ch *Channel) HeartbeatTimeout() time.Duration { return time.Duration(ch.hbTimeout.Load()) }
+func (ch *Channel) HeartbeatTimeout() time.Duration {
+	if x := ch.x.Load(); x != nil {
+		return time.Duration(x.hbTimeout.Load())
+	}
+	return 0
+}
 
 // LastReceived returns when bytes last arrived (the accept time if none has).
 func (ch *Channel) LastReceived() time.Time {
@@ -303,7 +357,12 @@ func (ch *Channel) LastReceived() time.Time {
 
 // LastHeartbeatSent returns when SendHeartbeat last queued a keepalive, or
 // the zero time.
-func (ch *Channel) LastHeartbeatSent() time.Time { return unixTime(ch.pinged.Load()) }
+func (ch *Channel) LastHeartbeatSent() time.Time {
+	if x := ch.x.Load(); x != nil {
+		return unixTime(x.pinged.Load())
+	}
+	return time.Time{}
+}
 
 // queued finishes a send (of a packet, or of protocol bytes): it enforces the high-water mark and
 // makes sure the loop will flush. Called with mu held; unlocks it.
@@ -356,7 +415,10 @@ func (ch *Channel) requestClose(r Reason, err error, farewell bool) {
 	if ch.state != stOpen {
 		return
 	}
-	ch.state, ch.reason, ch.closeErr, ch.farewell = stClosing, r, err, farewell
+	ch.state, ch.reason, ch.farewell = stClosing, r, farewell
+	if err != nil {
+		ch.extLocked().closeErr = err
+	}
 	ch.closing.Store(true)
 }
 
@@ -394,6 +456,15 @@ var bufPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, 4096)
 	return &b
 }}
+
+// intern returns the shared copy of a local address.
+func (e *Env) intern(a netip.AddrPort) *netip.AddrPort {
+	if p, ok := e.locals.Load(a); ok {
+		return p.(*netip.AddrPort)
+	}
+	p, _ := e.locals.LoadOrStore(a, &a)
+	return p.(*netip.AddrPort)
+}
 
 // addrPort converts a gnet address without allocating for TCP.
 func addrPort(a net.Addr) netip.AddrPort {

@@ -11,13 +11,8 @@ import (
 
 // Link is the event-loop side of a channel. Its methods must be called on the
 // connection's event loop (from gnet's event handlers), except where noted.
-type Link struct {
-	ch       *Channel
-	leftover int    // bytes left buffered after the last pass
-	decoded  uint64 // packets decoded in this pass
-	// Rate is the connection's inbound rate limiter, for the server's use.
-	Rate Limit
-}
+// It is the same object as its Channel, seen from the loop's side.
+type Link Channel
 
 // NewLink creates a channel for c, which was just opened. Call it in OnOpen.
 func NewLink(c gnet.Conn, id uint64, env *Env) *Link {
@@ -26,46 +21,46 @@ func NewLink(c gnet.Conn, id uint64, env *Env) *Link {
 		conn:    c,
 		env:     env,
 		remote:  addrPort(c.RemoteAddr()),
-		local:   addrPort(c.LocalAddr()),
+		local:   env.intern(addrPort(c.LocalAddr())),
 		created: time.Now().UnixNano(),
 	}
-	return &Link{ch: ch}
+	return (*Link)(ch)
 }
 
 // Channel returns the channel. Safe from any goroutine.
-func (l *Link) Channel() *Channel { return l.ch }
+func (l *Link) Channel() *Channel { return (*Channel)(l) }
 
 // SetCodec sets the codec once it is chosen.
 func (l *Link) SetCodec(cd codec.Codec) {
-	l.ch.mu.Lock()
-	l.ch.codec = cd
-	l.ch.mu.Unlock()
-	l.ch.dec = cd.NewDecoder()
+	(*Channel)(l).mu.Lock()
+	(*Channel)(l).codec = cd
+	(*Channel)(l).mu.Unlock()
+	(*Channel)(l).dec = cd.NewDecoder()
 }
 
 // HasCodec reports whether a codec is set.
-func (l *Link) HasCodec() bool { return l.ch.dec != nil }
+func (l *Link) HasCodec() bool { return (*Channel)(l).dec != nil }
 
 // Pending counts the channel's packets handed to a worker pool and not yet
 // handled. Safe from any goroutine.
-func (l *Link) Pending() *atomic.Int32 { return &l.ch.pending }
+func (l *Link) Pending() *atomic.Int32 { return &(*Channel)(l).pending }
 
 // Begin starts a pass of the event loop over the connection: sends made until
 // End are flushed by End rather than by a wake-up. Given the number of bytes
 // now buffered, it returns how many arrived since the last pass and, if any
 // did, the time (unix ns) it read the clock for them (else 0).
 func (l *Link) Begin(buffered int) (fresh int, now int64) {
-	ch := l.ch
+	ch := (*Channel)(l)
 	ch.mu.Lock()
 	ch.inLoop = true
 	ch.mu.Unlock()
-	fresh = buffered - l.leftover
+	fresh = buffered - int(l.leftover)
 	if fresh > 0 {
 		now = time.Now().UnixNano()
 		ch.cnt.bytesIn.Add(uint64(fresh))
 		ch.cnt.reads.Add(1)
 		ch.cnt.lastRecv.Store(now)
-		for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals} {
+		for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals()} {
 			if t != nil {
 				t.BytesIn.Add(uint64(fresh))
 				t.Reads.Add(1)
@@ -77,7 +72,7 @@ func (l *Link) Begin(buffered int) (fresh int, now int64) {
 
 // Decode runs the channel's decoder. A decoded packet is counted.
 func (l *Link) Decode(in []byte, p *codec.Packet) (int, bool, error) {
-	n, ok, err := l.ch.dec.Decode(l.ch, in, p)
+	n, ok, err := (*Channel)(l).dec.Decode((*Channel)(l), in, p)
 	if ok {
 		l.decoded++
 	}
@@ -86,13 +81,13 @@ func (l *Link) Decode(in []byte, p *codec.Packet) (int, bool, error) {
 
 // TookReady reports, once, that the handshake completed during this pass.
 func (l *Link) TookReady() bool {
-	r := l.ch.readyEdge
-	l.ch.readyEdge = false
+	r := (*Channel)(l).readyEdge
+	(*Channel)(l).readyEdge = false
 	return r
 }
 
 // Closing reports whether the channel is closing (checked between packets).
-func (l *Link) Closing() bool { return l.ch.closing.Load() }
+func (l *Link) Closing() bool { return (*Channel)(l).closing.Load() }
 
 // Limit is a token bucket for one connection's inbound packets, kept by its
 // event loop.
@@ -122,21 +117,31 @@ func (b *Limit) Allow(now int64, rate float64, burst int) bool {
 // error (whose farewell the decoder already wrote), a sniffing failure, a
 // limit. farewell asks the codec to say goodbye.
 func (l *Link) Fail(r Reason, err error, farewell bool) {
-	l.ch.mu.Lock()
-	l.ch.requestClose(r, err, farewell)
-	l.ch.mu.Unlock()
+	(*Channel)(l).mu.Lock()
+	(*Channel)(l).requestClose(r, err, farewell)
+	(*Channel)(l).mu.Unlock()
 }
 
 // SetIPTotals makes the channel add its traffic to t too (the aggregate of
 // its IP address). Call it in OnOpen, before the first pass.
-func (l *Link) SetIPTotals(t *Totals) { l.ch.ipTotals = t }
+func (l *Link) SetIPTotals(t *Totals) {
+	if t != nil {
+		(*Channel)(l).ext().ipTotals = t
+	}
+}
+
+// Allow takes a token from the connection's inbound rate limiter (see
+// Limit.Allow).
+func (l *Link) Allow(now int64, rate float64, burst int) bool {
+	return (*Channel)(l).ext().rate.Allow(now, rate, burst)
+}
 
 // Handled counts n handled packets and the time their handlers took. Safe
 // from any goroutine.
 func (l *Link) Handled(n int, cost time.Duration) {
-	ch := l.ch
+	ch := (*Channel)(l)
 	ch.cnt.handled.Add(uint64(n))
-	for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals} {
+	for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals()} {
 		if t != nil {
 			t.Handled.Add(uint64(n))
 			t.HandleNanos.Add(uint64(cost))
@@ -146,7 +151,7 @@ func (l *Link) Handled(n int, cost time.Duration) {
 
 // DecodeError counts a connection closed for bad input.
 func (l *Link) DecodeError() {
-	for _, t := range [2]*Totals{l.ch.env.Totals, l.ch.ipTotals} {
+	for _, t := range [2]*Totals{(*Channel)(l).env.Totals, (*Channel)(l).ipTotals()} {
 		if t != nil {
 			t.DecodeErrors.Add(1)
 		}
@@ -156,8 +161,8 @@ func (l *Link) DecodeError() {
 // count adds a pass's packets and written bytes to the counters; now is the
 // time of the write (0: read the clock if needed).
 func (l *Link) count(sends uint64, written int, now int64) {
-	ch := l.ch
-	in := l.decoded
+	ch := (*Channel)(l)
+	in := uint64(l.decoded)
 	l.decoded = 0
 	if in > 0 {
 		ch.cnt.packetsIn.Add(in)
@@ -175,7 +180,7 @@ func (l *Link) count(sends uint64, written int, now int64) {
 	if in|sends|uint64(written) == 0 {
 		return
 	}
-	for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals} {
+	for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals()} {
 		if t != nil {
 			if in > 0 {
 				t.PacketsIn.Add(in)
@@ -192,7 +197,7 @@ func (l *Link) count(sends uint64, written int, now int64) {
 
 // Wake makes the loop run a pass over the connection soon (to flush, or to
 // check a draining close). Safe from any goroutine.
-func (l *Link) Wake() { _ = l.ch.conn.Wake(nil) }
+func (l *Link) Wake() { _ = (*Channel)(l).conn.Wake(nil) }
 
 // drains reports whether a close for reason r first waits for queued bytes to
 // reach the peer: closes the application asked for and shutdown do; closes
@@ -208,8 +213,8 @@ func drains(r Reason) bool { return r == ReasonClosedByApp || r == ReasonServerS
 // Draining while gnet still holds bytes for the peer (until
 // Env.DrainTimeout), and the caller must Wake the link later to check again.
 func (l *Link) End(leftover int, now int64) Next {
-	ch := l.ch
-	l.leftover = leftover
+	ch := (*Channel)(l)
+	l.leftover = int32(leftover)
 	ch.mu.Lock()
 	closing := ch.state == stClosing
 	farewell := closing && ch.farewell
@@ -222,8 +227,12 @@ func (l *Link) End(leftover int, now int64) Next {
 		}
 	}
 	ch.mu.Lock()
-	buf, waiters, sends := ch.out, ch.waiters, ch.sends
-	ch.out, ch.waiters, ch.sends = nil, nil, 0
+	buf, sends := ch.out, uint64(ch.sends)
+	ch.out, ch.sends = nil, 0
+	var waiters []func(error)
+	if x := ch.x.Load(); x != nil {
+		waiters, x.waiters = x.waiters, nil
+	}
 	ch.inLoop, ch.woken = false, false
 	ch.mu.Unlock()
 	var werr error
@@ -256,14 +265,15 @@ func (l *Link) End(leftover int, now int64) Next {
 	}
 	if drains(reason) && werr == nil && ch.conn.OutboundBuffered() > 0 {
 		now := time.Now().UnixNano()
-		if ch.drainEnd == 0 {
+		x := ch.ext()
+		if x.drainEnd == 0 {
 			d := ch.env.DrainTimeout
 			if d <= 0 {
 				d = 5 * time.Second
 			}
-			ch.drainEnd = now + int64(d)
+			x.drainEnd = now + int64(d)
 		}
-		if now < ch.drainEnd {
+		if now < x.drainEnd {
 			return Draining
 		}
 	}
@@ -286,13 +296,14 @@ const (
 // Closed records that the connection is closed. Call it in OnClose; err is
 // gnet's error. It returns the final reason.
 func (l *Link) Closed(err error) Reason {
-	ch := l.ch
+	ch := (*Channel)(l)
 	ch.ready.Store(false)
 	ch.mu.Lock()
 	if ch.state == stOpen {
 		ch.reason = ReasonClosedByPeer
 		if err != nil && !isEOF(err) {
-			ch.reason, ch.closeErr = ReasonIOError, err
+			ch.reason = ReasonIOError
+			ch.extLocked().closeErr = err
 		}
 	}
 	ch.state = stClosed
@@ -302,8 +313,11 @@ func (l *Link) Closed(err error) Reason {
 		bufPool.Put(ch.out)
 		ch.out = nil
 	}
-	waiters, r := ch.waiters, ch.reason
-	ch.waiters = nil
+	var waiters []func(error)
+	if x := ch.x.Load(); x != nil {
+		waiters, x.waiters = x.waiters, nil
+	}
+	r := ch.reason
 	ch.mu.Unlock()
 	for _, done := range waiters {
 		done(ErrClosed)
