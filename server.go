@@ -56,7 +56,7 @@ type Server struct {
 	pool    *handler.Pool
 	stats   stats.Server
 	totals  channel.Totals
-	packets sync.Pool // *codec.Packet scratch for onTraffic
+	packets sync.Pool      // *codec.Packet scratch for onTraffic
 	ipStats *stats.IPTable // per-IP statistics (metrics.go); nil when off
 	groups  *group.Registry
 	black   blacklist // IPs refused at accept (blacklist.go)
