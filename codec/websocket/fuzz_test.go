@@ -138,17 +138,22 @@ func decodeChunks(t *testing.T, cd *Codec, input []byte, next func() int) outcom
 // checkBounds checks that the decoder's buffers stay within the limits.
 func checkBounds(t *testing.T, d *decoder, pending int, waiting bool) {
 	t.Helper()
-	if len(d.msg) > fuzzMaxMessage || cap(d.msg) > 3*fuzzMaxMessage+4096 {
-		t.Fatalf("message buffer of len %d, cap %d over the limit %d", len(d.msg), cap(d.msg), fuzzMaxMessage)
+	var msg []byte
+	var msgLen int64
+	if d.asm != nil {
+		msg, msgLen = d.asm.msg, d.asm.msgLen
 	}
-	if d.remain < 0 || d.remain > fuzzMaxFrame || d.msgLen < 0 || d.msgLen > fuzzMaxMessage {
-		t.Fatalf("remain %d, msgLen %d", d.remain, d.msgLen)
+	if len(msg) > fuzzMaxMessage || cap(msg) > 3*fuzzMaxMessage+4096 {
+		t.Fatalf("message buffer of len %d, cap %d over the limit %d", len(msg), cap(msg), fuzzMaxMessage)
+	}
+	if d.remain < 0 || d.remain > fuzzMaxFrame || msgLen < 0 || msgLen > fuzzMaxMessage {
+		t.Fatalf("remain %d, msgLen %d", d.remain, msgLen)
 	}
 	// Fail fast: the text of a message in progress is always the start of
 	// valid UTF-8, and the validator's state is the state at its end.
 	if d.state == stOpen && d.msgOp == ws.OpText {
-		if s := utf8Accept.validate(d.msg); s == utf8Reject || s != d.utf8 {
-			t.Fatalf("text so far %q (state %d) not rejected (decoder state %d)", d.msg, s, d.utf8)
+		if s := utf8Accept.validate(msg); s == utf8Reject || s != d.utf8 {
+			t.Fatalf("text so far %q (state %d) not rejected (decoder state %d)", msg, s, d.utf8)
 		}
 	}
 	if !waiting {

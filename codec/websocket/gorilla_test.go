@@ -459,7 +459,7 @@ func TestOrigin(t *testing.T) {
 	}
 
 	_, addr2 := startServer(t, echoMux(), tio.WithCodecs(websocket.New(websocket.Config{
-		CheckOrigin: func(r *websocket.Request) bool { return r.Header.Get("Origin") == "https://app.example" },
+		CheckOrigin: func(r *websocket.Request) bool { return r.Origin == "https://app.example" },
 	})))
 	for _, tc := range []struct {
 		origin string

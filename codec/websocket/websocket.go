@@ -64,6 +64,8 @@ type Config struct {
 	// a request whose Origin header names a host other than its Host header
 	// is refused with 403, as browsers' cross-site requests would be; a
 	// request without Origin (a non-browser client) is allowed.
+	// CheckOrigin may use r.Origin, r.Host, r.Path and r.RawQuery; r.Header
+	// is nil unless OnHandshake or KeepRequest is set.
 	CheckOrigin func(r *Request) bool
 	// OnHandshake runs once the request is parsed and checked, before the
 	// server answers. It may read the request, store values on the
@@ -85,8 +87,13 @@ type Request struct {
 	Path, RawQuery string
 	// Host is the Host header.
 	Host string
+	// Origin is the Origin header, or "" when there is none.
+	Origin string
 	// Header holds the request's headers other than the WebSocket ones that
-	// the codec handles itself (Upgrade, Connection, Sec-WebSocket-*).
+	// the codec handles itself (Upgrade, Connection, Sec-WebSocket-*). It is
+	// filled only when Config.OnHandshake or Config.KeepRequest is set, and
+	// nil otherwise (CheckOrigin alone sees no headers): copying every header
+	// of every upgrade is garbage most servers never read.
 	Header http.Header
 	// Protocol is the subprotocol selected, or "".
 	Protocol string
@@ -211,13 +218,15 @@ const (
 	stClosed // a close frame was sent; nothing more is delivered
 )
 
+// decoder is one connection's decoding state. It stays small (48 B size
+// class) because every idle connection holds one: what only a fragmented or
+// streamed message needs lives in asm, allocated on first need.
 type decoder struct {
 	cfg *Config
 
-	remain  int64 // payload bytes of the current frame still to stream
-	msgLen  int64 // bytes of the current message so far
-	msg     []byte
-	scanned int // handshake bytes already searched for the blank line
+	remain  int64     // payload bytes of the current frame still to stream
+	asm     *assembly // nil until a message is fragmented or streamed
+	scanned int32     // handshake bytes already searched for the blank line
 
 	mask    [4]byte
 	maskPos uint8
@@ -225,17 +234,32 @@ type decoder struct {
 	msgOp   ws.OpCode // opcode of the message being assembled, 0 if none
 	fin     bool      // the streamed frame is the message's last
 	utf8    utf8State
-	reset   bool // msg holds a delivered message: reset before reuse
+	reset   bool // asm.msg holds a delivered message: reset before reuse
+}
+
+// assembly is the state of a message that does not arrive as one whole
+// frame. It is kept for the connection's next such message.
+type assembly struct {
+	msg    []byte
+	msgLen int64 // bytes of the current message so far, set from its first frame on
+}
+
+// assembly returns d.asm, allocating it on first use.
+func (d *decoder) assembly() *assembly {
+	if d.asm == nil {
+		d.asm = new(assembly)
+	}
+	return d.asm
 }
 
 // Decode implements codec.Decoder.
 func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
 	if d.reset {
 		d.reset = false
-		if cap(d.msg) > 64<<10 {
-			d.msg = nil
+		if a := d.asm; cap(a.msg) > 64<<10 {
+			a.msg = nil
 		} else {
-			d.msg = d.msg[:0]
+			a.msg = a.msg[:0]
 		}
 	}
 	switch d.state {
@@ -305,22 +329,36 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	if plen > d.cfg.MaxFrame {
 		return d.fail(c, ws.StatusMessageTooBig, codec.ErrTooBig, "frame over the size limit")
 	}
-	if d.msgLen+plen > d.cfg.MaxMessage {
+	// A continuation frame has an assembly: the message's first frame was
+	// not final, so it went through the assembly below.
+	cont, sofar := op == ws.OpContinuation, int64(0)
+	if cont {
+		sofar = d.asm.msgLen
+	}
+	if sofar+plen > d.cfg.MaxMessage {
 		return d.fail(c, ws.StatusMessageTooBig, codec.ErrTooBig, "message over the size limit")
 	}
-	if op != ws.OpContinuation {
-		d.msgOp, d.utf8, d.msgLen = op, utf8Accept, 0
+	if !cont {
+		d.msgOp, d.utf8 = op, utf8Accept
 	}
-	d.msgLen += plen
 	total := int64(hlen) + plen
-	if int64(len(in)) < total {
+	whole := int64(len(in)) >= total
+	if cont || !whole || !fin {
+		// Not a whole message in one frame: count the message's length.
+		a := d.assembly()
+		if !cont {
+			a.msgLen = 0
+		}
+		a.msgLen += plen
+	}
+	if !whole {
 		// Not all here: consume the header and stream the payload.
 		d.remain, d.maskPos, d.fin = plen, 0, fin
 		return hlen, false, nil
 	}
 	payload := in[hlen:total]
 	ws.Cipher(payload, d.mask, 0)
-	if fin && len(d.msg) == 0 {
+	if fin && (!cont || len(d.asm.msg) == 0) {
 		// A whole message in one frame: deliver it in place.
 		if d.msgOp == ws.OpText && d.utf8.validate(payload) != utf8Accept {
 			return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message is not valid UTF-8")
@@ -351,10 +389,11 @@ func (d *decoder) fragment(c codec.Conn, chunk []byte, last bool, p *codec.Packe
 			return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message is not valid UTF-8")
 		}
 	}
-	if d.msg == nil {
-		d.msg = make([]byte, 0, min(d.msgLen, 4096))
+	a := d.asm // set when the frame's header was decoded
+	if a.msg == nil {
+		a.msg = make([]byte, 0, min(a.msgLen, 4096))
 	}
-	d.msg = append(d.msg, chunk...)
+	a.msg = append(a.msg, chunk...)
 	if !last {
 		return n, false, nil
 	}
@@ -362,12 +401,12 @@ func (d *decoder) fragment(c codec.Conn, chunk []byte, last bool, p *codec.Packe
 		return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message ends inside a UTF-8 sequence")
 	}
 	d.reset = true
-	return d.deliver(c, d.msg, p, n)
+	return d.deliver(c, a.msg, p, n)
 }
 
 func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) (int, bool, error) {
 	text := d.msgOp == ws.OpText
-	d.msgOp, d.msgLen = 0, 0
+	d.msgOp = 0
 	if err := d.cfg.Mapping.Decode(text, payload, p); err != nil {
 		code := ws.StatusUnsupportedData
 		if errors.Is(err, codec.ErrInvalidData) {
@@ -480,12 +519,15 @@ func closeCode(why error) ws.StatusCode {
 	return ws.StatusNormalClosure
 }
 
-var crlfcrlf = []byte("\r\n\r\n")
+var (
+	crlfcrlf  = []byte("\r\n\r\n")
+	originKey = []byte("Origin")
+)
 
 // handshake waits for the whole upgrade request, answers it, and consumes
 // exactly its bytes.
 func (d *decoder) handshake(c codec.Conn, in []byte) (int, bool, error) {
-	from := max(0, d.scanned-3)
+	from := max(0, int(d.scanned)-3)
 	end := bytes.Index(in[from:min(len(in), d.cfg.MaxHandshake)], crlfcrlf)
 	if end < 0 {
 		if len(in) >= d.cfg.MaxHandshake {
@@ -493,7 +535,7 @@ func (d *decoder) handshake(c codec.Conn, in []byte) (int, bool, error) {
 			writeStatus(c, http.StatusRequestHeaderFieldsTooLarge, nil)
 			return 0, false, fmt.Errorf("websocket: upgrade request over %d bytes: %w", d.cfg.MaxHandshake, codec.ErrTooBig)
 		}
-		d.scanned = len(in)
+		d.scanned = int32(len(in)) // only a hint: a wrapped value rescans more
 		return 0, false, nil
 	}
 	n := from + end + len(crlfcrlf)
@@ -509,33 +551,32 @@ func (d *decoder) handshake(c codec.Conn, in []byte) (int, bool, error) {
 // upgrade answers the request in raw; on failure it has written an HTTP error.
 func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
 	cfg := d.cfg
-	req := &Request{Header: make(http.Header)}
-	var origin string
+	// The same-origin rule needs only Origin and Host. A Request is built
+	// only for a hook or RequestOf to see, its Header only for OnHandshake
+	// and RequestOf: a browser's headers are most of an upgrade's garbage.
+	var st struct{ origin, host string }
+	var req *Request
+	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
+		req = new(Request)
+		if cfg.OnHandshake != nil || cfg.KeepRequest {
+			req.Header = make(http.Header)
+		}
+	}
 	u := ws.Upgrader{
 		ReadBufferSize: max(4096, cfg.MaxHandshake),
-		OnRequest: func(uri []byte) error {
-			req.URI = string(uri)
-			req.Path, req.RawQuery, _ = strings.Cut(req.URI, "?")
-			return nil
-		},
 		OnHost: func(host []byte) error {
-			req.Host = string(host)
-			return nil
-		},
-		OnHeader: func(k, v []byte) error {
-			key := http.CanonicalHeaderKey(string(k))
-			if key == "Origin" {
-				origin = string(v)
-			}
-			req.Header.Add(key, string(v))
+			st.host = string(host)
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			if req != nil {
+				req.Host, req.Origin = st.host, st.origin
+			}
 			if cfg.CheckOrigin != nil {
 				if !cfg.CheckOrigin(req) {
 					return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("origin not allowed"))
 				}
-			} else if !sameOrigin(origin, req.Host) {
+			} else if !sameOrigin(st.origin, st.host) {
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("cross-origin request"))
 			}
 			if cfg.OnHandshake != nil {
@@ -551,6 +592,30 @@ func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
 			}
 			return nil, nil
 		},
+	}
+	if req != nil {
+		u.OnRequest = func(uri []byte) error {
+			req.URI = string(uri)
+			req.Path, req.RawQuery, _ = strings.Cut(req.URI, "?")
+			return nil
+		}
+	}
+	if req != nil && req.Header != nil {
+		u.OnHeader = func(k, v []byte) error {
+			key, val := http.CanonicalHeaderKey(string(k)), string(v)
+			if key == "Origin" {
+				st.origin = val
+			}
+			req.Header.Add(key, val)
+			return nil
+		}
+	} else {
+		u.OnHeader = func(k, v []byte) error {
+			if bytes.EqualFold(k, originKey) {
+				st.origin = string(v)
+			}
+			return nil
+		}
 	}
 	if len(cfg.Subprotocols) > 0 {
 		u.Protocol = func(p []byte) bool {
@@ -573,8 +638,8 @@ func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
 		}
 		return fmt.Errorf("websocket: %v: %w", err, codec.ErrHandshake)
 	}
-	req.Protocol = hs.Protocol
 	if cfg.KeepRequest {
+		req.Protocol = hs.Protocol
 		c.SetValue(requestKey{}, req)
 	}
 	return c.Write(out.Bytes())

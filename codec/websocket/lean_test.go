@@ -1,0 +1,81 @@
+package websocket
+
+import (
+	"testing"
+
+	"github.com/tiogo/tio/codec"
+)
+
+// leanRequest is an upgrade request with the headers a browser sends.
+const leanRequest = "GET /ws/42?token=abc HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+	"origin: http://example.com\r\nUser-Agent: test\r\nX-App: demo\r\n\r\n"
+
+func upgraded(t *testing.T, cfg Config) (*decoder, *fakeConn) {
+	t.Helper()
+	d := New(cfg).NewDecoder().(*decoder)
+	c := &fakeConn{}
+	if n, _, err := d.Decode(c, []byte(leanRequest), &codec.Packet{}); err != nil || n != len(leanRequest) || d.state != stOpen {
+		t.Fatalf("handshake: n %d, err %v, state %d", n, err, d.state)
+	}
+	return d, c
+}
+
+// TestRequestSeen checks what CheckOrigin, OnHandshake and RequestOf see:
+// headers only for the last two.
+func TestRequestSeen(t *testing.T) {
+	check := func(name string, r *Request, headers bool) {
+		t.Helper()
+		if r == nil {
+			t.Fatalf("%s: no request", name)
+		}
+		if r.Origin != "http://example.com" || r.Host != "example.com" || r.Path != "/ws/42" || r.RawQuery != "token=abc" || r.URI != "/ws/42?token=abc" {
+			t.Errorf("%s: %+v", name, *r)
+		}
+		if got := r.Header.Get("X-App"); headers != (got == "demo") || headers != (r.Header.Get("Origin") == r.Origin) {
+			t.Errorf("%s: headers %v", name, r.Header)
+		}
+		if !headers && r.Header != nil {
+			t.Errorf("%s: headers %v, want nil", name, r.Header)
+		}
+	}
+	var seen *Request
+	upgraded(t, Config{CheckOrigin: func(r *Request) bool { seen = r; return true }})
+	check("CheckOrigin", seen, false)
+	seen = nil
+	upgraded(t, Config{OnHandshake: func(_ codec.Conn, r *Request) error { seen = r; return nil }})
+	check("OnHandshake", seen, true)
+	_, c := upgraded(t, Config{KeepRequest: true})
+	check("RequestOf", RequestOf(c), true)
+	if _, c := upgraded(t, Config{}); RequestOf(c) != nil {
+		t.Error("request kept without KeepRequest")
+	}
+}
+
+// TestWholeFrameNoAssembly checks that a whole unfragmented message costs no
+// allocation and no assembly state, and that a fragmented one does.
+func TestWholeFrameNoAssembly(t *testing.T) {
+	d, c := upgraded(t, Config{})
+	whole := mframe(0x81, [4]byte{1, 2, 3, 4}, []byte("hello"))
+	buf := make([]byte, len(whole))
+	var p codec.Packet
+	if n := testing.AllocsPerRun(100, func() {
+		copy(buf, whole)
+		if n, ok, err := d.Decode(c, buf, &p); !ok || err != nil || n != len(buf) {
+			t.Fatalf("n %d, ok %v, err %v", n, ok, err)
+		}
+	}); n != 0 {
+		t.Errorf("a whole frame allocates %v times", n)
+	}
+	if d.asm != nil {
+		t.Fatal("assembly allocated for whole frames")
+	}
+	in := append(mframe(0x01, [4]byte{5, 6, 7, 8}, []byte("hel")), mframe(0x80, [4]byte{9, 9, 9, 9}, []byte("lo"))...)
+	n, ok, err := d.Decode(c, in, &p)
+	if ok || err != nil || d.asm == nil || d.asm.msgLen != 3 {
+		t.Fatalf("first fragment: ok %v, err %v, asm %+v", ok, err, d.asm)
+	}
+	if _, ok, err := d.Decode(c, in[n:], &p); !ok || err != nil || string(p.Body) != "hello" {
+		t.Fatalf("last fragment: ok %v, err %v, body %q", ok, err, p.Body)
+	}
+}
