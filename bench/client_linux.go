@@ -123,7 +123,7 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 	serversCPU := func() float64 {
 		sum := 0.0
 		for _, tg := range cfg.Targets {
-			if c := procCPU(tg.PID); c > 0 {
+			if c := ProcCPU(tg.PID); c > 0 {
 				sum += c
 			}
 		}
@@ -141,11 +141,11 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 			t := (cyc + j) % nt
 			active.Store(int32(t))
 			time.Sleep(cfg.Settle)
-			sys0, srv0, all0, cli0 := systemCPU(), procCPU(cfg.Targets[t].PID), serversCPU(), selfCPU()
+			sys0, srv0, all0, cli0 := systemCPU(), ProcCPU(cfg.Targets[t].PID), serversCPU(), SelfCPU()
 			n0, t0 := count(t), time.Now()
 			time.Sleep(cfg.Slice - cfg.Settle)
 			n1, t1 := count(t), time.Now()
-			sys1, srv1, all1, cli1 := systemCPU(), procCPU(cfg.Targets[t].PID), serversCPU(), selfCPU()
+			sys1, srv1, all1, cli1 := systemCPU(), ProcCPU(cfg.Targets[t].PID), serversCPU(), SelfCPU()
 
 			r := &res[t]
 			secs := t1.Sub(t0).Seconds()
@@ -422,8 +422,8 @@ func (w *worker) closeAll() {
 	unix.Close(w.epfd)
 }
 
-// procCPU returns the user+system CPU seconds of process pid, or -1.
-func procCPU(pid int) float64 {
+// ProcCPU returns the user+system CPU seconds of process pid, or -1.
+func ProcCPU(pid int) float64 {
 	if pid <= 0 {
 		return -1
 	}
@@ -474,8 +474,8 @@ func systemCPU() sysCPU {
 	return sysCPU{tasks: v[1] + v[2] + v[3], softirq: v[7], ok: true}
 }
 
-// selfCPU returns this process's user+system CPU seconds.
-func selfCPU() float64 {
+// SelfCPU returns this process's user+system CPU seconds.
+func SelfCPU() float64 {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		return -1

@@ -3,25 +3,20 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/bits"
 	"net"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tiogo/tio/bench"
 )
 
 // The load: cfg.Receivers WebSocket connections that only read, and one
@@ -79,49 +74,6 @@ var clock = time.Now()
 
 func now() uint64 { return uint64(time.Since(clock)) }
 
-const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-// dialWS connects and completes a client handshake on a blocking conn.
-func dialWS(addr string) (net.Conn, []byte, error) {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return nil, nil, err
-	}
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	var k [16]byte
-	_, _ = rand.Read(k[:])
-	key := base64.StdEncoding.EncodeToString(k[:])
-	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
-		key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	buf := make([]byte, 0, 1024)
-	for {
-		if len(buf) == cap(buf) {
-			c.Close()
-			return nil, nil, errors.New("handshake response too long")
-		}
-		n, err := c.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
-			head := string(buf[:end])
-			sum := sha1.Sum([]byte(key + wsGUID))
-			if !strings.HasPrefix(head, "HTTP/1.1 101") || !strings.Contains(head, base64.StdEncoding.EncodeToString(sum[:])) {
-				c.Close()
-				return nil, nil, fmt.Errorf("upgrade refused: %q", head)
-			}
-			_ = c.SetDeadline(time.Time{})
-			return c, append([]byte(nil), buf[end+4:]...), nil
-		}
-		if err != nil {
-			c.Close()
-			return nil, nil, err
-		}
-	}
-}
-
 // appendMessage appends a masked client text frame carrying a message.
 func appendMessage(dst []byte, size int, seq uint64, mask [4]byte) []byte {
 	var p [128]byte
@@ -134,14 +86,7 @@ func appendMessage(dst []byte, size int, seq uint64, mask [4]byte) []byte {
 	for len(payload) < size {
 		payload = append(payload, 'x')
 	}
-	dst = append(dst, 0x81, 0x80|byte(len(payload)))
-	dst = append(dst, mask[:]...)
-	start := len(dst)
-	dst = append(dst, payload...)
-	for i := range payload {
-		dst[start+i] ^= mask[i&3]
-	}
-	return dst
+	return bench.AppendClientFrame(dst, 0x1, payload, mask)
 }
 
 const minSize = 2 + 16 + 1 + 16 + 1
@@ -167,31 +112,6 @@ func parseHex(b []byte) (uint64, bool) {
 		}
 	}
 	return v, true
-}
-
-// parseFrame parses one unmasked server frame at the start of b: n == 0 if
-// it is not all there.
-func parseFrame(b []byte) (b0 byte, payload []byte, n int, err error) {
-	if len(b) < 2 {
-		return 0, nil, 0, nil
-	}
-	if b[1]&0x80 != 0 {
-		return 0, nil, 0, errors.New("masked server frame")
-	}
-	h, l := 2, int(b[1]&0x7F)
-	switch l {
-	case 126:
-		if h = 4; len(b) < h {
-			return 0, nil, 0, nil
-		}
-		l = int(binary.BigEndian.Uint16(b[2:]))
-	case 127:
-		return 0, nil, 0, errors.New("unexpected 64-bit frame length")
-	}
-	if len(b) < h+l {
-		return 0, nil, 0, nil
-	}
-	return b[0], b[h : h+l], h + l, nil
 }
 
 // parseMessage checks a broadcast and returns its send time and sequence.
@@ -359,7 +279,7 @@ func (w *worker) consume(c *rconn, b []byte) {
 	measuring := w.measuring.Load()
 	var got uint64
 	for {
-		b0, p, n, err := parseFrame(b)
+		b0, p, n, err := bench.ParseServerFrame(b)
 		if err == nil && n > 0 {
 			var ts, seq uint64
 			if ts, seq, err = parseMessage(b0, p); err == nil {
@@ -503,7 +423,7 @@ func (s *sender) drain(rest []byte) {
 		}
 		b := buf[:k]
 		for {
-			b0, p, n, err := parseFrame(b)
+			b0, p, n, err := bench.ParseServerFrame(b)
 			if err == nil && n > 0 {
 				_, _, err = parseMessage(b0, p)
 			}
@@ -555,7 +475,7 @@ func runClient(cfg config) (result, error) {
 				if i >= cfg.Receivers {
 					return
 				}
-				c, rest, err := dialWS(cfg.Addr)
+				c, rest, err := bench.DialWS(cfg.Addr, 10*time.Second)
 				if err != nil {
 					errs.add(fmt.Errorf("receiver %d: %w", i, err))
 					return
@@ -605,7 +525,7 @@ func runClient(cfg config) (result, error) {
 			w.run()
 		}()
 	}
-	sc, rest, err := dialWS(cfg.Addr)
+	sc, rest, err := bench.DialWS(cfg.Addr, 10*time.Second)
 	if err != nil {
 		stop.Store(true)
 		wg.Wait()
@@ -633,7 +553,7 @@ func runClient(cfg config) (result, error) {
 		return n
 	}
 	time.Sleep(cfg.Warmup)
-	srv0, cli0 := procCPU(cfg.ServerPID), selfCPU()
+	srv0, cli0 := bench.ProcCPU(cfg.ServerPID), bench.SelfCPU()
 	sent0 := snd.sent.Load()
 	t0 := time.Now()
 	measuring.Store(true)
@@ -641,7 +561,7 @@ func runClient(cfg config) (result, error) {
 	measuring.Store(false)
 	t1 := time.Now()
 	sent1 := snd.sent.Load()
-	srv1, cli1 := procCPU(cfg.ServerPID), selfCPU()
+	srv1, cli1 := bench.ProcCPU(cfg.ServerPID), bench.SelfCPU()
 	// Deliveries are counted as they are read while measuring: in-flight
 	// reads finish within a few microseconds of the flag.
 	time.Sleep(10 * time.Millisecond)
@@ -672,35 +592,4 @@ func runClient(cfg config) (result, error) {
 		res.FirstError = errs.first.Error()
 	}
 	return res, nil
-}
-
-// procCPU returns the user+system CPU seconds of process pid, or -1.
-func procCPU(pid int) float64 {
-	if pid <= 0 {
-		return -1
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return -1
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return -1
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return float64(ut+st) / 100 // USER_HZ
-}
-
-func selfCPU() float64 {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return -1
-	}
-	tv := func(t unix.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
 }
