@@ -88,7 +88,7 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 			return nil, fmt.Errorf("%s: %w", tg.Addr, err)
 		}
 		for i, c := range conns {
-			fd, err := takeFD(c)
+			fd, err := TakeFD(c)
 			if err != nil {
 				CloseAll(conns[i+1:])
 				cleanup()
@@ -178,9 +178,9 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 	return res, nil
 }
 
-// takeFD takes c's socket out of the Go runtime's poller: it duplicates the
+// TakeFD takes c's socket out of the Go runtime's poller: it duplicates the
 // descriptor (non-blocking, like the original) and closes c.
-func takeFD(c net.Conn) (int, error) {
+func TakeFD(c net.Conn) (int, error) {
 	sc, err := c.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		return -1, err

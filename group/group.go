@@ -170,18 +170,7 @@ func (r *Registry) Attach(ch *channel.Channel) {
 // Detach removes a closed channel from every index and reports an unbind
 // event for each binding it had.
 func (r *Registry) Detach(ch *channel.Channel) {
-	rs := r.recShard(ch)
-	rs.mu.Lock()
-	r.ips.remove(ipOf(ch), ch)
-	r.gen.Add(1)
-	rc := rs.m[ch.ID()]
-	var evs []event
-	if rc != nil {
-		delete(rs.m, ch.ID())
-		evs = r.removeAll(ch, rc, evs)
-	}
-	rs.mu.Unlock()
-	r.fire(evs)
+	r.unbindAll(ch, true)
 }
 
 // attached reports whether ch is open in this registry. Call it with ch's
@@ -404,9 +393,18 @@ func (r *Registry) UnbindGroup(ch *channel.Channel, g string) bool {
 
 // UnbindAll removes every binding of ch (user, groups, token, business id).
 // ch stays open and indexed by its IP.
-func (r *Registry) UnbindAll(ch *channel.Channel) {
+func (r *Registry) UnbindAll(ch *channel.Channel) { r.unbindAll(ch, false) }
+
+// unbindAll removes every binding of ch and, when detach is set, its IP
+// index entry too, under ch's record shard lock; then it reports the
+// unbind events.
+func (r *Registry) unbindAll(ch *channel.Channel, detach bool) {
 	rs := r.recShard(ch)
 	rs.mu.Lock()
+	if detach {
+		r.ips.remove(ipOf(ch), ch)
+		r.gen.Add(1)
+	}
 	rc := rs.m[ch.ID()]
 	var evs []event
 	if rc != nil {

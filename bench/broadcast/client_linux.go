@@ -313,23 +313,6 @@ func (w *worker) consume(c *rconn, b []byte) {
 	}
 }
 
-// takeFD takes a connection's socket out of Go's poller.
-func takeFD(c net.Conn) (int, error) {
-	sc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd, derr := -1, error(nil)
-	if err := sc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	c.Close()
-	if derr != nil {
-		return -1, derr
-	}
-	return fd, unix.SetNonblock(fd, true)
-}
-
 // tracker counts each broadcast's deliveries to the receivers, to tell the
 // sender when one has reached every receiver.
 type tracker struct {
@@ -506,7 +489,7 @@ func runClient(cfg config) (result, error) {
 		workers[i] = &worker{epfd: epfd, buf: make([]byte, 256<<10), tr: tr, measuring: &measuring, stop: &stop, errs: &errs}
 	}
 	for i, c := range conns {
-		fd, err := takeFD(c)
+		fd, err := bench.TakeFD(c)
 		if err != nil {
 			return res, err
 		}
