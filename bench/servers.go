@@ -78,8 +78,8 @@ func NewTio(addr string, logger *slog.Logger) *tio.Server {
 		tio.WithLogger(logger),
 		tio.WithCodecs(
 			websocket.New(websocket.Config{
-				Mapping:     websocket.Raw{},
-				CheckOrigin: func(*websocket.Request) bool { return true },
+				Mapping: websocket.Raw{},
+				Origins: []string{"*"},
 			}),
 			binary.New(binary.Config{AnswerHeartbeat: true}),
 		),

@@ -50,7 +50,10 @@ type Env struct {
 	// Totals, if set, aggregates the traffic of every channel of the server.
 	Totals *Totals
 
-	locals sync.Map // netip.AddrPort → *netip.AddrPort, to intern local addresses
+	// locals interns local addresses (a server has few): an immutable
+	// list, replaced under localsMu when an address is added.
+	locals   atomic.Pointer[[]*netip.AddrPort]
+	localsMu sync.Mutex
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
 	// the peer (default 5 s).
@@ -458,12 +461,42 @@ var bufPool = sync.Pool{New: func() any {
 }}
 
 // intern returns the shared copy of a local address.
+// Past maxLocals distinct addresses, new ones are not interned.
 func (e *Env) intern(a netip.AddrPort) *netip.AddrPort {
-	if p, ok := e.locals.Load(a); ok {
-		return p.(*netip.AddrPort)
+	if p := lookupLocal(e.locals.Load(), a); p != nil {
+		return p
 	}
-	p, _ := e.locals.LoadOrStore(a, &a)
-	return p.(*netip.AddrPort)
+	e.localsMu.Lock()
+	defer e.localsMu.Unlock()
+	old := e.locals.Load()
+	if p := lookupLocal(old, a); p != nil {
+		return p
+	}
+	p := new(netip.AddrPort) // not &a: that would move a to the heap on every call
+	*p = a
+	if old == nil || len(*old) < maxLocals {
+		var list []*netip.AddrPort
+		if old != nil {
+			list = append(list, *old...)
+		}
+		list = append(list, p)
+		e.locals.Store(&list)
+	}
+	return p
+}
+
+const maxLocals = 64
+
+func lookupLocal(list *[]*netip.AddrPort, a netip.AddrPort) *netip.AddrPort {
+	if list == nil {
+		return nil
+	}
+	for _, p := range *list {
+		if *p == a {
+			return p
+		}
+	}
+	return nil
 }
 
 // addrPort converts a gnet address without allocating for TCP.

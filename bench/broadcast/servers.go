@@ -70,8 +70,8 @@ func serveTio(addr string) (string, error) {
 		tio.WithHooks(tioHooks),
 		tio.WithCodecs(
 			websocket.New(websocket.Config{
-				Mapping:     websocket.Raw{},
-				CheckOrigin: func(*websocket.Request) bool { return true },
+				Mapping: websocket.Raw{},
+				Origins: []string{"*"},
 			}),
 			binary.New(binary.Config{AnswerHeartbeat: true}),
 		),

@@ -426,7 +426,8 @@ func TestHandshakeHook(t *testing.T) {
 	}
 }
 
-// TestOrigin checks the default same-origin rule and a CheckOrigin override.
+// TestOrigin checks the default same-origin rule, an Origins list and a
+// CheckOrigin override.
 func TestOrigin(t *testing.T) {
 	_, addr := startServer(t, echoMux())
 	dial := func(addr, origin string) int {
@@ -456,6 +457,30 @@ func TestOrigin(t *testing.T) {
 		if got := dial(addr, tc.origin); got != tc.want {
 			t.Errorf("default rule, origin %q: status %d, want %d", tc.origin, got, tc.want)
 		}
+	}
+
+	_, addr3 := startServer(t, echoMux(), tio.WithCodecs(websocket.New(websocket.Config{
+		Origins: []string{"https://app.example", "http://localhost:1"},
+	})))
+	for _, tc := range []struct {
+		origin string
+		want   int
+	}{
+		{"", 101},
+		{"http://" + addr3, 101},
+		{"https://APP.example", 101},
+		{"http://localhost:1", 101},
+		{"https://app.example.evil", 403},
+		{"http://app.example", 403},
+		{"null", 403},
+	} {
+		if got := dial(addr3, tc.origin); got != tc.want {
+			t.Errorf("Origins, origin %q: status %d, want %d", tc.origin, got, tc.want)
+		}
+	}
+	_, addr4 := startServer(t, echoMux(), tio.WithCodecs(websocket.New(websocket.Config{Origins: []string{"*"}})))
+	if got := dial(addr4, "http://evil.example"); got != 101 {
+		t.Errorf("Origins *: status %d, want 101", got)
 	}
 
 	_, addr2 := startServer(t, echoMux(), tio.WithCodecs(websocket.New(websocket.Config{

@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tiogo/tio/codec"
@@ -77,5 +78,41 @@ func TestWholeFrameNoAssembly(t *testing.T) {
 	}
 	if _, ok, err := d.Decode(c, in[n:], &p); !ok || err != nil || string(p.Body) != "hello" {
 		t.Fatalf("last fragment: ok %v, err %v, body %q", ok, err, p.Body)
+	}
+}
+
+// TestUpgradeGarbage checks that an upgrade allocates only what gobwas/ws
+// allocates itself (the accept key), with the default origin rule and with
+// an Origins list, and that a CheckOrigin hook costs its Request.
+func TestUpgradeGarbage(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items: counts are checked without -race")
+	}
+	cross := strings.Replace(leanRequest, "origin: http://example.com", "origin: https://App.Example", 1)
+	for _, tc := range []struct {
+		name, req string
+		cfg       Config
+		max       float64
+	}{
+		{"same origin", leanRequest, Config{}, 1},
+		{"Origins", cross, Config{Origins: []string{"https://other.example", "HTTPS://app.example"}}, 1},
+		{"Origins *", cross, Config{Origins: []string{"*"}}, 1},
+		{"CheckOrigin", leanRequest, Config{CheckOrigin: func(*Request) bool { return true }}, 5},
+	} {
+		cd := New(tc.cfg)
+		req := []byte(tc.req)
+		var p codec.Packet
+		c := &fakeConn{}
+		n := testing.AllocsPerRun(200, func() {
+			c.out = c.out[:0]
+			d := decoder{cd: cd}
+			if n, _, err := d.Decode(c, req, &p); err != nil || n != len(req) || d.state != stOpen {
+				t.Fatalf("%s: n %d, err %v", tc.name, n, err)
+			}
+		})
+		if n > tc.max {
+			t.Errorf("%s: an upgrade allocates %v times, want at most %v", tc.name, n, tc.max)
+		}
+		t.Logf("%s: %v allocations per upgrade", tc.name, n)
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gobwas/ws"
 
@@ -60,12 +61,17 @@ type Config struct {
 	// client offers that is in this list is selected; none is selected when
 	// the client offers none of them.
 	Subprotocols []string
-	// CheckOrigin decides whether a request's Origin is allowed. When nil,
-	// a request whose Origin header names a host other than its Host header
-	// is refused with 403, as browsers' cross-site requests would be; a
-	// request without Origin (a non-browser client) is allowed.
-	// CheckOrigin may use r.Origin, r.Host, r.Path and r.RawQuery; r.Header
-	// is nil unless OnHandshake or KeepRequest is set.
+	// Origins lists the origins allowed besides the server's own, as a
+	// browser sends them ("https://app.example.com", compared without
+	// regard to case); "*" allows any. A request without an Origin header
+	// (a client that is not a browser) is always allowed; one whose Origin
+	// names its Host header is the same origin and allowed; any other is
+	// refused with 403. Checking against this list allocates nothing.
+	Origins []string
+	// CheckOrigin, if set, decides instead of Origins whether a request's
+	// Origin is allowed. It may use r.Origin, r.Host, r.Path and
+	// r.RawQuery; r.Header is nil unless OnHandshake or KeepRequest is set.
+	// It costs a Request per upgrade: prefer Origins when a list will do.
 	CheckOrigin func(r *Request) bool
 	// OnHandshake runs once the request is parsed and checked, before the
 	// server answers. It may read the request, store values on the
@@ -131,7 +137,8 @@ func RequestOf(c codec.Conn) *Request {
 
 // Codec is the WebSocket codec. Create it with New.
 type Codec struct {
-	cfg Config
+	cfg       Config
+	upgraders sync.Pool // of *upgrader
 }
 
 // New returns a WebSocket codec configured by cfg.
@@ -148,7 +155,9 @@ func New(cfg Config) *Codec {
 	if cfg.Mapping == nil {
 		cfg.Mapping = TypePrefix{}
 	}
-	return &Codec{cfg: cfg}
+	c := &Codec{cfg: cfg}
+	c.upgraders.New = func() any { return newUpgrader(&c.cfg) }
+	return c
 }
 
 // Name implements codec.Codec.
@@ -169,7 +178,7 @@ func (*Codec) Sniff(first []byte) codec.Match {
 }
 
 // NewDecoder implements codec.Codec.
-func (c *Codec) NewDecoder() codec.Decoder { return &decoder{cfg: &c.cfg} }
+func (c *Codec) NewDecoder() codec.Decoder { return &decoder{cd: c} }
 
 // Encode implements codec.Codec: it appends one unmasked, unfragmented frame.
 func (c *Codec) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
@@ -222,7 +231,7 @@ const (
 // class) because every idle connection holds one: what only a fragmented or
 // streamed message needs lives in asm, allocated on first need.
 type decoder struct {
-	cfg *Config
+	cd *Codec
 
 	remain  int64     // payload bytes of the current frame still to stream
 	asm     *assembly // nil until a message is fragmented or streamed
@@ -326,7 +335,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		ws.Cipher(payload, d.mask, 0)
 		return d.control(c, op, payload, total)
 	}
-	if plen > d.cfg.MaxFrame {
+	if plen > d.cd.cfg.MaxFrame {
 		return d.fail(c, ws.StatusMessageTooBig, codec.ErrTooBig, "frame over the size limit")
 	}
 	// A continuation frame has an assembly: the message's first frame was
@@ -335,7 +344,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	if cont {
 		sofar = d.asm.msgLen
 	}
-	if sofar+plen > d.cfg.MaxMessage {
+	if sofar+plen > d.cd.cfg.MaxMessage {
 		return d.fail(c, ws.StatusMessageTooBig, codec.ErrTooBig, "message over the size limit")
 	}
 	if !cont {
@@ -407,7 +416,7 @@ func (d *decoder) fragment(c codec.Conn, chunk []byte, last bool, p *codec.Packe
 func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) (int, bool, error) {
 	text := d.msgOp == ws.OpText
 	d.msgOp = 0
-	if err := d.cfg.Mapping.Decode(text, payload, p); err != nil {
+	if err := d.cd.cfg.Mapping.Decode(text, payload, p); err != nil {
 		code := ws.StatusUnsupportedData
 		if errors.Is(err, codec.ErrInvalidData) {
 			code = ws.StatusInvalidFramePayloadData
@@ -528,12 +537,12 @@ var (
 // exactly its bytes.
 func (d *decoder) handshake(c codec.Conn, in []byte) (int, bool, error) {
 	from := max(0, int(d.scanned)-3)
-	end := bytes.Index(in[from:min(len(in), d.cfg.MaxHandshake)], crlfcrlf)
+	end := bytes.Index(in[from:min(len(in), d.cd.cfg.MaxHandshake)], crlfcrlf)
 	if end < 0 {
-		if len(in) >= d.cfg.MaxHandshake {
+		if len(in) >= d.cd.cfg.MaxHandshake {
 			d.state = stClosed
 			writeStatus(c, http.StatusRequestHeaderFieldsTooLarge, nil)
-			return 0, false, fmt.Errorf("websocket: upgrade request over %d bytes: %w", d.cfg.MaxHandshake, codec.ErrTooBig)
+			return 0, false, fmt.Errorf("websocket: upgrade request over %d bytes: %w", d.cd.cfg.MaxHandshake, codec.ErrTooBig)
 		}
 		d.scanned = int32(len(in)) // only a hint: a wrapped value rescans more
 		return 0, false, nil
@@ -550,116 +559,199 @@ func (d *decoder) handshake(c codec.Conn, in []byte) (int, bool, error) {
 
 // upgrade answers the request in raw; on failure it has written an HTTP error.
 func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
-	cfg := d.cfg
-	// The same-origin rule needs only Origin and Host. A Request is built
-	// only for a hook or RequestOf to see, its Header only for OnHandshake
-	// and RequestOf: a browser's headers are most of an upgrade's garbage.
-	var st struct{ origin, host string }
-	var req *Request
-	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
-		req = new(Request)
-		if cfg.OnHandshake != nil || cfg.KeepRequest {
-			req.Header = make(http.Header)
-		}
-	}
-	u := ws.Upgrader{
-		ReadBufferSize: max(4096, cfg.MaxHandshake),
-		OnHost: func(host []byte) error {
-			st.host = string(host)
-			return nil
-		},
-		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			if req != nil {
-				req.Host, req.Origin = st.host, st.origin
-			}
-			if cfg.CheckOrigin != nil {
-				if !cfg.CheckOrigin(req) {
-					return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("origin not allowed"))
-				}
-			} else if !sameOrigin(st.origin, st.host) {
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("cross-origin request"))
-			}
-			if cfg.OnHandshake != nil {
-				if err := cfg.OnHandshake(c, req); err != nil {
-					var rej *RejectError
-					if errors.As(err, &rej) {
-						return nil, ws.RejectConnectionError(ws.RejectionStatus(rej.Status), ws.RejectionReason(rej.Reason))
-					}
-					// The error's text stays on the server: it may say more
-					// than a stranger should read.
-					return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("upgrade refused"))
-				}
-			}
-			return nil, nil
-		},
-	}
-	if req != nil {
-		u.OnRequest = func(uri []byte) error {
-			req.URI = string(uri)
-			req.Path, req.RawQuery, _ = strings.Cut(req.URI, "?")
-			return nil
-		}
-	}
-	if req != nil && req.Header != nil {
-		u.OnHeader = func(k, v []byte) error {
-			key, val := http.CanonicalHeaderKey(string(k)), string(v)
-			if key == "Origin" {
-				st.origin = val
-			}
-			req.Header.Add(key, val)
-			return nil
-		}
-	} else {
-		u.OnHeader = func(k, v []byte) error {
-			if bytes.EqualFold(k, originKey) {
-				st.origin = string(v)
-			}
-			return nil
-		}
+	u := d.cd.upgraders.Get().(*upgrader)
+	defer u.release(&d.cd.upgraders)
+	return u.upgrade(c, raw)
+}
+
+// upgrader is the scratch space of one opening handshake: gobwas's Upgrader
+// with its callbacks bound to it once, the request as a reader and the
+// response's buffer. Handshakes borrow one from their codec's pool, so an
+// upgrade allocates nothing but what a hook asks for: every idle connection
+// was once a handshake, and a handshake's garbage is resident memory until
+// the collector runs.
+type upgrader struct {
+	u   ws.Upgrader
+	cfg *Config
+	c   codec.Conn
+	req *Request // built only for a hook or RequestOf to see
+
+	raw          []byte // the request: read by gobwas
+	off          int
+	out          []byte // the response: written by gobwas
+	host, origin []byte // the Host and Origin headers
+}
+
+func newUpgrader(cfg *Config) *upgrader {
+	u := &upgrader{cfg: cfg}
+	u.u = ws.Upgrader{
+		ReadBufferSize:  max(4096, cfg.MaxHandshake),
+		OnRequest:       u.onRequest,
+		OnHost:          u.onHost,
+		OnHeader:        u.onHeader,
+		OnBeforeUpgrade: u.onBeforeUpgrade,
 	}
 	if len(cfg.Subprotocols) > 0 {
-		u.Protocol = func(p []byte) bool {
-			for _, s := range cfg.Subprotocols {
-				if string(p) == s {
-					return true
-				}
-			}
-			return false
+		u.u.Protocol = u.protocol
+	}
+	return u
+}
+
+// Read implements io.Reader over the request's bytes.
+func (u *upgrader) Read(p []byte) (int, error) {
+	if u.off >= len(u.raw) {
+		return 0, io.EOF
+	}
+	n := copy(p, u.raw[u.off:])
+	u.off += n
+	return n, nil
+}
+
+// Write implements io.Writer into the response's buffer.
+func (u *upgrader) Write(p []byte) (int, error) {
+	u.out = append(u.out, p...)
+	return len(p), nil
+}
+
+// release returns u to pool, keeping its buffers unless one grew large.
+func (u *upgrader) release(pool *sync.Pool) {
+	u.c, u.req, u.raw, u.off = nil, nil, nil, 0
+	if cap(u.out)+cap(u.host)+cap(u.origin) > 4<<10 {
+		return
+	}
+	u.out, u.host, u.origin = u.out[:0], u.host[:0], u.origin[:0]
+	pool.Put(u)
+}
+
+func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
+	cfg := u.cfg
+	u.c, u.raw, u.off = c, raw, 0
+	u.out, u.host, u.origin = u.out[:0], u.host[:0], u.origin[:0]
+	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
+		u.req = new(Request)
+		if cfg.OnHandshake != nil || cfg.KeepRequest {
+			u.req.Header = make(http.Header)
 		}
 	}
-	var out bytes.Buffer
-	hs, err := u.Upgrade(readWriter{bytes.NewReader(raw), &out})
+	hs, err := u.u.Upgrade(u)
 	if err != nil {
-		if out.Len() == 0 {
+		if len(u.out) == 0 {
 			// gobwas writes nothing for a request line it cannot parse.
 			writeStatus(c, http.StatusBadRequest, nil)
 		} else {
-			_ = c.Write(out.Bytes())
+			_ = c.Write(u.out)
 		}
 		return fmt.Errorf("websocket: %v: %w", err, codec.ErrHandshake)
 	}
 	if cfg.KeepRequest {
-		req.Protocol = hs.Protocol
-		c.SetValue(requestKey{}, req)
+		u.req.Protocol = hs.Protocol
+		c.SetValue(requestKey{}, u.req)
 	}
-	return c.Write(out.Bytes())
+	return c.Write(u.out)
 }
 
-type readWriter struct {
-	io.Reader
-	io.Writer
+func (u *upgrader) onRequest(uri []byte) error {
+	if r := u.req; r != nil {
+		r.URI = string(uri)
+		r.Path, r.RawQuery, _ = strings.Cut(r.URI, "?")
+	}
+	return nil
 }
 
-// sameOrigin reports whether origin (empty when absent) names host.
-func sameOrigin(origin, host string) bool {
-	if origin == "" {
+func (u *upgrader) onHost(host []byte) error {
+	u.host = append(u.host[:0], host...)
+	return nil
+}
+
+func (u *upgrader) onHeader(k, v []byte) error {
+	if bytes.EqualFold(k, originKey) {
+		u.origin = append(u.origin[:0], v...)
+	}
+	if r := u.req; r != nil && r.Header != nil {
+		r.Header.Add(http.CanonicalHeaderKey(string(k)), string(v))
+	}
+	return nil
+}
+
+func (u *upgrader) protocol(p []byte) bool {
+	for _, s := range u.cfg.Subprotocols {
+		if string(p) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (u *upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
+	cfg, req := u.cfg, u.req
+	if req != nil {
+		req.Host, req.Origin = string(u.host), string(u.origin)
+	}
+	if cfg.CheckOrigin != nil {
+		if !cfg.CheckOrigin(req) {
+			return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("origin not allowed"))
+		}
+	} else if !sameOrigin(u.origin, u.host) && !listed(u.origin, cfg.Origins) {
+		return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("cross-origin request"))
+	}
+	if cfg.OnHandshake != nil {
+		if err := cfg.OnHandshake(u.c, req); err != nil {
+			var rej *RejectError
+			if errors.As(err, &rej) {
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(rej.Status), ws.RejectionReason(rej.Reason))
+			}
+			// The error's text stays on the server: it may say more than a
+			// stranger should read.
+			return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("upgrade refused"))
+		}
+	}
+	return nil, nil
+}
+
+// sameOrigin reports whether origin (empty when absent) names host. A
+// browser sends an origin serialized as scheme "://" host [":" port]
+// (RFC 6454, section 6.2), with no path; anything else names no host.
+func sameOrigin(origin, host []byte) bool {
+	if len(origin) == 0 {
 		return true
 	}
-	u, err := url.Parse(origin)
-	if err != nil {
+	i := bytes.Index(origin, schemeSep)
+	if i <= 0 {
 		return false
 	}
-	return strings.EqualFold(u.Host, host)
+	h := origin[i+len(schemeSep):]
+	if len(h) == 0 || bytes.IndexAny(h, "/?#@") >= 0 {
+		return false
+	}
+	return bytes.EqualFold(h, host)
+}
+
+var schemeSep = []byte("://")
+
+// equalFoldASCII reports whether b and s are equal, ASCII letters compared
+// without regard to case. Serialized origins are ASCII (RFC 6454: hosts in
+// their punycode form).
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// listed reports whether origin is in the allowed list.
+func listed(origin []byte, allowed []string) bool {
+	for _, a := range allowed {
+		if a == "*" || equalFoldASCII(origin, a) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeStatus writes a minimal HTTP error response.

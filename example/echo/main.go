@@ -57,8 +57,8 @@ func newServer(addr string, logger *slog.Logger) *tio.Server {
 			// TypeBinary packet, each with the whole payload as its body,
 			// so echoing the packet echoes the message and its opcode.
 			websocket.New(websocket.Config{
-				Mapping:     websocket.Raw{},
-				CheckOrigin: func(*websocket.Request) bool { return true },
+				Mapping: websocket.Raw{},
+				Origins: []string{"*"},
 			}),
 			binary.New(binary.Config{AnswerHeartbeat: true}),
 		),
