@@ -511,11 +511,11 @@ func TestFiveThousandConnections(t *testing.T) {
 	const n = 5000
 	raiseNoFile(t, 2*n+200)
 	var srvp atomic.Pointer[tio.Server]
-	var bound atomic.Int64
+	var bound, seq atomic.Int64
 	srv := tio.NewServer("127.0.0.1:0", echoMux(), tio.WithHooks(tio.Hooks{
 		OnConnected: func(ch *channel.Channel) {
 			s := srvp.Load()
-			i := ch.ID()
+			i := seq.Add(1) // the i-th connection
 			err := errors.Join(
 				s.BindUser(ch, fmt.Sprint("u", i%1000)),
 				s.BindGroup(ch, fmt.Sprint("g", i%50)),

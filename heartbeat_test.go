@@ -63,7 +63,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 // The timeout can be changed per connection, and the timeout hook may keep
 // a connection.
 func TestHeartbeatPerConnectionAndHook(t *testing.T) {
-	var kept atomic.Int32
+	var kept, seq atomic.Int32
 	srv := start(t, echoMux(),
 		tio.WithHeartbeat(100*time.Millisecond, func(ch *channel.Channel) bool {
 			if ch.Value("vip") != nil && kept.Add(1) <= 2 {
@@ -72,16 +72,16 @@ func TestHeartbeatPerConnectionAndHook(t *testing.T) {
 			return false
 		}),
 		tio.WithOnConnect(func(ch *channel.Channel) {
-			switch ch.ID() % 3 {
+			switch seq.Add(1) % 3 { // connections are dialled one by one
 			case 1:
 				ch.SetHeartbeatTimeout(time.Hour)
 			case 2:
 				ch.SetValue("vip", true)
 			}
 		}))
-	long := dialBinary(t, srv)  // id 1: an hour
-	vip := dialBinary(t, srv)   // id 2: kept twice by the hook
-	plain := dialBinary(t, srv) // id 3: the server's 100 ms
+	long := dialBinary(t, srv)  // the 1st: an hour
+	vip := dialBinary(t, srv)   // the 2nd: kept twice by the hook
+	plain := dialBinary(t, srv) // the 3rd: the server's 100 ms
 	begin := time.Now()
 	expectClosed(t, plain)
 	expectClosed(t, vip)

@@ -152,10 +152,11 @@ func rssBytes(t testing.TB) int64 {
 func TestSlowConsumerIsCut(t *testing.T) {
 	const maxOutbound = 4 << 20
 	var slowCh atomic.Pointer[channel.Channel]
+	var seq atomic.Int32
 	srv := start(t, echoMux(),
 		tio.WithLimits(tio.Limits{MaxOutbound: maxOutbound}),
 		tio.WithOnConnect(func(ch *channel.Channel) {
-			if ch.ID() == 1 {
+			if seq.Add(1) == 1 {
 				slowCh.Store(ch)
 			}
 		}))

@@ -75,14 +75,6 @@ type Server struct {
 	booted   chan struct{}
 	done     chan struct{}
 	serveErr error
-	shards   [shardCount]shard
-}
-
-const shardCount = 32
-
-type shard struct {
-	mu sync.RWMutex
-	m  map[uint64]*channel.Channel
 }
 
 // NewServer returns a server that will listen on the TCP address addr
@@ -113,9 +105,6 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 	s.ips.m = make(map[netip.Addr]int32)
 	s.draining = make(map[*channel.Link]struct{})
 	s.wheel = heartbeat.NewWheel(wheelTick(cfg), 512, s.check)
-	for i := range s.shards {
-		s.shards[i].m = make(map[uint64]*channel.Channel)
-	}
 	s.initStats()
 	return s
 }
@@ -243,40 +232,14 @@ func (s *Server) Stats() stats.Snapshot {
 }
 
 // Count returns the number of open connections.
-func (s *Server) Count() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		n += len(sh.m)
-		sh.mu.RUnlock()
-	}
-	return n
-}
+func (s *Server) Count() int { return s.groups.Len() }
 
 // Channel returns the open channel with the given id, or nil.
-func (s *Server) Channel(id uint64) *channel.Channel {
-	sh := &s.shards[id%shardCount]
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	return sh.m[id]
-}
+func (s *Server) Channel(id uint64) *channel.Channel { return s.groups.Channel(id) }
 
-// Each calls f for every open channel until f returns false. f must not
-// block: it runs with part of the registry read-locked.
-func (s *Server) Each(f func(ch *channel.Channel) bool) {
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		for _, ch := range sh.m {
-			if !f(ch) {
-				sh.mu.RUnlock()
-				return
-			}
-		}
-		sh.mu.RUnlock()
-	}
-}
+// Each calls f for every open channel until f returns false. It holds no
+// lock: connections opened or closed meanwhile may or may not be seen.
+func (s *Server) Each(f func(ch *channel.Channel) bool) { s.groups.Each(f) }
 
 // onBoot implements gnet.EventHandler.OnBoot.
 func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
@@ -321,16 +284,19 @@ func boundAddr(eng gnet.Engine) net.Addr {
 
 // onOpen implements gnet.EventHandler.OnOpen.
 func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	l := channel.NewLink(c, s.nextID.Add(1), &s.env)
+	// A channel's id holds its descriptor, the slot of the registry's
+	// table (see channel.MakeID).
+	fd := c.Fd()
+	l := channel.NewLink(c, channel.MakeID(s.nextID.Add(1), fd), &s.env)
 	c.SetContext(l)
 	s.stats.Accepted()
 	s.trackIP(l)
 	ch := l.Channel()
-	sh := &s.shards[ch.ID()%shardCount]
-	sh.mu.Lock()
-	sh.m[ch.ID()] = ch
-	sh.mu.Unlock()
 	s.open.Add(1)
+	if fd > channel.MaxSlot { // a process with over 16M descriptors open
+		l.Fail(channel.ReasonTooManyConnections, nil, false)
+		return nil, gnet.Close
+	}
 	s.groups.Attach(ch)
 	if r := s.admit(ch); r != channel.ReasonNone {
 		l.Fail(r, nil, false)
@@ -366,10 +332,6 @@ func (s *Server) onClose(c gnet.Conn, err error) gnet.Action {
 	s.drainMu.Lock()
 	delete(s.draining, l)
 	s.drainMu.Unlock()
-	sh := &s.shards[ch.ID()%shardCount]
-	sh.mu.Lock()
-	delete(sh.m, ch.ID())
-	sh.mu.Unlock()
 	s.stats.Closed(r)
 	return gnet.None
 }

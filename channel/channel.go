@@ -138,8 +138,28 @@ func (ch *Channel) ipTotals() *Totals {
 	return nil
 }
 
-// ID returns the channel's id, unique within its server.
+// ID returns the channel's id, unique within its server. A server's ids
+// grow with the order in which connections were accepted; see [MakeID].
 func (ch *Channel) ID() uint64 { return ch.id }
+
+// Slot returns the low SlotBits bits of the channel's id: a number no other
+// open channel of its server has (for a server's channels, the socket's file
+// descriptor). Registries index channels by it.
+func (ch *Channel) Slot() int { return SlotOf(ch.id) }
+
+// SlotBits is the number of low bits of an id that hold its slot.
+const SlotBits = 24
+
+// MaxSlot is the largest slot an id can hold.
+const MaxSlot = 1<<SlotBits - 1
+
+// MakeID returns the id of the seq-th channel, in slot: seq in the high
+// bits, so that ids grow with seq, and slot in the low SlotBits bits. Slot
+// must be at most MaxSlot and unique among open channels; seq must grow.
+func MakeID(seq uint64, slot int) uint64 { return seq<<SlotBits | uint64(slot)&MaxSlot }
+
+// SlotOf returns the slot of an id.
+func SlotOf(id uint64) int { return int(id & MaxSlot) }
 
 // RemoteAddr returns the peer's address.
 func (ch *Channel) RemoteAddr() netip.AddrPort { return ch.remote }

@@ -5,13 +5,15 @@
 // A channel may be bound to one user (a user may have many channels: a phone
 // and a browser), to any number of groups, to one token (a token may have
 // many channels) and to one business id (a business id has exactly one
-// channel: binding it to another channel moves it). Every open channel is
-// also indexed by its remote IP, automatically. Closing a channel (Detach)
+// channel: binding it to another channel moves it). Every open channel can
+// also be found by its remote IP, automatically. Closing a channel (Detach)
 // removes it from every index; indexes delete the keys they no longer use.
 //
-// Memory: an unbound channel costs one entry in its IP's set and nothing
-// else; a record of a channel's bindings is allocated on its first bind and
-// freed when it has none left.
+// Memory: an unbound channel costs one pointer in the table of attached
+// channels (indexed by slot, see channel.Slot) and nothing else until the
+// first query by IP, which builds the index by IP (one entry per channel
+// from then on). A record of a channel's bindings is allocated on its first
+// bind and freed when it has none left.
 //
 // Sends read member lists as snapshots: slices built on first use after a
 // change and shared, read-only, by every fan-out until the next change, so a
@@ -126,9 +128,15 @@ type Registry struct {
 	users  index[string]
 	groups index[string]
 	tokens index[string]
-	ips    index[netip.Addr]
 	bsIDs  unique
-	recs   [nRecShards]recShard
+	tab    table // every attached channel, by slot
+
+	// ips indexes the channels by IP. It is built on the first query by
+	// IP and kept from then on: until then a channel costs nothing in it.
+	ips   index[netip.Addr]
+	ipsOn atomic.Bool
+	ipsMu sync.Mutex // serializes building ips
+	recs  [nRecShards]recShard
 
 	gen atomic.Uint64 // bumped after every Attach and Detach
 	all atomic.Pointer[allSnap]
@@ -160,12 +168,51 @@ func (r *Registry) recShard(ch *channel.Channel) *recShard {
 
 func ipOf(ch *channel.Channel) netip.Addr { return ch.RemoteAddr().Addr() }
 
-// Attach indexes a channel that was just accepted (by its IP). Call it once
-// per channel, before any bind.
+// Attach registers a channel that was just accepted. Call it once per
+// channel, before any bind. Its slot (channel.Slot) must be unique among
+// the attached channels.
 func (r *Registry) Attach(ch *channel.Channel) {
-	r.ips.add(ipOf(ch), ch)
+	r.tab.put(ch)
+	if r.ipsOn.Load() {
+		r.ips.add(ipOf(ch), ch)
+	}
 	r.gen.Add(1)
 }
+
+// ipIndex returns the index by IP, building it on first use.
+//
+// Attach stores a channel in all and then looks at ipsOn; ipIndex sets
+// ipsOn and then scans all: one of them sees the other, so no channel is
+// missed. A channel detached during the scan is removed by Detach (if it
+// saw ipsOn) or by the scan's recheck (if it did not).
+func (r *Registry) ipIndex() *index[netip.Addr] {
+	if r.ipsOn.Load() {
+		return &r.ips
+	}
+	r.ipsMu.Lock()
+	defer r.ipsMu.Unlock()
+	if !r.ipsOn.Load() {
+		r.ipsOn.Store(true)
+		r.tab.each(func(ch *channel.Channel) bool {
+			r.ips.add(ipOf(ch), ch)
+			if !r.tab.contains(ch) {
+				r.ips.remove(ipOf(ch), ch)
+			}
+			return true
+		})
+	}
+	return &r.ips
+}
+
+// Channel returns the attached channel with the given id, or nil.
+func (r *Registry) Channel(id uint64) *channel.Channel { return r.tab.get(id) }
+
+// Each calls f for every attached channel until f returns false. It holds
+// no lock: channels attached or detached meanwhile may or may not be seen.
+func (r *Registry) Each(f func(*channel.Channel) bool) { r.tab.each(f) }
+
+// Len returns the number of attached channels.
+func (r *Registry) Len() int { return r.tab.len() }
 
 // Detach removes a closed channel from every index and reports an unbind
 // event for each binding it had.
@@ -176,7 +223,7 @@ func (r *Registry) Detach(ch *channel.Channel) {
 // attached reports whether ch is open in this registry. Call it with ch's
 // record shard locked.
 func (r *Registry) attached(ch *channel.Channel) bool {
-	return r.ips.contains(ipOf(ch), ch)
+	return r.tab.contains(ch)
 }
 
 // event is a binding event waiting to be reported once the locks are free.
@@ -402,7 +449,10 @@ func (r *Registry) unbindAll(ch *channel.Channel, detach bool) {
 	rs := r.recShard(ch)
 	rs.mu.Lock()
 	if detach {
-		r.ips.remove(ipOf(ch), ch)
+		r.tab.remove(ch)
+		if r.ipsOn.Load() {
+			r.ips.remove(ipOf(ch), ch)
+		}
 		r.gen.Add(1)
 	}
 	rc := rs.m[ch.ID()]
@@ -467,7 +517,7 @@ func (r *Registry) Members(k Kind, key string) []*channel.Channel {
 // MembersOfIP returns the open channels from ip, as a shared snapshot in no
 // particular order: do not modify it.
 func (r *Registry) MembersOfIP(ip netip.Addr) []*channel.Channel {
-	return r.ips.members(ip.Unmap())
+	return r.ipIndex().members(ip.Unmap())
 }
 
 // All returns every open channel, as a shared snapshot in no particular
@@ -482,7 +532,10 @@ func (r *Registry) All() []*channel.Channel {
 	if a := r.all.Load(); a != nil {
 		list = make([]*channel.Channel, 0, len(a.list)+len(a.list)/8+1)
 	}
-	list = r.ips.appendAll(list)
+	r.tab.each(func(ch *channel.Channel) bool {
+		list = append(list, ch)
+		return true
+	})
 	r.all.Store(&allSnap{gen: g, list: list})
 	return list
 }
@@ -508,7 +561,7 @@ func (r *Registry) Count(k Kind, key string) int {
 }
 
 // CountIP returns the number of open channels from ip.
-func (r *Registry) CountIP(ip netip.Addr) int { return r.ips.count(ip.Unmap()) }
+func (r *Registry) CountIP(ip netip.Addr) int { return r.ipIndex().count(ip.Unmap()) }
 
 // Of returns the user id, token or business id (by k) that ch is bound to,
 // or "".
@@ -566,7 +619,7 @@ func (r *Registry) Sizes() Sizes {
 		Groups: r.groups.keys(),
 		Tokens: r.tokens.keys(),
 		BsIDs:  r.bsIDs.keys(),
-		IPs:    r.ips.keys(),
+		IPs:    r.ipIndex().keys(),
 	}
 	for i := range r.recs {
 		rs := &r.recs[i]

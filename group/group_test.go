@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -348,8 +349,9 @@ func BenchmarkMembersSnapshot(b *testing.B) {
 	})
 }
 
-// An unbound channel costs its entry in its IP's set and nothing more:
-// attaching and detaching it allocates nothing once the set exists.
+// An unbound channel costs its cell in the table (and, once the index by
+// IP is built, its entry in its IP's set) and nothing more: attaching and
+// detaching it allocates nothing once the cell exists.
 func TestAttachDetachDoNotAllocate(t *testing.T) {
 	r := group.New(group.Listener{})
 	for i := range 1000 {
@@ -365,5 +367,102 @@ func TestAttachDetachDoNotAllocate(t *testing.T) {
 	}
 	if s := r.Sizes(); s != (group.Sizes{IPs: 1}) {
 		t.Fatalf("sizes %+v", s)
+	}
+}
+
+// The table of attached channels finds a channel by id across pages, forgets
+// it when it is detached, and does not mistake a later channel in the same
+// slot (a reused descriptor) for it.
+func TestChannelBySlot(t *testing.T) {
+	r := group.New(group.Listener{})
+	slots := []int{0, 1, 1023, 1024, 5000, 70000, channel.MaxSlot}
+	var chs []*channel.Channel
+	for i, slot := range slots {
+		chs = append(chs, newChannel(r, channel.MakeID(uint64(i+1), slot), "10.0.0.1"))
+	}
+	if r.Len() != len(slots) {
+		t.Fatalf("Len %d, want %d", r.Len(), len(slots))
+	}
+	for i, ch := range chs {
+		if ch.Slot() != slots[i] || r.Channel(ch.ID()) != ch {
+			t.Fatalf("slot %d: Slot %d, Channel %v", slots[i], ch.Slot(), r.Channel(ch.ID()))
+		}
+	}
+	var seen []int
+	r.Each(func(ch *channel.Channel) bool { seen = append(seen, ch.Slot()); return true })
+	if !slices.Equal(seen, slots) {
+		t.Fatalf("Each saw slots %v, want %v", seen, slots)
+	}
+	old := chs[4]
+	r.Detach(old)
+	if r.Channel(old.ID()) != nil || r.Len() != len(slots)-1 {
+		t.Fatalf("detached channel still found (Len %d)", r.Len())
+	}
+	reused := newChannel(r, channel.MakeID(100, old.Slot()), "10.0.0.2")
+	if r.Channel(old.ID()) != nil || r.Channel(reused.ID()) != reused || reused.ID() <= old.ID() {
+		t.Fatal("a reused slot confused the old and the new channel")
+	}
+	if err := r.BindUser(old, "u"); !errors.Is(err, group.ErrNotOpen) {
+		t.Fatalf("bind of a detached channel: %v", err)
+	}
+	// A channel still in its slot when another takes it (evicted) is
+	// detached without disturbing the newcomer.
+	newer := newChannel(r, channel.MakeID(101, old.Slot()), "10.0.0.3")
+	r.Detach(reused)
+	if r.Channel(newer.ID()) != newer || r.Len() != len(slots) {
+		t.Fatalf("evicted channel's Detach removed the newcomer (Len %d)", r.Len())
+	}
+	if r.CountIP(netip.MustParseAddr("10.0.0.2")) != 0 || r.CountIP(netip.MustParseAddr("10.0.0.3")) != 1 {
+		t.Fatal("index by IP wrong after eviction")
+	}
+}
+
+// The index by IP is built by the first query while channels attach and
+// detach concurrently, and is exact afterwards.
+func TestIPIndexBuiltUnderChurn(t *testing.T) {
+	for round := range 20 {
+		r := group.New(group.Listener{})
+		const n = 400
+		chs := make([]*channel.Channel, n)
+		for i := range n {
+			chs[i] = channel.NewLink(fakeConn{remote: &net.TCPAddr{IP: net.IPv4(10, 0, 0, byte(i%4)), Port: 1000 + i}}, channel.MakeID(uint64(i+1), i), &env).Channel()
+			if i%2 == 0 {
+				r.Attach(chs[i]) // the even ones start attached
+			}
+		}
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += 2 {
+					if i%2 == 0 {
+						r.Detach(chs[i]) // even ones leave
+					} else {
+						r.Attach(chs[i]) // odd ones join
+					}
+				}
+			}()
+		}
+		r.CountIP(netip.MustParseAddr("10.0.0.1")) // builds the index mid-churn
+		wg.Wait()
+		for ip := range 4 {
+			addr := netip.AddrFrom4([4]byte{10, 0, 0, byte(ip)})
+			want := 0
+			for i := 1; i < n; i += 2 {
+				if i%4 == ip {
+					want++
+				}
+			}
+			if got := r.CountIP(addr); got != want || len(r.MembersOfIP(addr)) != want {
+				t.Fatalf("round %d: %v has %d channels, want %d", round, addr, got, want)
+			}
+		}
+		for i := 1; i < n; i += 2 {
+			r.Detach(chs[i])
+		}
+		if s := r.Sizes(); s != (group.Sizes{}) || r.Len() != 0 {
+			t.Fatalf("round %d: after every Detach: %+v, Len %d", round, s, r.Len())
+		}
 	}
 }

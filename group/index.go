@@ -147,22 +147,6 @@ func (x *index[K]) keys() int {
 	return n
 }
 
-// appendAll appends every channel of every key to dst, shard by shard, each
-// read-locked in turn (no snapshot is built or kept).
-func (x *index[K]) appendAll(dst []*channel.Channel) []*channel.Channel {
-	for i := range x.shards {
-		sh := &x.shards[i]
-		sh.mu.RLock()
-		for _, s := range sh.m {
-			for ch := range s.m {
-				dst = append(dst, ch)
-			}
-		}
-		sh.mu.RUnlock()
-	}
-	return dst
-}
-
 // unique maps keys to exactly one channel each (business ids).
 type unique struct {
 	seed   maphash.Seed
