@@ -54,6 +54,9 @@ type Env struct {
 	// list, replaced under localsMu when an address is added.
 	locals   atomic.Pointer[[]*netip.AddrPort]
 	localsMu sync.Mutex
+	// codecs lists the codecs of the env's channels, each of which keeps
+	// an index into it: an immutable list, replaced under localsMu.
+	codecs atomic.Pointer[[]codec.Codec]
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
 	// the peer (default 5 s).
@@ -68,46 +71,62 @@ const (
 )
 
 // Channel is one connection.
+//
+// Every idle connection holds one, so its size is watched (208 bytes, a
+// size class of its own; see TestChannelSize): rarely used state is behind
+// x, the codec is an index into the server's list, the remote address is
+// kept packed.
 type Channel struct {
 	id      uint64
 	conn    gnet.Conn
 	env     *Env
-	codec   codec.Codec
-	dec     codec.Decoder // loop only
-	remote  netip.AddrPort
+	dec     codec.Decoder   // loop only
 	local   *netip.AddrPort // interned: shared by the connections to one address
 	created int64
 	cnt     counters
 	backlog atomic.Int64          // bytes gnet held unsent after our last write
 	x       atomic.Pointer[extra] // rarely used state, allocated on first use
 	pending atomic.Int32          // packets handed to a worker pool and not yet handled
-	ready   atomic.Bool
-	closing atomic.Bool // mirrors state != stOpen, for the loop's hot path
+	flags   atomic.Uint32         // flagReady, flagClosing
 
-	mu        sync.Mutex
-	out       *[]byte // queued bytes, a pooled buffer; nil when empty
-	sends     uint32  // packets queued since the last flush
-	leftover  int32   // loop only: bytes left buffered after the last pass
-	decoded   uint32  // loop only: packets decoded in this pass
-	state     uint8
-	reason    Reason
-	inLoop    bool // the loop is inside Begin/End and will flush
-	woken     bool // a Wake is scheduled and will flush
-	farewell  bool // say goodbye through the codec before closing
-	readyEdge bool // loop only: Ready was called during this pass
+	mu       sync.Mutex
+	out      *[]byte // queued bytes, a pooled buffer; nil when empty
+	sends    uint32  // packets queued since the last flush
+	leftover int32   // loop only: bytes left buffered after the last pass
+	decoded  uint32  // loop only: packets decoded in this pass
+
+	remoteIP   [16]byte // the remote address, packed (see RemoteAddr)
+	remotePort uint16
+	remoteOK   bool  // remoteIP and remotePort hold an address
+	codecIdx   uint8 // 1 + the codec's index in env's list; 0: none yet
+	state      uint8
+	reason     Reason
+	inLoop     bool // the loop is inside Begin/End and will flush
+	woken      bool // a Wake is scheduled and will flush
+	farewell   bool // say goodbye through the codec before closing
+	readyEdge  bool // loop only: Ready was called during this pass
 }
+
+// Bits of Channel.flags.
+const (
+	flagReady   = 1 << iota // the handshake completed: sends are accepted
+	flagClosing             // mirrors state != stOpen, for the loop's hot path
+)
+
+func (ch *Channel) isReady() bool { return ch.flags.Load()&flagReady != 0 }
 
 // extra is the part of a channel that most connections never use; keeping it
 // behind a pointer keeps an idle connection small.
 type extra struct {
-	hbTimeout atomic.Int64  // per-connection heartbeat timeout, ns; 0: the server's
-	pinged    atomic.Int64  // when the last keepalive was sent, unix ns
-	ipTotals  *Totals       // aggregate of the channel's IP; set at accept
-	drainEnd  int64         // loop only: when a draining close gives up, unix ns
-	rate      Limit         // loop only: the inbound rate limiter
-	closeErr  error         // mu
-	values    map[any]any   // mu
-	waiters   []func(error) // mu: told when the bytes queued before them are written
+	hbTimeout atomic.Int64   // per-connection heartbeat timeout, ns; 0: the server's
+	pinged    atomic.Int64   // when the last keepalive was sent, unix ns
+	ipTotals  *Totals        // aggregate of the channel's IP; set at accept
+	drainEnd  int64          // loop only: when a draining close gives up, unix ns
+	zoned     netip.AddrPort // a remote address with an IPv6 zone, which the packed form drops
+	rate      Limit          // loop only: the inbound rate limiter
+	closeErr  error          // mu
+	values    map[any]any    // mu
+	waiters   []func(error)  // mu: told when the bytes queued before them are written
 }
 
 // extLocked returns the channel's extra state, allocating it. mu is held.
@@ -162,33 +181,55 @@ func MakeID(seq uint64, slot int) uint64 { return seq<<SlotBits | uint64(slot)&M
 func SlotOf(id uint64) int { return int(id & MaxSlot) }
 
 // RemoteAddr returns the peer's address.
-func (ch *Channel) RemoteAddr() netip.AddrPort { return ch.remote }
+func (ch *Channel) RemoteAddr() netip.AddrPort {
+	if !ch.remoteOK {
+		return netip.AddrPortFrom(netip.Addr{}, ch.remotePort)
+	}
+	if x := ch.x.Load(); x != nil && x.zoned.IsValid() {
+		return x.zoned
+	}
+	// An IPv4 address is kept mapped and unmapped again: a real IPv6 peer's
+	// address is never mapped here (it was unmapped at accept).
+	return netip.AddrPortFrom(netip.AddrFrom16(ch.remoteIP).Unmap(), ch.remotePort)
+}
+
+// setRemote stores the remote address packed.
+func (ch *Channel) setRemote(a netip.AddrPort) {
+	ch.remotePort = a.Port()
+	if !a.Addr().IsValid() {
+		return
+	}
+	ch.remoteIP, ch.remoteOK = a.Addr().As16(), true
+	if a.Addr().Zone() != "" {
+		ch.ext().zoned = a
+	}
+}
 
 // LocalAddr returns the local address the peer connected to.
 func (ch *Channel) LocalAddr() netip.AddrPort { return *ch.local }
 
 // Codec returns the channel's codec, or nil while it is not yet chosen.
 func (ch *Channel) Codec() codec.Codec {
-	if ch.ready.Load() {
+	if ch.isReady() {
 		// The codec is set once, before the handshake completes; the
 		// atomic ready flag publishes it, so no lock is needed (fan-outs
 		// call this for every target).
-		return ch.codec
+		return ch.env.codecAt(ch.codecIdx)
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.codec
+	return ch.env.codecAt(ch.codecIdx)
 }
 
 // Ready reports whether the protocol handshake has completed, so that
 // packets can be sent.
-func (ch *Channel) IsReady() bool { return ch.ready.Load() }
+func (ch *Channel) IsReady() bool { return ch.isReady() }
 
 // Created returns when the connection was accepted.
 func (ch *Channel) Created() time.Time { return time.Unix(0, ch.created) }
 
 // String returns a short description for logs.
-func (ch *Channel) String() string { return fmt.Sprintf("channel#%d(%s)", ch.id, ch.remote) }
+func (ch *Channel) String() string { return fmt.Sprintf("channel#%d(%s)", ch.id, ch.RemoteAddr()) }
 
 // Stats returns a snapshot of the channel's counters.
 func (ch *Channel) Stats() Stats {
@@ -254,7 +295,7 @@ func (ch *Channel) Reason() (Reason, error) {
 // lockForSend locks the channel if it can take a send and returns its
 // outbound buffer; the caller finishes with queued, which unlocks.
 func (ch *Channel) lockForSend() (*[]byte, error) {
-	if !ch.ready.Load() {
+	if !ch.isReady() {
 		if ch.Closed() {
 			return nil, ErrClosed
 		}
@@ -279,7 +320,7 @@ func (ch *Channel) Send(p *codec.Packet) error {
 		return err
 	}
 	before := len(*buf)
-	enc, err := ch.codec.Encode(*buf, p)
+	enc, err := ch.env.codecAt(ch.codecIdx).Encode(*buf, p)
 	if err != nil {
 		*buf = (*buf)[:before]
 		ch.mu.Unlock()
@@ -442,7 +483,7 @@ func (ch *Channel) requestClose(r Reason, err error, farewell bool) {
 	if err != nil {
 		ch.extLocked().closeErr = err
 	}
-	ch.closing.Store(true)
+	ch.flags.Or(flagClosing)
 }
 
 // buffer returns the outbound buffer, taking one from the pool if needed.
@@ -469,7 +510,7 @@ func (ch *Channel) Write(b []byte) error {
 
 // Ready implements codec.Conn.
 func (ch *Channel) Ready() {
-	ch.ready.Store(true)
+	ch.flags.Or(flagReady)
 	ch.readyEdge = true
 }
 
@@ -523,11 +564,54 @@ func lookupLocal(list *[]*netip.AddrPort, a netip.AddrPort) *netip.AddrPort {
 func addrPort(a net.Addr) netip.AddrPort {
 	if t, ok := a.(*net.TCPAddr); ok {
 		ip, _ := netip.AddrFromSlice(t.IP)
-		return netip.AddrPortFrom(ip.Unmap(), uint16(t.Port))
+		ip = ip.Unmap()
+		if t.Zone != "" && ip.Is6() {
+			ip = ip.WithZone(t.Zone)
+		}
+		return netip.AddrPortFrom(ip, uint16(t.Port))
 	}
 	if a == nil {
 		return netip.AddrPort{}
 	}
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
+}
+
+// codecIndex returns 1 + cd's index in the env's list of codecs, adding it.
+func (e *Env) codecIndex(cd codec.Codec) uint8 {
+	if l := e.codecs.Load(); l != nil {
+		for i, c := range *l {
+			if c == cd {
+				return uint8(i + 1)
+			}
+		}
+	}
+	e.localsMu.Lock()
+	defer e.localsMu.Unlock()
+	var list []codec.Codec
+	if l := e.codecs.Load(); l != nil {
+		list = *l
+	}
+	for i, c := range list {
+		if c == cd {
+			return uint8(i + 1)
+		}
+	}
+	if len(list) >= MaxCodecs {
+		panic("channel: more than MaxCodecs codecs share an Env")
+	}
+	list = append(list[:len(list):len(list)], cd)
+	e.codecs.Store(&list)
+	return uint8(len(list))
+}
+
+// MaxCodecs is the most codecs the channels of one Env (one server) use.
+const MaxCodecs = 255
+
+// codecAt returns the codec of index i (as codecIndex returned it), or nil.
+func (e *Env) codecAt(i uint8) codec.Codec {
+	if i == 0 {
+		return nil
+	}
+	return (*e.codecs.Load())[i-1]
 }

@@ -20,10 +20,10 @@ func NewLink(c gnet.Conn, id uint64, env *Env) *Link {
 		id:      id,
 		conn:    c,
 		env:     env,
-		remote:  addrPort(c.RemoteAddr()),
 		local:   env.intern(addrPort(c.LocalAddr())),
 		created: time.Now().UnixNano(),
 	}
+	ch.setRemote(addrPort(c.RemoteAddr()))
 	return (*Link)(ch)
 }
 
@@ -33,7 +33,7 @@ func (l *Link) Channel() *Channel { return (*Channel)(l) }
 // SetCodec sets the codec once it is chosen.
 func (l *Link) SetCodec(cd codec.Codec) {
 	(*Channel)(l).mu.Lock()
-	(*Channel)(l).codec = cd
+	(*Channel)(l).codecIdx = (*Channel)(l).env.codecIndex(cd)
 	(*Channel)(l).mu.Unlock()
 	(*Channel)(l).dec = cd.NewDecoder()
 }
@@ -87,7 +87,7 @@ func (l *Link) TookReady() bool {
 }
 
 // Closing reports whether the channel is closing (checked between packets).
-func (l *Link) Closing() bool { return (*Channel)(l).closing.Load() }
+func (l *Link) Closing() bool { return (*Channel)(l).flags.Load()&flagClosing != 0 }
 
 // Limit is a token bucket for one connection's inbound packets, kept by its
 // event loop.
@@ -297,7 +297,7 @@ const (
 // gnet's error. It returns the final reason.
 func (l *Link) Closed(err error) Reason {
 	ch := (*Channel)(l)
-	ch.ready.Store(false)
+	ch.flags.And(^uint32(flagReady))
 	ch.mu.Lock()
 	if ch.state == stOpen {
 		ch.reason = ReasonClosedByPeer
@@ -307,7 +307,7 @@ func (l *Link) Closed(err error) Reason {
 		}
 	}
 	ch.state = stClosed
-	ch.closing.Store(true)
+	ch.flags.Or(flagClosing)
 	if ch.out != nil {
 		*ch.out = (*ch.out)[:0]
 		bufPool.Put(ch.out)
