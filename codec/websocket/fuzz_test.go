@@ -139,15 +139,15 @@ func decodeChunks(t *testing.T, cd *Codec, input []byte, next func() int) outcom
 func checkBounds(t *testing.T, d *decoder, pending int, waiting bool) {
 	t.Helper()
 	var msg []byte
-	var msgLen int64
+	var msgLen, remain int64
 	if d.asm != nil {
-		msg, msgLen = d.asm.msg, d.asm.msgLen
+		msg, msgLen, remain = d.asm.msg, d.asm.msgLen, d.asm.remain
 	}
 	if len(msg) > fuzzMaxMessage || cap(msg) > 3*fuzzMaxMessage+4096 {
 		t.Fatalf("message buffer of len %d, cap %d over the limit %d", len(msg), cap(msg), fuzzMaxMessage)
 	}
-	if d.remain < 0 || d.remain > fuzzMaxFrame || msgLen < 0 || msgLen > fuzzMaxMessage {
-		t.Fatalf("remain %d, msgLen %d", d.remain, msgLen)
+	if remain < 0 || remain > fuzzMaxFrame || msgLen < 0 || msgLen > fuzzMaxMessage {
+		t.Fatalf("remain %d, msgLen %d", remain, msgLen)
 	}
 	// Fail fast: the text of a message in progress is always the start of
 	// valid UTF-8, and the validator's state is the state at its end.

@@ -3,6 +3,7 @@ package websocket
 import (
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/tiogo/tio/codec"
 )
@@ -114,5 +115,13 @@ func TestUpgradeGarbage(t *testing.T) {
 			t.Errorf("%s: an upgrade allocates %v times, want at most %v", tc.name, n, tc.max)
 		}
 		t.Logf("%s: %v allocations per upgrade", tc.name, n)
+	}
+}
+
+// Every idle WebSocket connection holds a decoder: it must stay within the
+// 24-byte size class.
+func TestDecoderSize(t *testing.T) {
+	if n := unsafe.Sizeof(decoder{}); n > 24 {
+		t.Fatalf("decoder is %d bytes, want at most 24", n)
 	}
 }

@@ -227,30 +227,30 @@ const (
 	stClosed // a close frame was sent; nothing more is delivered
 )
 
-// decoder is one connection's decoding state. It stays small (48 B size
-// class) because every idle connection holds one: what only a fragmented or
-// streamed message needs lives in asm, allocated on first need.
+// decoder is one connection's decoding state. It stays small (the 24-byte
+// size class; see TestDecoderSize) because every idle connection holds one:
+// what only a fragmented or streamed message needs lives in asm, allocated
+// on first need.
 type decoder struct {
-	cd *Codec
-
-	remain  int64     // payload bytes of the current frame still to stream
-	asm     *assembly // nil until a message is fragmented or streamed
+	cd      *Codec
+	asm     *assembly // nil until a message is fragmented or a frame streamed
 	scanned int32     // handshake bytes already searched for the blank line
-
-	mask    [4]byte
-	maskPos uint8
 	state   uint8
 	msgOp   ws.OpCode // opcode of the message being assembled, 0 if none
-	fin     bool      // the streamed frame is the message's last
 	utf8    utf8State
 	reset   bool // asm.msg holds a delivered message: reset before reuse
 }
 
 // assembly is the state of a message that does not arrive as one whole
-// frame. It is kept for the connection's next such message.
+// frame, and of a frame whose payload is streamed as it arrives. It is kept
+// for the connection's next such message.
 type assembly struct {
-	msg    []byte
-	msgLen int64 // bytes of the current message so far, set from its first frame on
+	msg     []byte
+	msgLen  int64 // bytes of the current message so far, set from its first frame on
+	remain  int64 // payload bytes of the streamed frame still to come
+	mask    [4]byte
+	maskPos uint8
+	fin     bool // the streamed frame is the message's last
 }
 
 // assembly returns d.asm, allocating it on first use.
@@ -277,8 +277,8 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	case stClosed:
 		return len(in), false, codec.ErrPeerClosed
 	}
-	if d.remain > 0 {
-		return d.stream(c, in, p)
+	if a := d.asm; a != nil && a.remain > 0 {
+		return d.stream(c, a, in, p)
 	}
 	if len(in) < 2 {
 		return 0, false, nil
@@ -325,14 +325,15 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		plen = int64(in[2])<<56 | int64(in[3])<<48 | int64(in[4])<<40 | int64(in[5])<<32 |
 			int64(in[6])<<24 | int64(in[7])<<16 | int64(in[8])<<8 | int64(in[9])
 	}
-	copy(d.mask[:], in[hlen-4:hlen])
+	var mask [4]byte
+	copy(mask[:], in[hlen-4:hlen])
 	if op.IsControl() {
 		total := hlen + int(plen)
 		if len(in) < total {
 			return 0, false, nil
 		}
 		payload := in[hlen:total]
-		ws.Cipher(payload, d.mask, 0)
+		ws.Cipher(payload, mask, 0)
 		return d.control(c, op, payload, total)
 	}
 	if plen > d.cd.cfg.MaxFrame {
@@ -362,11 +363,12 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	}
 	if !whole {
 		// Not all here: consume the header and stream the payload.
-		d.remain, d.maskPos, d.fin = plen, 0, fin
+		a := d.asm // allocated above
+		a.remain, a.mask, a.maskPos, a.fin = plen, mask, 0, fin
 		return hlen, false, nil
 	}
 	payload := in[hlen:total]
-	ws.Cipher(payload, d.mask, 0)
+	ws.Cipher(payload, mask, 0)
 	if fin && (!cont || len(d.asm.msg) == 0) {
 		// A whole message in one frame: deliver it in place.
 		if d.msgOp == ws.OpText && d.utf8.validate(payload) != utf8Accept {
@@ -378,16 +380,16 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 }
 
 // stream consumes part of a frame whose payload has not arrived whole.
-func (d *decoder) stream(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
-	take := int(min(int64(len(in)), d.remain))
+func (d *decoder) stream(c codec.Conn, a *assembly, in []byte, p *codec.Packet) (int, bool, error) {
+	take := int(min(int64(len(in)), a.remain))
 	if take == 0 {
 		return 0, false, nil
 	}
 	chunk := in[:take]
-	ws.Cipher(chunk, d.mask, int(d.maskPos))
-	d.maskPos = uint8((int(d.maskPos) + take) & 3)
-	d.remain -= int64(take)
-	return d.fragment(c, chunk, d.fin && d.remain == 0, p, take)
+	ws.Cipher(chunk, a.mask, int(a.maskPos))
+	a.maskPos = uint8((int(a.maskPos) + take) & 3)
+	a.remain -= int64(take)
+	return d.fragment(c, chunk, a.fin && a.remain == 0, p, take)
 }
 
 // fragment adds a piece of a message to the message buffer and delivers the
