@@ -22,19 +22,40 @@ import (
 type Check[T any] func(item T, now time.Time) (next time.Time)
 
 // Wheel schedules items of type T. Its methods are safe for concurrent use.
+//
+// A slot holds its items in a chain of fixed-size blocks, and drained
+// blocks go to a free list for the next items: a wheel that holds steady
+// allocates nothing, and a growing one allocates blocks, never a slice that
+// doubles and leaves its old copy behind as garbage.
 type Wheel[T any] struct {
 	tick  int64 // slot width, nanoseconds
 	check Check[T]
 
 	mu    sync.Mutex
-	slots [][]entry[T]
-	next  int64 // the first tick (time/tick) not yet processed
-	n     int   // items in the wheel
+	slots []*block[T] // each slot's chain; its head block is being filled
+	next  int64       // the first tick (time/tick) not yet processed
+	n     int         // items in the wheel
+	free  *block[T]   // drained blocks, for reuse
+	nfree int
+
+	advance sync.Mutex // serializes Advance, which owns ready
+	ready   []entry[T] // the items due in the tick being processed
 }
 
 type entry[T any] struct {
 	item T
 	at   int64 // unix nanoseconds
+}
+
+// blockLen entries make a block of 256 bytes when T is a pointer: a slot's
+// partly filled head block wastes little, and a full one costs 17 bytes
+// per item.
+const blockLen = 15
+
+type block[T any] struct {
+	next *block[T]
+	n    int
+	e    [blockLen]entry[T]
 }
 
 // NewWheel returns a wheel of slots slots, each tick wide, that calls check.
@@ -47,7 +68,7 @@ func NewWheel[T any](tick time.Duration, slots int, check Check[T]) *Wheel[T] {
 	return &Wheel[T]{
 		tick:  int64(tick),
 		check: check,
-		slots: make([][]entry[T], slots),
+		slots: make([]*block[T], slots),
 		next:  time.Now().UnixNano() / int64(tick),
 	}
 }
@@ -74,16 +95,49 @@ func (w *Wheel[T]) Add(item T, at time.Time) {
 // before its time.
 func (w *Wheel[T]) slotOf(at int64) int64 { return (at + w.tick - 1) / w.tick }
 
+// add puts an item in its slot. Call it with mu held.
 func (w *Wheel[T]) add(item T, at int64) {
 	t := max(w.slotOf(at), w.next)
-	s := &w.slots[t%int64(len(w.slots))]
-	*s = append(*s, entry[T]{item, at})
+	w.push(&w.slots[t%int64(len(w.slots))], entry[T]{item, at})
 	w.n++
 }
 
+// push appends e to a slot's chain. Call it with mu held.
+func (w *Wheel[T]) push(head **block[T], e entry[T]) {
+	b := *head
+	if b == nil || b.n == blockLen {
+		nb := w.free
+		if nb != nil {
+			w.free, w.nfree = nb.next, w.nfree-1
+		} else {
+			nb = new(block[T])
+		}
+		nb.next = b
+		*head, b = nb, nb
+	}
+	b.e[b.n] = e
+	b.n++
+}
+
+// recycle clears a drained block and keeps it for reuse, up to a bound that
+// follows the wheel's size (a wheel that shrinks lets its blocks go).
+// Call it with mu held.
+func (w *Wheel[T]) recycle(b *block[T]) {
+	clear(b.e[:b.n]) // drop the items for the collector
+	b.n = 0
+	if w.nfree >= 64+w.n/blockLen/4 {
+		b.next = nil
+		return
+	}
+	b.next, w.free = w.free, b
+	w.nfree++
+}
+
 // Advance examines every item whose time is at or before now. Call it
-// regularly (every Tick) from one goroutine.
+// regularly (every Tick); calls are serialized.
 func (w *Wheel[T]) Advance(now time.Time) {
+	w.advance.Lock()
+	defer w.advance.Unlock()
 	nowNs := now.UnixNano()
 	last := nowNs / w.tick
 	for {
@@ -95,20 +149,20 @@ func (w *Wheel[T]) Advance(now time.Time) {
 		t := w.next
 		w.next++
 		i := t % int64(len(w.slots))
-		due := w.slots[i]
+		chain := w.slots[i]
 		w.slots[i] = nil
-		// Items of a later round stay where they are.
-		keep := due[:0:0]
-		var ready []entry[T]
-		for _, e := range due {
-			if w.slotOf(e.at) > t {
-				keep = append(keep, e)
-			} else {
-				ready = append(ready, e)
+		ready := w.ready[:0]
+		for b := chain; b != nil; {
+			for _, e := range b.e[:b.n] {
+				if w.slotOf(e.at) > t {
+					w.push(&w.slots[i], e) // a later round: stays in the slot
+				} else {
+					ready = append(ready, e)
+				}
 			}
-		}
-		if len(keep) > 0 {
-			w.slots[i] = keep
+			next := b.next
+			w.recycle(b)
+			b = next
 		}
 		w.n -= len(ready)
 		w.mu.Unlock()
@@ -124,5 +178,10 @@ func (w *Wheel[T]) Advance(now time.Time) {
 				w.mu.Unlock()
 			}
 		}
+		clear(ready)
+		if cap(ready) > 4096 && len(ready) < cap(ready)/4 {
+			ready = nil // a spike has passed: let its buffer go
+		}
+		w.ready = ready[:0]
 	}
 }

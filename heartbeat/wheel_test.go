@@ -85,3 +85,62 @@ func BenchmarkWheel(b *testing.B) {
 		})
 	}
 }
+
+// Many items, most sharing slots with items of later rounds, are each
+// examined once, in the tick of their time, and never before it.
+func TestWheelManyItems(t *testing.T) {
+	base := time.Unix(4000, 0)
+	const tick = 10 * time.Millisecond
+	const n = 3000
+	var examined [n]time.Duration
+	w := NewWheel[int](tick, 8, func(i int, now time.Time) time.Time {
+		if examined[i] != 0 {
+			t.Fatalf("item %d examined twice", i)
+		}
+		examined[i] = now.Sub(base)
+		return time.Time{}
+	})
+	w.next = base.UnixNano() / w.tick
+	want := make([]time.Duration, n)
+	for i := range n {
+		want[i] = time.Duration(1+(i*7919)%997) * time.Millisecond // up to 12 rounds of 80 ms
+		w.Add(i, base.Add(want[i]))
+	}
+	for now := tick; now <= 2*time.Second; now += tick {
+		w.Advance(base.Add(now))
+	}
+	for i := range n {
+		if got, at := examined[i], want[i]; got < at || got >= at+tick {
+			t.Fatalf("item %d due at %v examined at %v", i, at, got)
+		}
+	}
+	if w.Len() != 0 {
+		t.Fatalf("%d items left", w.Len())
+	}
+}
+
+// A wheel whose items are examined and rescheduled period after period, as
+// live connections are, allocates nothing once it has its blocks.
+func TestWheelSteadyStateDoesNotAllocate(t *testing.T) {
+	base := time.Unix(5000, 0)
+	const tick, period = 10 * time.Millisecond, 500 * time.Millisecond
+	w := NewWheel[int](tick, 64, func(_ int, now time.Time) time.Time { return now.Add(period) })
+	w.next = base.UnixNano() / w.tick
+	for i := range 5000 {
+		w.Add(i, base.Add(time.Duration(i%50)*tick))
+	}
+	now := base
+	advance := func() {
+		for range int(period / tick) {
+			now = now.Add(tick)
+			w.Advance(now)
+		}
+	}
+	advance() // warm up: blocks and the ready buffer
+	if n := testing.AllocsPerRun(5, advance); n != 0 {
+		t.Fatalf("one period allocates %v times", n)
+	}
+	if w.Len() != 5000 {
+		t.Fatalf("%d items, want 5000", w.Len())
+	}
+}
