@@ -3,6 +3,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -10,19 +11,32 @@ import (
 // A short run against each server in-process, so that the benchmark cannot
 // rot: every receiver gets every broadcast, in order, and latency is
 // measured.
+//
+// The gorilla server is gorilla's chat hub, which closes a receiver that
+// falls 256 messages behind; on a machine starved by other tests that can
+// happen, so a peer's run that ended in close frames is tried once more.
+// tio's run is never retried.
 func TestBroadcastSmoke(t *testing.T) {
 	for _, impl := range impls {
 		for _, pace := range []bool{false, true} {
-			addr, err := serve(impl, "127.0.0.1:0")
-			if err != nil {
-				t.Fatalf("%s: %v", impl, err)
+			run := func() result {
+				addr, err := serve(impl, "127.0.0.1:0")
+				if err != nil {
+					t.Fatalf("%s: %v", impl, err)
+				}
+				res, err := runClient(config{
+					Addr: addr, Receivers: 20, Inflight: 4, Size: 64,
+					Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond, PaceOnSender: pace,
+				})
+				if err != nil {
+					t.Fatalf("%s: %v", impl, err)
+				}
+				return res
 			}
-			res, err := runClient(config{
-				Addr: addr, Receivers: 20, Inflight: 4, Size: 64,
-				Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond, PaceOnSender: pace,
-			})
-			if err != nil {
-				t.Fatalf("%s: %v", impl, err)
+			res := run()
+			if impl != implTio && res.Errors != 0 && strings.Contains(res.FirstError, "first byte 0x88") {
+				t.Logf("%s (pace on sender %v): dropped receivers (%s); trying again", impl, pace, res.FirstError)
+				res = run()
 			}
 			if res.Deliveries == 0 || res.Lost != 0 || res.Errors != 0 || res.P50 <= 0 || res.P99 < res.P50 {
 				t.Fatalf("%s (pace on sender %v): %+v", impl, pace, res)
