@@ -214,7 +214,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 		first error
 		w     *waiter
 	)
-	enc.p = p
+	enc.p, enc.pool = p, &s.encPool
 	defer enc.release()
 	if block {
 		if ctx == nil {
@@ -314,6 +314,7 @@ func (w *waiter) finish(err error) {
 // is encoded for each channel.
 type encoder struct {
 	p     *codec.Packet
+	pool  *sync.Pool // the server's buffers for encodings
 	n     int
 	fixed [4]encoding
 	more  []encoding
@@ -327,11 +328,6 @@ type encoding struct {
 }
 
 const maxPooledEncoding = 64 << 10
-
-var encPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, 256)
-	return &b
-}}
 
 func (e *encoder) bytes(cd codec.Codec) ([]byte, error) {
 	if cd == nil {
@@ -347,13 +343,17 @@ func (e *encoder) bytes(cd codec.Codec) ([]byte, error) {
 			return *en.buf, en.err
 		}
 	}
-	buf := encPool.Get().(*[]byte)
+	buf, _ := e.pool.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+		*buf = make([]byte, 0, 256)
+	}
 	b, err := cd.Encode((*buf)[:0], e.p)
 	*buf = b
 	if !reflect.TypeOf(cd).Comparable() {
 		// cd == x would panic for an equal type: keep it out of the table.
 		if e.temp != nil {
-			putEncoding(e.temp)
+			e.put(e.temp)
 		}
 		e.temp = buf
 		return b, err
@@ -370,19 +370,19 @@ func (e *encoder) bytes(cd codec.Codec) ([]byte, error) {
 
 func (e *encoder) release() {
 	for i := 0; i < e.n; i++ {
-		putEncoding(e.fixed[i].buf)
+		e.put(e.fixed[i].buf)
 	}
 	for i := range e.more {
-		putEncoding(e.more[i].buf)
+		e.put(e.more[i].buf)
 	}
 	if e.temp != nil {
-		putEncoding(e.temp)
+		e.put(e.temp)
 	}
 }
 
-func putEncoding(b *[]byte) {
+func (e *encoder) put(b *[]byte) {
 	if cap(*b) <= maxPooledEncoding {
 		*b = (*b)[:0]
-		encPool.Put(b)
+		e.pool.Put(b)
 	}
 }

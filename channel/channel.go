@@ -57,6 +57,7 @@ type Env struct {
 	// codecs lists the codecs of the env's channels, each of which keeps
 	// an index into it: an immutable list, replaced under localsMu.
 	codecs atomic.Pointer[[]codec.Codec]
+	bufs   sync.Pool // of *[]byte: outbound buffers, taken while a channel has bytes queued
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
 	// the peer (default 5 s).
@@ -490,7 +491,7 @@ func (ch *Channel) requestClose(r Reason, err error, farewell bool) {
 // Called with mu held.
 func (ch *Channel) buffer() *[]byte {
 	if ch.out == nil {
-		ch.out = bufPool.Get().(*[]byte)
+		ch.out = ch.env.getBuf()
 	}
 	return ch.out
 }
@@ -516,10 +517,23 @@ func (ch *Channel) Ready() {
 
 const maxPooledBuffer = 1 << 20
 
-var bufPool = sync.Pool{New: func() any {
+// getBuf returns an empty outbound buffer from the env's pool.
+func (e *Env) getBuf() *[]byte {
+	if b, _ := e.bufs.Get().(*[]byte); b != nil {
+		return b
+	}
 	b := make([]byte, 0, 4096)
 	return &b
-}}
+}
+
+// putBuf gives an outbound buffer back to the env's pool, unless it grew
+// large.
+func (e *Env) putBuf(b *[]byte) {
+	if cap(*b) <= maxPooledBuffer {
+		*b = (*b)[:0]
+		e.bufs.Put(b)
+	}
+}
 
 // intern returns the shared copy of a local address.
 // Past maxLocals distinct addresses, new ones are not interned.

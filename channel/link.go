@@ -248,10 +248,7 @@ func (l *Link) End(leftover int, now int64) Next {
 				closing, reason = true, ReasonIOError
 			}
 		}
-		if cap(*buf) <= maxPooledBuffer {
-			*buf = (*buf)[:0]
-			bufPool.Put(buf)
-		}
+		l.env.putBuf(buf)
 	}
 	l.count(sends, written, now)
 	for _, done := range waiters {
@@ -309,8 +306,7 @@ func (l *Link) Closed(err error) Reason {
 	ch.state = stClosed
 	ch.flags.Or(flagClosing)
 	if ch.out != nil {
-		*ch.out = (*ch.out)[:0]
-		bufPool.Put(ch.out)
+		ch.env.putBuf(ch.out)
 		ch.out = nil
 	}
 	var waiters []func(error)
