@@ -17,8 +17,10 @@ import (
 )
 
 // lines is a user codec: connections that start with '#' speak
-// newline-terminated lines, each a packet of type tws.TypeText.
-type lines struct{}
+// newline-terminated lines, each a packet of type tws.TypeText. It is a
+// value of a type that is not comparable (== on it would panic), which tio
+// must cope with.
+type lines struct{ _ []byte }
 
 func (lines) Name() string { return "lines" }
 func (lines) Sniff(b []byte) codec.Match {
@@ -52,8 +54,8 @@ func (d *linesDecoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bo
 }
 
 // A user codec registered with WithCodecs is sniffed on the same port as
-// WebSocket and the binary protocol, and a text packet from any of them is
-// encoded by each receiver's own codec.
+// WebSocket and the binary protocol, a text packet from any of them is
+// encoded by each receiver's own codec, and a fan-out reaches all three.
 func TestUserCodecSharesThePort(t *testing.T) {
 	srv := start(t, echoMux(), tio.WithCodecs(tws.New(tws.Config{}), tbin.New(tbin.Config{}), lines{}))
 
@@ -79,5 +81,19 @@ func TestUserCodecSharesThePort(t *testing.T) {
 	bc.send(tws.TypeText, []byte("from binary"))
 	if p := bc.recv(); p.Type != tws.TypeText || string(p.Body) != "from binary" {
 		t.Fatalf("binary echo %d %q", p.Type, p.Body)
+	}
+
+	res, err := srv.SendToAll(&codec.Packet{Type: tws.TypeText, Body: []byte("to all")})
+	if err != nil || res != (tio.SendResult{OK: 3}) {
+		t.Fatalf("SendToAll = %+v, %v", res, err)
+	}
+	if got, err := r.ReadString('\n'); err != nil || got != "to all\n" {
+		t.Fatalf("line fan-out %q %v", got, err)
+	}
+	if op, m, err := ws.ReadMessage(); err != nil || op != websocket.TextMessage || string(m) != "to all" {
+		t.Fatalf("ws fan-out %d %q %v", op, m, err)
+	}
+	if p := bc.recv(); p.Type != tws.TypeText || string(p.Body) != "to all" {
+		t.Fatalf("binary fan-out %d %q", p.Type, p.Body)
 	}
 }

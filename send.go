@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -233,7 +232,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 		if len(filters) > 0 && !keep(filters, ch) {
 			continue
 		}
-		b, err := enc.bytes(ch.Codec())
+		b, err := enc.bytes(ch)
 		if err != nil {
 			res.Failed++
 			if first == nil {
@@ -309,79 +308,60 @@ func (w *waiter) finish(err error) {
 	}
 }
 
-// encoder encodes a packet at most once per codec. Codecs are told apart by
-// identity (interface equality); a codec of a type that is not comparable
-// is encoded for each channel.
+// encoder encodes a packet at most once per codec: channels are told apart
+// by their codec's index in the server's list, so no codec is compared.
 type encoder struct {
 	p     *codec.Packet
-	pool  *sync.Pool // the server's buffers for encodings
-	n     int
-	fixed [4]encoding
-	more  []encoding
-	temp  *[]byte // the last per-channel encoding, for codecs not comparable
+	pool  *sync.Pool  // the server's buffers for encodings
+	fixed [4]encoding // by codec index, the first four
+	more  []encoding  // by codec index − 4, allocated past four codecs
 }
 
 type encoding struct {
-	cd  codec.Codec
-	buf *[]byte
+	buf *[]byte // nil until encoded
 	err error
 }
 
 const maxPooledEncoding = 64 << 10
 
-func (e *encoder) bytes(cd codec.Codec) ([]byte, error) {
-	if cd == nil {
+// bytes returns p encoded for ch's codec, encoding it on first need.
+func (e *encoder) bytes(ch *channel.Channel) ([]byte, error) {
+	i := ch.CodecIndex()
+	if i < 0 {
 		return nil, channel.ErrNotReady
 	}
-	for i := 0; i < e.n; i++ {
-		if en := &e.fixed[i]; en.cd == cd {
-			return *en.buf, en.err
-		}
-	}
-	for i := range e.more {
-		if en := &e.more[i]; en.cd == cd {
-			return *en.buf, en.err
-		}
-	}
-	buf, _ := e.pool.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-		*buf = make([]byte, 0, 256)
-	}
-	b, err := cd.Encode((*buf)[:0], e.p)
-	*buf = b
-	if !reflect.TypeOf(cd).Comparable() {
-		// cd == x would panic for an equal type: keep it out of the table.
-		if e.temp != nil {
-			e.put(e.temp)
-		}
-		e.temp = buf
-		return b, err
-	}
-	en := encoding{cd: cd, buf: buf, err: err}
-	if e.n < len(e.fixed) {
-		e.fixed[e.n] = en
-		e.n++
+	var en *encoding
+	if i < len(e.fixed) {
+		en = &e.fixed[i]
 	} else {
-		e.more = append(e.more, en)
+		if n := i - len(e.fixed) + 1; len(e.more) < n {
+			e.more = append(e.more, make([]encoding, n-len(e.more))...)
+		}
+		en = &e.more[i-len(e.fixed)]
 	}
-	return b, err
+	if en.buf == nil {
+		buf, _ := e.pool.Get().(*[]byte)
+		if buf == nil {
+			buf = new([]byte)
+			*buf = make([]byte, 0, 256)
+		}
+		*buf, en.err = ch.Codec().Encode((*buf)[:0], e.p)
+		en.buf = buf
+	}
+	return *en.buf, en.err
 }
 
 func (e *encoder) release() {
-	for i := 0; i < e.n; i++ {
+	for i := range e.fixed {
 		e.put(e.fixed[i].buf)
 	}
 	for i := range e.more {
 		e.put(e.more[i].buf)
 	}
-	if e.temp != nil {
-		e.put(e.temp)
-	}
 }
 
 func (e *encoder) put(b *[]byte) {
-	if cap(*b) <= maxPooledEncoding {
+	if b != nil && cap(*b) <= maxPooledEncoding {
 		*b = (*b)[:0]
 		e.pool.Put(b)
 	}

@@ -92,7 +92,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		addr:    addr,
 		handler: h,
 		cfg:     cfg,
-		env:     channel.Env{MaxOutbound: cfg.maxOutbound, OnSent: cfg.hooks.OnSent, DrainTimeout: cfg.drain},
+		env:     channel.Env{MaxOutbound: cfg.maxOutbound, OnSent: cfg.hooks.OnSent, DrainTimeout: cfg.drain, Codecs: cfg.codecs},
 		groups:  group.New(group.Listener{OnBind: cfg.hooks.OnBind, OnUnbind: cfg.hooks.OnUnbind}),
 		log:     cfg.logger,
 		booted:  make(chan struct{}),
@@ -307,7 +307,7 @@ func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	if s.cfg.fixed {
-		l.SetCodec(s.cfg.codecs[0])
+		l.SetCodec(0)
 	}
 	if at, ok := s.firstCheck(ch); ok {
 		s.wheel.Add(l, at)
@@ -456,14 +456,14 @@ func (s *Server) account(l *channel.Link, pass *inlinePass, end int64) {
 // sniff chooses the connection's codec from its first bytes.
 func (s *Server) sniff(l *channel.Link, first []byte) {
 	more := false
-	for _, cd := range s.cfg.codecs {
+	for i, cd := range s.cfg.codecs {
 		sn, ok := cd.(codec.Sniffer)
 		if !ok {
 			continue
 		}
 		switch sn.Sniff(first) {
 		case codec.Matched:
-			l.SetCodec(cd)
+			l.SetCodec(i)
 			return
 		case codec.NeedMore:
 			more = true

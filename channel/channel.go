@@ -49,14 +49,15 @@ type Env struct {
 	OnSent func(ch *Channel, n int)
 	// Totals, if set, aggregates the traffic of every channel of the server.
 	Totals *Totals
+	// Codecs lists the codecs the channels may use (at most MaxCodecs);
+	// a channel keeps its codec as an index into it (Link.SetCodec). Set
+	// it before the first channel is made, and do not change it.
+	Codecs []codec.Codec
 
 	// locals interns local addresses (a server has few): an immutable
 	// list, replaced under localsMu when an address is added.
 	locals   atomic.Pointer[[]*netip.AddrPort]
 	localsMu sync.Mutex
-	// codecs lists the codecs of the env's channels, each of which keeps
-	// an index into it: an immutable list, replaced under localsMu.
-	codecs atomic.Pointer[[]codec.Codec]
 	bufs   sync.Pool // of *[]byte: outbound buffers, taken while a channel has bytes queued
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
@@ -99,7 +100,7 @@ type Channel struct {
 	remoteIP   [16]byte // the remote address, packed (see RemoteAddr)
 	remotePort uint16
 	remoteOK   bool  // remoteIP and remotePort hold an address
-	codecIdx   uint8 // 1 + the codec's index in env's list; 0: none yet
+	codecIdx   uint8 // 1 + the codec's index in env.Codecs; 0: none yet
 	state      uint8
 	reason     Reason
 	inLoop     bool // the loop is inside Begin/End and will flush
@@ -210,16 +211,24 @@ func (ch *Channel) setRemote(a netip.AddrPort) {
 func (ch *Channel) LocalAddr() netip.AddrPort { return *ch.local }
 
 // Codec returns the channel's codec, or nil while it is not yet chosen.
-func (ch *Channel) Codec() codec.Codec {
+func (ch *Channel) Codec() codec.Codec { return ch.env.codecAt(ch.codecIndex()) }
+
+// CodecIndex returns the index of the channel's codec in its server's list
+// of codecs (Env.Codecs), or -1 while it is not yet chosen. Channels with
+// the same index speak the same protocol: a fan-out encodes a packet once
+// per index.
+func (ch *Channel) CodecIndex() int { return int(ch.codecIndex()) - 1 }
+
+func (ch *Channel) codecIndex() uint8 {
 	if ch.isReady() {
 		// The codec is set once, before the handshake completes; the
 		// atomic ready flag publishes it, so no lock is needed (fan-outs
 		// call this for every target).
-		return ch.env.codecAt(ch.codecIdx)
+		return ch.codecIdx
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.env.codecAt(ch.codecIdx)
+	return ch.codecIdx
 }
 
 // Ready reports whether the protocol handshake has completed, so that
@@ -591,41 +600,13 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// codecIndex returns 1 + cd's index in the env's list of codecs, adding it.
-func (e *Env) codecIndex(cd codec.Codec) uint8 {
-	if l := e.codecs.Load(); l != nil {
-		for i, c := range *l {
-			if c == cd {
-				return uint8(i + 1)
-			}
-		}
-	}
-	e.localsMu.Lock()
-	defer e.localsMu.Unlock()
-	var list []codec.Codec
-	if l := e.codecs.Load(); l != nil {
-		list = *l
-	}
-	for i, c := range list {
-		if c == cd {
-			return uint8(i + 1)
-		}
-	}
-	if len(list) >= MaxCodecs {
-		panic("channel: more than MaxCodecs codecs share an Env")
-	}
-	list = append(list[:len(list):len(list)], cd)
-	e.codecs.Store(&list)
-	return uint8(len(list))
-}
-
-// MaxCodecs is the most codecs the channels of one Env (one server) use.
+// MaxCodecs is the most codecs an Env lists.
 const MaxCodecs = 255
 
-// codecAt returns the codec of index i (as codecIndex returned it), or nil.
+// codecAt returns the codec of a channel's codecIdx, or nil for none.
 func (e *Env) codecAt(i uint8) codec.Codec {
 	if i == 0 {
 		return nil
 	}
-	return (*e.codecs.Load())[i-1]
+	return e.Codecs[i-1]
 }

@@ -64,21 +64,21 @@ func (*nopCodec) Encode(dst []byte, _ *codec.Packet) ([]byte, error) { return ds
 
 // Channels keep their codec as an index into their Env's list.
 func TestCodecIndex(t *testing.T) {
-	var env Env
 	a, b := &nopCodec{"a"}, &nopCodec{"b"}
+	env := Env{Codecs: []codec.Codec{a, b}}
 	chs := make([]*Channel, 4)
-	for i, cd := range []codec.Codec{a, b, a, b} {
+	for i, idx := range []int{0, 1, 0, 1} {
 		l := NewLink(addrConn{}, uint64(i), &env)
-		if l.Channel().Codec() != nil {
+		if l.Channel().Codec() != nil || l.Channel().CodecIndex() != -1 {
 			t.Fatal("codec before SetCodec")
 		}
-		l.SetCodec(cd)
+		l.SetCodec(idx)
 		chs[i] = l.Channel()
 	}
 	if chs[0].Codec() != a || chs[1].Codec() != b || chs[2].Codec() != a || chs[3].Codec() != b {
 		t.Fatal("wrong codec back")
 	}
-	if n := len(*env.codecs.Load()); n != 2 {
-		t.Fatalf("%d codecs listed, want 2", n)
+	if chs[1].CodecIndex() != 1 || chs[2].CodecIndex() != 0 {
+		t.Fatal("wrong codec index back")
 	}
 }

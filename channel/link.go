@@ -30,12 +30,14 @@ func NewLink(c gnet.Conn, id uint64, env *Env) *Link {
 // Channel returns the channel. Safe from any goroutine.
 func (l *Link) Channel() *Channel { return (*Channel)(l) }
 
-// SetCodec sets the codec once it is chosen.
-func (l *Link) SetCodec(cd codec.Codec) {
-	(*Channel)(l).mu.Lock()
-	(*Channel)(l).codecIdx = (*Channel)(l).env.codecIndex(cd)
-	(*Channel)(l).mu.Unlock()
-	(*Channel)(l).dec = cd.NewDecoder()
+// SetCodec sets the codec once it is chosen: the i-th of Env.Codecs.
+func (l *Link) SetCodec(i int) {
+	ch := (*Channel)(l)
+	cd := ch.env.Codecs[i]
+	ch.mu.Lock()
+	ch.codecIdx = uint8(i + 1)
+	ch.mu.Unlock()
+	ch.dec = cd.NewDecoder()
 }
 
 // HasCodec reports whether a codec is set.

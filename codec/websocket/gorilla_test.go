@@ -444,28 +444,30 @@ func TestOrigin(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	for _, tc := range []struct {
+	type origin struct {
 		origin string
 		want   int
-	}{
+	}
+	check := func(rule, addr string, cases []origin) {
+		t.Helper()
+		for _, tc := range cases {
+			if got := dial(addr, tc.origin); got != tc.want {
+				t.Errorf("%s, origin %q: status %d, want %d", rule, tc.origin, got, tc.want)
+			}
+		}
+	}
+	check("default rule", addr, []origin{
 		{"", 101},
 		{"http://" + addr, 101},
 		{"http://localhost:1", 403},
 		{"http://evil.example", 403},
 		{"null", 403},
-	} {
-		if got := dial(addr, tc.origin); got != tc.want {
-			t.Errorf("default rule, origin %q: status %d, want %d", tc.origin, got, tc.want)
-		}
-	}
+	})
 
 	_, addr3 := startServer(t, echoMux(), tio.WithCodecs(websocket.New(websocket.Config{
 		Origins: []string{"https://app.example", "http://localhost:1"},
 	})))
-	for _, tc := range []struct {
-		origin string
-		want   int
-	}{
+	check("Origins", addr3, []origin{
 		{"", 101},
 		{"http://" + addr3, 101},
 		{"https://APP.example", 101},
@@ -473,32 +475,19 @@ func TestOrigin(t *testing.T) {
 		{"https://app.example.evil", 403},
 		{"http://app.example", 403},
 		{"null", 403},
-	} {
-		if got := dial(addr3, tc.origin); got != tc.want {
-			t.Errorf("Origins, origin %q: status %d, want %d", tc.origin, got, tc.want)
-		}
-	}
+	})
 	_, addr4 := startServer(t, echoMux(), tio.WithCodecs(websocket.New(websocket.Config{Origins: []string{"*"}})))
-	if got := dial(addr4, "http://evil.example"); got != 101 {
-		t.Errorf("Origins *: status %d, want 101", got)
-	}
+	check("Origins *", addr4, []origin{{"http://evil.example", 101}, {"", 101}})
 
 	_, addr2 := startServer(t, echoMux(), tio.WithCodecs(websocket.New(websocket.Config{
 		CheckOrigin: func(r *websocket.Request) bool { return r.Origin == "https://app.example" },
 	})))
-	for _, tc := range []struct {
-		origin string
-		want   int
-	}{
+	check("CheckOrigin", addr2, []origin{
 		{"https://app.example", 101},
 		{"http://evil.example", 403},
 		{"http://" + addr2, 403},
 		{"", 403},
-	} {
-		if got := dial(addr2, tc.origin); got != tc.want {
-			t.Errorf("CheckOrigin, origin %q: status %d, want %d", tc.origin, got, tc.want)
-		}
-	}
+	})
 }
 
 // TestKeepRequest checks that RequestOf returns the upgrade request only when
