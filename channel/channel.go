@@ -58,7 +58,7 @@ type Env struct {
 	// list, replaced under localsMu when an address is added.
 	locals   atomic.Pointer[[]*netip.AddrPort]
 	localsMu sync.Mutex
-	bufs   sync.Pool // of *[]byte: outbound buffers, taken while a channel has bytes queued
+	bufs     sync.Pool // of *[]byte: outbound buffers, taken while a channel has bytes queued
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
 	// the peer (default 5 s).
