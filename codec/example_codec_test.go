@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"testing"
 
 	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/codec/codectest"
 )
 
 // lineCodec is a user protocol: newline-terminated text lines, each a packet
@@ -47,7 +49,7 @@ func (d *lineDecoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, boo
 	}
 	i := bytes.IndexByte(in, '\n')
 	switch {
-	case i < 0 && len(in) > d.max:
+	case i > d.max || i < 0 && len(in) > d.max: // however the line arrives
 		_ = c.Write([]byte("ERR line too long\n")) // the protocol's farewell
 		return 0, false, fmt.Errorf("line: over %d bytes: %w", d.max, codec.ErrTooBig)
 	case i < 0:
@@ -100,4 +102,22 @@ func Example_codec() {
 	// packet type 1 "world" -> wire "world\n"
 	// packet type 1 "and more" -> wire "and more\n"
 	// true ERR line too long
+}
+
+// The example codec keeps the decoding contract however its input is split:
+// codectest decodes each input in one read, byte by byte and in uneven
+// reads, and compares.
+func TestLineCodecContract(t *testing.T) {
+	for _, in := range []string{"#one\ntwo\n", "#a line over the limit\n", "#\n\n", "#no newline", "#ok\nERR?\n"} {
+		codectest.Splits(t, lineCodec{max: 10}.NewDecoder, []byte(in), []byte{1, 3}, nil)
+	}
+}
+
+// FuzzLineCodec runs the same check on inputs the fuzzer makes up.
+func FuzzLineCodec(f *testing.F) {
+	f.Add([]byte("#one\ntwo\n"), []byte{1, 3})
+	f.Add([]byte("#a line over the limit\n"), []byte{})
+	f.Fuzz(func(t *testing.T, input, sizes []byte) {
+		codectest.Splits(t, lineCodec{max: 10}.NewDecoder, input, sizes, nil)
+	})
 }

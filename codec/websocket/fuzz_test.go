@@ -3,32 +3,14 @@ package websocket
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 
 	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/codec/codectest"
 )
-
-// fakeConn is a codec.Conn that records what the decoder writes.
-type fakeConn struct {
-	out    []byte
-	values map[any]any
-	ready  int
-}
-
-func (c *fakeConn) Write(b []byte) error { c.out = append(c.out, b...); return nil }
-func (c *fakeConn) SetValue(k, v any) {
-	if c.values == nil {
-		c.values = make(map[any]any)
-	}
-	c.values[k] = v
-}
-func (c *fakeConn) Value(k any) any { return c.values[k] }
-func (c *fakeConn) Ready()          { c.ready++ }
 
 // Limits of the fuzzed decoder: small, so that the fuzzer reaches them.
 const (
@@ -41,103 +23,11 @@ const (
 	maxPending = 2 + 4 + 125
 )
 
-var sentinels = []error{
-	codec.ErrProtocol, codec.ErrMalformed, codec.ErrInvalidData, codec.ErrTooBig, codec.ErrHandshake,
-	codec.ErrPeerClosed, codec.ErrGoingAway, codec.ErrPolicy, codec.ErrInternal, codec.ErrUnsupported,
-}
-
-// sentinelOf returns the codec sentinel that err wraps, or nil.
-func sentinelOf(err error) error {
-	for _, s := range sentinels {
-		if errors.Is(err, s) {
-			return s
-		}
-	}
-	return nil
-}
-
-type decoded struct {
-	typ  codec.Type
-	body string
-}
-
-// outcome is everything observable about decoding one input.
-type outcome struct {
-	packets []decoded
-	out     []byte
-	err     error // a sentinel, or nil
-	ready   int
-}
-
-func (o outcome) String() string {
-	return fmt.Sprintf("%d packets, %d bytes written, err %v, ready %d", len(o.packets), len(o.out), o.err, o.ready)
-}
-
-func (o outcome) equal(p outcome) bool {
-	if len(o.packets) != len(p.packets) || o.err != p.err || o.ready != p.ready || !bytes.Equal(o.out, p.out) {
-		return false
-	}
-	for i := range o.packets {
-		if o.packets[i] != p.packets[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// decodeChunks feeds input to a new decoder the way the server does: the
-// bytes arrive in chunks of the sizes next returns, and after each chunk the
-// decoder is called on everything buffered until it asks for more or fails.
-// It checks the decoding contract on every call.
-func decodeChunks(t *testing.T, cd *Codec, input []byte, next func() int) outcome {
-	t.Helper()
-	d := cd.NewDecoder().(*decoder)
-	c := &fakeConn{}
-	var o outcome
-	var pending []byte
-	for fed := 0; fed < len(input); {
-		size := min(max(next(), 1), len(input)-fed)
-		pending = append(pending, input[fed:fed+size]...)
-		fed += size
-		for len(pending) > 0 {
-			before := append([]byte(nil), pending...)
-			var p codec.Packet
-			n, ok, err := d.Decode(c, pending, &p)
-			if n < 0 || n > len(pending) {
-				t.Fatalf("Decode consumed %d of %d bytes", n, len(pending))
-			}
-			if ok && n == 0 {
-				t.Fatal("Decode returned a packet without consuming anything")
-			}
-			if err != nil {
-				o.err = sentinelOf(err)
-				if o.err == nil {
-					t.Fatalf("Decode error %v wraps no codec sentinel", err)
-				}
-				o.out, o.ready = c.out, c.ready
-				return o
-			}
-			if !bytes.Equal(pending[n:], before[n:]) {
-				t.Fatalf("Decode modified bytes it did not consume")
-			}
-			if ok {
-				o.packets = append(o.packets, decoded{p.Type, string(p.Body)})
-			}
-			pending = pending[n:]
-			checkBounds(t, d, len(pending), n == 0 && !ok)
-			if n == 0 && !ok {
-				break // wait for more bytes
-			}
-		}
-		pending = append([]byte(nil), pending...) // a new read buffer
-	}
-	o.out, o.ready = c.out, c.ready
-	return o
-}
-
-// checkBounds checks that the decoder's buffers stay within the limits.
-func checkBounds(t *testing.T, d *decoder, pending int, waiting bool) {
-	t.Helper()
+// checkBounds checks, after every call, that the decoder's buffers stay
+// within the limits, that text fails fast, and what it leaves buffered when
+// it waits for more.
+func checkBounds(t testing.TB, dec codec.Decoder, buffered []byte, n int, ok bool) {
+	d, pending, waiting := dec.(*decoder), len(buffered), n == 0 && !ok
 	var msg []byte
 	var msgLen, remain int64
 	if d.asm != nil {
@@ -172,29 +62,26 @@ func checkBounds(t *testing.T, d *decoder, pending int, waiting bool) {
 }
 
 // checkOutcome checks what the decoder wrote and delivered.
-func checkOutcome(t *testing.T, o outcome, text codec.Type) {
+func checkOutcome(t *testing.T, o codectest.Result, text codec.Type) {
 	t.Helper()
-	if o.ready > 1 {
-		t.Fatalf("Ready called %d times", o.ready)
-	}
-	for _, p := range o.packets {
-		if len(p.body) > fuzzMaxMessage {
-			t.Fatalf("packet of %d bytes over the limit", len(p.body))
+	for _, p := range o.Packets {
+		if len(p.Body) > fuzzMaxMessage {
+			t.Fatalf("packet of %d bytes over the limit", len(p.Body))
 		}
-		if p.typ == text && !utf8.ValidString(p.body) {
-			t.Fatalf("text packet %q is not UTF-8", p.body)
+		if p.Type == text && !utf8.ValidString(p.Body) {
+			t.Fatalf("text packet %q is not UTF-8", p.Body)
 		}
 	}
-	out := o.out
-	if o.ready == 0 {
-		if len(o.packets) > 0 {
+	out := o.Written
+	if o.Readies == 0 {
+		if len(o.Packets) > 0 {
 			t.Fatal("packets before the handshake")
 		}
 		if len(out) > 0 && !bytes.HasPrefix(out, []byte("HTTP/1.1 4")) && !bytes.HasPrefix(out, []byte("HTTP/1.1 5")) {
 			t.Fatalf("refused handshake answered %.40q", out)
 		}
-		if (len(out) > 0) != (o.err != nil) {
-			t.Fatalf("handshake answer %.40q with error %v", out, o.err)
+		if (len(out) > 0) != (o.Err != nil) {
+			t.Fatalf("handshake answer %.40q with error %v", out, o.Err)
 		}
 		return
 	}
@@ -223,16 +110,16 @@ func checkOutcome(t *testing.T, o outcome, text codec.Type) {
 				t.Fatalf("close frame with %d bytes", n)
 			}
 			if n == 2 {
-				checkCloseCode(t, ws.StatusCode(binary.BigEndian.Uint16(out[2:4])), o.err)
-			} else if o.err != codec.ErrPeerClosed {
-				t.Fatalf("empty close frame for %v", o.err)
+				checkCloseCode(t, ws.StatusCode(binary.BigEndian.Uint16(out[2:4])), o.Err)
+			} else if o.Err != codec.ErrPeerClosed {
+				t.Fatalf("empty close frame for %v", o.Err)
 			}
 		}
 		last = op
 		out = out[2+n:]
 	}
-	if (o.err != nil) != (last == ws.OpClose) {
-		t.Fatalf("error %v, last frame %v", o.err, last)
+	if (o.Err != nil) != (last == ws.OpClose) {
+		t.Fatalf("error %v, last frame %v", o.Err, last)
 	}
 }
 
@@ -358,25 +245,7 @@ func FuzzDecode(f *testing.F) {
 		if mode&modeRaw == 0 {
 			input = append(append([]byte(nil), fuzzRequest...), data...)
 		}
-		cd := codecs[mode&(modeRaw|modeTypePrefix)]
-		text := TypeText
-
-		whole := decodeChunks(t, cd, input, func() int { return len(input) })
-		checkOutcome(t, whole, text)
-		bytewise := decodeChunks(t, cd, input, func() int { return 1 })
-		if !whole.equal(bytewise) {
-			t.Fatalf("whole: %v\nbyte by byte: %v", whole, bytewise)
-		}
-		i := 0
-		chunked := decodeChunks(t, cd, input, func() int {
-			if len(splits) == 0 {
-				return len(input)
-			}
-			i++
-			return int(splits[(i-1)%len(splits)]) + 1
-		})
-		if !whole.equal(chunked) {
-			t.Fatalf("whole: %v\nchunked by %v: %v", whole, splits, chunked)
-		}
+		whole := codectest.Splits(t, codecs[mode&(modeRaw|modeTypePrefix)].NewDecoder, input, splits, checkBounds)
+		checkOutcome(t, whole, TypeText)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/codec/codectest"
 )
 
 // leanRequest is an upgrade request with the headers a browser sends.
@@ -13,10 +14,10 @@ const leanRequest = "GET /ws/42?token=abc HTTP/1.1\r\nHost: example.com\r\nUpgra
 	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
 	"origin: http://example.com\r\nUser-Agent: test\r\nX-App: demo\r\n\r\n"
 
-func upgraded(t *testing.T, cfg Config) (*decoder, *fakeConn) {
+func upgraded(t *testing.T, cfg Config) (*decoder, *codectest.Conn) {
 	t.Helper()
 	d := New(cfg).NewDecoder().(*decoder)
-	c := &fakeConn{}
+	c := &codectest.Conn{}
 	if n, _, err := d.Decode(c, []byte(leanRequest), &codec.Packet{}); err != nil || n != len(leanRequest) || d.state != stOpen {
 		t.Fatalf("handshake: n %d, err %v, state %d", n, err, d.state)
 	}
@@ -103,9 +104,9 @@ func TestUpgradeGarbage(t *testing.T) {
 		cd := New(tc.cfg)
 		req := []byte(tc.req)
 		var p codec.Packet
-		c := &fakeConn{}
+		c := &codectest.Conn{}
 		n := testing.AllocsPerRun(200, func() {
-			c.out = c.out[:0]
+			c.Written = c.Written[:0]
 			d := decoder{cd: cd}
 			if n, _, err := d.Decode(c, req, &p); err != nil || n != len(req) || d.state != stOpen {
 				t.Fatalf("%s: n %d, err %v", tc.name, n, err)
