@@ -231,7 +231,7 @@ func (ch *Channel) codecIndex() uint8 {
 	return ch.codecIdx
 }
 
-// Ready reports whether the protocol handshake has completed, so that
+// IsReady reports whether the protocol handshake has completed, so that
 // packets can be sent.
 func (ch *Channel) IsReady() bool { return ch.isReady() }
 

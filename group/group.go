@@ -181,8 +181,8 @@ func (r *Registry) Attach(ch *channel.Channel) {
 
 // ipIndex returns the index by IP, building it on first use.
 //
-// Attach stores a channel in all and then looks at ipsOn; ipIndex sets
-// ipsOn and then scans all: one of them sees the other, so no channel is
+// Attach stores a channel in tab and then looks at ipsOn; ipIndex sets
+// ipsOn and then scans tab: one of them sees the other, so no channel is
 // missed. A channel detached during the scan is removed by Detach (if it
 // saw ipsOn) or by the scan's recheck (if it did not).
 func (r *Registry) ipIndex() *index[netip.Addr] {
