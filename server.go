@@ -350,7 +350,7 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 	if fresh > 0 && s.cfg.hooks.OnReceived != nil {
 		s.cfg.hooks.OnReceived(l.Channel(), fresh)
 	}
-	consumed := 0
+	consumed, decoded := 0, 0
 	if !l.HasCodec() && len(buf) > 0 {
 		s.sniff(l, buf)
 	}
@@ -375,6 +375,7 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 				s.cfg.hooks.OnConnected(l.Channel())
 			}
 			if ok {
+				decoded++
 				if s.cfg.rate > 0 {
 					if now == 0 {
 						now = time.Now().UnixNano()
@@ -408,7 +409,7 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 	if consumed > 0 {
 		_, _ = c.Discard(consumed)
 	}
-	switch l.End(len(buf)-consumed, end) {
+	switch l.End(len(buf)-consumed, decoded, end) {
 	case channel.Close:
 		return gnet.Close
 	case channel.Draining:

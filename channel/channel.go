@@ -56,7 +56,7 @@ type Env struct {
 
 	// locals interns local addresses (a server has few): an immutable
 	// list, replaced under localsMu when an address is added.
-	locals   atomic.Pointer[[]*netip.AddrPort]
+	locals   atomic.Pointer[[]netip.AddrPort]
 	localsMu sync.Mutex
 	bufs     sync.Pool // of *[]byte: outbound buffers, taken while a channel has bytes queued
 	// DrainTimeout bounds how long a channel closed by the application or
@@ -74,16 +74,16 @@ const (
 
 // Channel is one connection.
 //
-// Every idle connection holds one, so its size is watched (208 bytes, a
+// Every idle connection holds one, so its size is watched (192 bytes, a
 // size class of its own; see TestChannelSize): rarely used state is behind
-// x, the codec is an index into the server's list, the remote address is
-// kept packed.
+// x, the codec and the local address are indexes into lists the server's
+// channels share, the remote address is kept packed, and the flags that mu
+// guards share a byte.
 type Channel struct {
 	id      uint64
 	conn    gnet.Conn
 	env     *Env
-	dec     codec.Decoder   // loop only
-	local   *netip.AddrPort // interned: shared by the connections to one address
+	dec     codec.Decoder // loop only
 	created int64
 	cnt     counters
 	backlog atomic.Int64          // bytes gnet held unsent after our last write
@@ -95,19 +95,23 @@ type Channel struct {
 	out      *[]byte // queued bytes, a pooled buffer; nil when empty
 	sends    uint32  // packets queued since the last flush
 	leftover int32   // loop only: bytes left buffered after the last pass
-	decoded  uint32  // loop only: packets decoded in this pass
 
 	remoteIP   [16]byte // the remote address, packed (see RemoteAddr)
-	remotePort uint16
-	remoteOK   bool  // remoteIP and remotePort hold an address
-	codecIdx   uint8 // 1 + the codec's index in env.Codecs; 0: none yet
+	remotePort uint16   // with remoteIP all zeros: no address
+	codecIdx   uint8    // 1 + the codec's index in env.Codecs; 0: none yet
+	localIdx   uint8    // 1 + the local address's index in env's list; 0: in x
 	state      uint8
 	reason     Reason
-	inLoop     bool // the loop is inside Begin/End and will flush
-	woken      bool // a Wake is scheduled and will flush
-	farewell   bool // say goodbye through the codec before closing
-	readyEdge  bool // loop only: Ready was called during this pass
+	bits       uint8 // mu: bitInLoop, bitWoken, bitFarewell
+	readyEdge  bool  // loop only: Ready was called during this pass
 }
+
+// Bits of Channel.bits, which mu guards.
+const (
+	bitInLoop   = 1 << iota // the loop is inside Begin/End and will flush
+	bitWoken                // a Wake is scheduled and will flush
+	bitFarewell             // say goodbye through the codec before closing
+)
 
 // Bits of Channel.flags.
 const (
@@ -125,6 +129,7 @@ type extra struct {
 	ipTotals  *Totals        // aggregate of the channel's IP; set at accept
 	drainEnd  int64          // loop only: when a draining close gives up, unix ns
 	zoned     netip.AddrPort // a remote address with an IPv6 zone, which the packed form drops
+	local     netip.AddrPort // the local address, when env's list of them is full
 	rate      Limit          // loop only: the inbound rate limiter
 	closeErr  error          // mu
 	values    map[any]any    // mu
@@ -184,8 +189,8 @@ func SlotOf(id uint64) int { return int(id & MaxSlot) }
 
 // RemoteAddr returns the peer's address.
 func (ch *Channel) RemoteAddr() netip.AddrPort {
-	if !ch.remoteOK {
-		return netip.AddrPortFrom(netip.Addr{}, ch.remotePort)
+	if ch.remotePort == 0 && ch.remoteIP == [16]byte{} {
+		return netip.AddrPort{} // no TCP peer has port 0
 	}
 	if x := ch.x.Load(); x != nil && x.zoned.IsValid() {
 		return x.zoned
@@ -197,18 +202,32 @@ func (ch *Channel) RemoteAddr() netip.AddrPort {
 
 // setRemote stores the remote address packed.
 func (ch *Channel) setRemote(a netip.AddrPort) {
-	ch.remotePort = a.Port()
 	if !a.Addr().IsValid() {
 		return
 	}
-	ch.remoteIP, ch.remoteOK = a.Addr().As16(), true
+	ch.remoteIP, ch.remotePort = a.Addr().As16(), a.Port()
 	if a.Addr().Zone() != "" {
 		ch.ext().zoned = a
 	}
 }
 
 // LocalAddr returns the local address the peer connected to.
-func (ch *Channel) LocalAddr() netip.AddrPort { return *ch.local }
+func (ch *Channel) LocalAddr() netip.AddrPort {
+	if ch.localIdx > 0 {
+		return (*ch.env.locals.Load())[ch.localIdx-1]
+	}
+	if x := ch.x.Load(); x != nil {
+		return x.local
+	}
+	return netip.AddrPort{}
+}
+
+// setLocal stores the local address as an index into env's list.
+func (ch *Channel) setLocal(a netip.AddrPort) {
+	if ch.localIdx = ch.env.intern(a); ch.localIdx == 0 {
+		ch.ext().local = a
+	}
+}
 
 // Codec returns the channel's codec, or nil while it is not yet chosen.
 func (ch *Channel) Codec() codec.Codec { return ch.env.codecAt(ch.codecIndex()) }
@@ -457,9 +476,9 @@ func (ch *Channel) queued(packet bool) error {
 // the connection (to flush, or to close): the loop is inside one already, or
 // a wake-up is scheduled, or this call schedules one. Called with mu held.
 func (ch *Channel) unlockAndWake() {
-	wake := !ch.inLoop && !ch.woken
+	wake := ch.bits&(bitInLoop|bitWoken) == 0
 	if wake {
-		ch.woken = true
+		ch.bits |= bitWoken
 	}
 	ch.mu.Unlock()
 	if wake {
@@ -489,7 +508,10 @@ func (ch *Channel) requestClose(r Reason, err error, farewell bool) {
 	if ch.state != stOpen {
 		return
 	}
-	ch.state, ch.reason, ch.farewell = stClosing, r, farewell
+	ch.state, ch.reason = stClosing, r
+	if farewell {
+		ch.bits |= bitFarewell
+	}
 	if err != nil {
 		ch.extLocked().closeErr = err
 	}
@@ -544,43 +566,43 @@ func (e *Env) putBuf(b *[]byte) {
 	}
 }
 
-// intern returns the shared copy of a local address.
-// Past maxLocals distinct addresses, new ones are not interned.
-func (e *Env) intern(a netip.AddrPort) *netip.AddrPort {
-	if p := lookupLocal(e.locals.Load(), a); p != nil {
-		return p
+// intern returns 1 + the index of a local address in the env's list, adding
+// it; 0 once the list holds maxLocals addresses. The list only grows, and
+// each version is a new slice, so an index stays valid for good.
+func (e *Env) intern(a netip.AddrPort) uint8 {
+	if i := indexOf(e.locals.Load(), a); i > 0 {
+		return i
 	}
 	e.localsMu.Lock()
 	defer e.localsMu.Unlock()
 	old := e.locals.Load()
-	if p := lookupLocal(old, a); p != nil {
-		return p
+	if i := indexOf(old, a); i > 0 {
+		return i
 	}
-	p := new(netip.AddrPort) // not &a: that would move a to the heap on every call
-	*p = a
-	if old == nil || len(*old) < maxLocals {
-		var list []*netip.AddrPort
-		if old != nil {
-			list = append(list, *old...)
-		}
-		list = append(list, p)
-		e.locals.Store(&list)
+	var list []netip.AddrPort
+	if old != nil {
+		list = *old
 	}
-	return p
+	if len(list) >= maxLocals {
+		return 0
+	}
+	list = append(list[:len(list):len(list)], a)
+	e.locals.Store(&list)
+	return uint8(len(list))
 }
 
 const maxLocals = 64
 
-func lookupLocal(list *[]*netip.AddrPort, a netip.AddrPort) *netip.AddrPort {
+func indexOf(list *[]netip.AddrPort, a netip.AddrPort) uint8 {
 	if list == nil {
-		return nil
+		return 0
 	}
-	for _, p := range *list {
-		if *p == a {
-			return p
+	for i, b := range *list {
+		if b == a {
+			return uint8(i + 1)
 		}
 	}
-	return nil
+	return 0
 }
 
 // addrPort converts a gnet address without allocating for TCP.

@@ -20,10 +20,10 @@ func NewLink(c gnet.Conn, id uint64, env *Env) *Link {
 		id:      id,
 		conn:    c,
 		env:     env,
-		local:   env.intern(addrPort(c.LocalAddr())),
 		created: time.Now().UnixNano(),
 	}
 	ch.setRemote(addrPort(c.RemoteAddr()))
+	ch.setLocal(addrPort(c.LocalAddr()))
 	return (*Link)(ch)
 }
 
@@ -54,7 +54,7 @@ func (l *Link) Pending() *atomic.Int32 { return &(*Channel)(l).pending }
 func (l *Link) Begin(buffered int) (fresh int, now int64) {
 	ch := (*Channel)(l)
 	ch.mu.Lock()
-	ch.inLoop = true
+	ch.bits |= bitInLoop
 	ch.mu.Unlock()
 	fresh = buffered - int(l.leftover)
 	if fresh > 0 {
@@ -72,13 +72,10 @@ func (l *Link) Begin(buffered int) (fresh int, now int64) {
 	return fresh, now
 }
 
-// Decode runs the channel's decoder. A decoded packet is counted.
+// Decode runs the channel's decoder. The caller counts the packets it
+// decodes in a pass and gives the count to End.
 func (l *Link) Decode(in []byte, p *codec.Packet) (int, bool, error) {
-	n, ok, err := (*Channel)(l).dec.Decode((*Channel)(l), in, p)
-	if ok {
-		l.decoded++
-	}
-	return n, ok, err
+	return (*Channel)(l).dec.Decode((*Channel)(l), in, p)
 }
 
 // TookReady reports, once, that the handshake completed during this pass.
@@ -162,10 +159,8 @@ func (l *Link) DecodeError() {
 
 // count adds a pass's packets and written bytes to the counters; now is the
 // time of the write (0: read the clock if needed).
-func (l *Link) count(sends uint64, written int, now int64) {
+func (l *Link) count(in, sends uint64, written int, now int64) {
 	ch := (*Channel)(l)
-	in := uint64(l.decoded)
-	l.decoded = 0
 	if in > 0 {
 		ch.cnt.packetsIn.Add(in)
 	}
@@ -208,19 +203,20 @@ func drains(r Reason) bool { return r == ReasonClosedByApp || r == ReasonServerS
 
 // End finishes a pass: it says goodbye if the channel is closing, writes
 // everything queued in one write, and tells what comes next. leftover is the
-// number of bytes still buffered after the pass; now is the current time if
-// the caller has just read the clock (0 otherwise).
+// number of bytes still buffered after the pass, decoded the number of
+// packets Decode returned during it; now is the current time if the caller
+// has just read the clock (0 otherwise).
 //
 // A channel closed by the application or by shutdown drains: End reports
 // Draining while gnet still holds bytes for the peer (until
 // Env.DrainTimeout), and the caller must Wake the link later to check again.
-func (l *Link) End(leftover int, now int64) Next {
+func (l *Link) End(leftover, decoded int, now int64) Next {
 	ch := (*Channel)(l)
 	l.leftover = int32(leftover)
 	ch.mu.Lock()
 	closing := ch.state == stClosing
-	farewell := closing && ch.farewell
-	ch.farewell = false
+	farewell := closing && ch.bits&bitFarewell != 0
+	ch.bits &^= bitFarewell
 	reason := ch.reason
 	ch.mu.Unlock()
 	if farewell && ch.dec != nil {
@@ -235,7 +231,7 @@ func (l *Link) End(leftover int, now int64) Next {
 	if x := ch.x.Load(); x != nil {
 		waiters, x.waiters = x.waiters, nil
 	}
-	ch.inLoop, ch.woken = false, false
+	ch.bits &^= bitInLoop | bitWoken
 	ch.mu.Unlock()
 	var werr error
 	written := 0
@@ -252,7 +248,7 @@ func (l *Link) End(leftover int, now int64) Next {
 		}
 		l.env.putBuf(buf)
 	}
-	l.count(sends, written, now)
+	l.count(uint64(decoded), sends, written, now)
 	for _, done := range waiters {
 		done(werr)
 	}
