@@ -24,11 +24,7 @@ import (
 	"github.com/lxzan/gws"
 
 	"github.com/tiogo/tio"
-	"github.com/tiogo/tio/channel"
-	"github.com/tiogo/tio/codec"
-	"github.com/tiogo/tio/codec/binary"
-	"github.com/tiogo/tio/codec/websocket"
-	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/example/echo/echoserver"
 )
 
 // Implementations compared, in the order the runner reports them.
@@ -66,24 +62,11 @@ func Start(impl, addr string, logger *slog.Logger) (Server, error) {
 	return nil, fmt.Errorf("bench: unknown implementation %q (want tio, gnet or gws)", impl)
 }
 
-// NewTio builds tio's echo exactly as example/echo does: a WebSocket codec
-// with the Raw mapping and any origin, plus the binary codec, sniffed on one
-// port, and a mux whose NotFound handler echoes inline with ch.Send.
+// NewTio builds tio's echo: example/echo's server itself (package
+// echoserver): a WebSocket codec with the Raw mapping and any origin, plus
+// the binary codec, sniffed on one port, echoing inline with ch.Send.
 func NewTio(addr string, logger *slog.Logger) *tio.Server {
-	mux := handler.NewMux()
-	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
-		_ = ch.Send(p)
-	}))
-	return tio.NewServer(addr, mux,
-		tio.WithLogger(logger),
-		tio.WithCodecs(
-			websocket.New(websocket.Config{
-				Mapping: websocket.Raw{},
-				Origins: []string{"*"},
-			}),
-			binary.New(binary.Config{AnswerHeartbeat: true}),
-		),
-	)
+	return echoserver.New(addr, tio.WithLogger(logger))
 }
 
 type tioServer struct{ s *tio.Server }

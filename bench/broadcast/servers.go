@@ -18,10 +18,7 @@ import (
 
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/channel"
-	"github.com/tiogo/tio/codec"
-	"github.com/tiogo/tio/codec/binary"
-	"github.com/tiogo/tio/codec/websocket"
-	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/example/echo/echoserver"
 )
 
 // The servers compared. Each broadcasts a text message whose payload starts
@@ -35,7 +32,7 @@ const (
 
 var impls = []string{implTio, implGws, implGorilla}
 
-var prefix = []byte("B:")
+var prefix = echoserver.BroadcastPrefix
 
 // serve starts impl on addr and returns the address it listens on.
 func serve(impl, addr string) (string, error) {
@@ -50,31 +47,11 @@ func serve(impl, addr string) (string, error) {
 	return "", fmt.Errorf("unknown implementation %q (want tio, gws or gorilla)", impl)
 }
 
-// serveTio runs example/echo's server (the same codecs, options and
-// handlers; example/echo is a main package, so it cannot be imported).
+// serveTio runs example/echo's server (package echoserver).
 func serveTio(addr string) (string, error) {
-	var srv *tio.Server
-	mux := handler.NewMux()
-	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
-		_ = ch.Send(p)
-	}))
-	mux.Handle(websocket.TypeText, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
-		if bytes.HasPrefix(p.Body, prefix) {
-			_, _ = srv.SendToAll(p)
-			return
-		}
-		_ = ch.Send(p)
-	}))
-	srv = tio.NewServer(addr, mux,
+	srv := echoserver.New(addr,
 		tio.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		tio.WithHooks(tioHooks),
-		tio.WithCodecs(
-			websocket.New(websocket.Config{
-				Mapping: websocket.Raw{},
-				Origins: []string{"*"},
-			}),
-			binary.New(binary.Config{AnswerHeartbeat: true}),
-		),
 	)
 	if err := srv.Start(); err != nil {
 		return "", err

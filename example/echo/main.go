@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"log/slog"
@@ -23,51 +22,14 @@ import (
 	"time"
 
 	"github.com/tiogo/tio"
-	"github.com/tiogo/tio/channel"
-	"github.com/tiogo/tio/codec"
-	"github.com/tiogo/tio/codec/binary"
-	"github.com/tiogo/tio/codec/websocket"
-	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/example/echo/echoserver"
 )
 
-// newServer builds the echo server; main_test.go runs it too.
+// newServer builds the echo server (package echoserver, which the
+// benchmarks share); main_test.go runs it too.
 func newServer(addr string, logger *slog.Logger) *tio.Server {
-	var srv *tio.Server
-	mux := handler.NewMux()
-	// Every packet, whatever its type, is sent back as it came. Sending only
-	// queues bytes, so the handler runs inline on the event loop.
-	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
-		_ = ch.Send(p)
-	}))
-	// Text messages starting with "B:" go to everyone (binary-protocol
-	// clients receive them as packets of type websocket.TypeText, which also
-	// broadcast when they send them); SendToAll only queues too (one
-	// encoding per codec, shared by all the connections).
-	mux.Handle(websocket.TypeText, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
-		if bytes.HasPrefix(p.Body, broadcastPrefix) {
-			_, _ = srv.SendToAll(p)
-			return
-		}
-		_ = ch.Send(p)
-	}))
-	srv = tio.NewServer(addr, mux,
-		tio.WithLogger(logger),
-		tio.WithCodecs(
-			// Raw: a text message is a TypeText packet, a binary message a
-			// TypeBinary packet, each with the whole payload as its body,
-			// so echoing the packet echoes the message and its opcode.
-			websocket.New(websocket.Config{
-				Mapping: websocket.Raw{},
-				Origins: []string{"*"},
-			}),
-			binary.New(binary.Config{AnswerHeartbeat: true}),
-		),
-	)
-	return srv
+	return echoserver.New(addr, tio.WithLogger(logger))
 }
-
-// broadcastPrefix marks the text messages sent to every client.
-var broadcastPrefix = []byte("B:")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "TCP address to listen on")

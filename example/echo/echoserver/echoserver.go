@@ -1,0 +1,55 @@
+// Package echoserver builds the server of example/echo, so that the
+// benchmarks measure exactly what the example runs: one port for WebSocket
+// (any path; every message comes back with its opcode and payload) and tio's
+// binary protocol (every packet comes back unchanged). A WebSocket text
+// message, or a binary-protocol packet of type websocket.TypeText, whose
+// payload starts with BroadcastPrefix goes to every client instead.
+package echoserver
+
+import (
+	"bytes"
+
+	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/codec/binary"
+	"github.com/tiogo/tio/codec/websocket"
+	"github.com/tiogo/tio/handler"
+)
+
+// BroadcastPrefix marks the text messages sent to every client.
+var BroadcastPrefix = []byte("B:")
+
+// New returns the echo server for addr, configured further by opts (a
+// logger, hooks). Start it with Start or Serve.
+func New(addr string, opts ...tio.Option) *tio.Server {
+	var srv *tio.Server
+	mux := handler.NewMux()
+	// Every packet, whatever its type, is sent back as it came. Sending only
+	// queues bytes, so the handler runs inline on the event loop.
+	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
+		_ = ch.Send(p)
+	}))
+	// SendToAll only queues too (one encoding per codec, shared by all the
+	// connections).
+	mux.Handle(websocket.TypeText, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
+		if bytes.HasPrefix(p.Body, BroadcastPrefix) {
+			_, _ = srv.SendToAll(p)
+			return
+		}
+		_ = ch.Send(p)
+	}))
+	srv = tio.NewServer(addr, mux, append([]tio.Option{
+		tio.WithCodecs(
+			// Raw: a text message is a TypeText packet, a binary message a
+			// TypeBinary packet, each with the whole payload as its body,
+			// so echoing the packet echoes the message and its opcode.
+			websocket.New(websocket.Config{
+				Mapping: websocket.Raw{},
+				Origins: []string{"*"},
+			}),
+			binary.New(binary.Config{AnswerHeartbeat: true}),
+		),
+	}, opts...)...)
+	return srv
+}
