@@ -12,7 +12,7 @@ import (
 // timeout in use, between 5 ms and 1 s.
 func wheelTick(cfg config) time.Duration {
 	tick := time.Second
-	for _, d := range []time.Duration{cfg.heartbeat, cfg.handshake, cfg.keepalive} {
+	for _, d := range []time.Duration{cfg.heartbeat, cfg.handshake, cfg.keepalive, cfg.packetTimeout} {
 		if d > 0 {
 			tick = min(tick, d/10)
 		}
@@ -20,11 +20,11 @@ func wheelTick(cfg config) time.Duration {
 	return max(tick, 5*time.Millisecond)
 }
 
-// period returns the shortest of the heartbeat timeout and the keepalive
-// interval in use, or zero if neither is.
+// period returns the shortest of the heartbeat timeout, the keepalive
+// interval and half the packet timeout in use, or zero if none is.
 func (s *Server) period() time.Duration {
 	var p time.Duration
-	for _, d := range []time.Duration{s.cfg.heartbeat, s.cfg.keepalive} {
+	for _, d := range []time.Duration{s.cfg.heartbeat, s.cfg.keepalive, s.cfg.packetTimeout / 2} {
 		if d > 0 && (p == 0 || d < p) {
 			p = d
 		}
@@ -45,11 +45,21 @@ func (s *Server) firstCheck(ch *channel.Channel) (time.Time, bool) {
 	return ch.Created().Add(p), true
 }
 
+// checkID is the heartbeat wheel's check of the channel with the given id.
+// The wheel holds ids, not channels, so that a closed channel is garbage at
+// once: its id finds nothing and drops out of the wheel.
+func (s *Server) checkID(id uint64, now time.Time) time.Time {
+	ch := s.groups.Channel(id)
+	if ch == nil {
+		return time.Time{}
+	}
+	return s.check(ch, now)
+}
+
 // check is the heartbeat wheel's check of one connection; it runs on the
 // server's ticker goroutine, off the event loops, and uses only the
 // channel's concurrency-safe methods. It returns when to look again.
-func (s *Server) check(l *channel.Link, now time.Time) time.Time {
-	ch := l.Channel()
+func (s *Server) check(ch *channel.Channel, now time.Time) time.Time {
 	if ch.Closed() {
 		return time.Time{}
 	}
@@ -103,6 +113,21 @@ func (s *Server) check(l *channel.Link, now time.Time) time.Time {
 			next = due
 		}
 	}
+	if pt := s.cfg.packetTimeout; pt > 0 {
+		// A packet under way must complete within pt; one that begins
+		// after this check is seen at the next, within pt/2.
+		due := now.Add(pt / 2)
+		if d, ok := ch.PartialFor(now); ok {
+			if d >= pt {
+				ch.Close(channel.ReasonPacketTimeout)
+				return time.Time{}
+			}
+			due = now.Add(pt - d)
+		}
+		if next.IsZero() || due.Before(next) {
+			next = due
+		}
+	}
 	return next
 }
 
@@ -116,5 +141,25 @@ func (s *Server) onTick() (time.Duration, gnet.Action) {
 		l.Wake()
 	}
 	s.drainMu.Unlock()
+	if s.cfg.slowHandler > 0 {
+		s.pool.Scan(now, s.cfg.slowHandler, s.slowHandler)
+	}
 	return s.wheel.Tick(), gnet.None
 }
+
+// slowHandler counts a handler on the pool that has run past the threshold
+// and logs it, at most once every slowLogEvery.
+func (s *Server) slowHandler(label uint32, running time.Duration) {
+	s.stats.SlowHandler()
+	now := time.Now().UnixNano()
+	last := s.slowLog.Load()
+	if now-last < int64(slowLogEvery) || !s.slowLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("tio: a handler is running long: it holds a worker and its connection's packets",
+		"type", label, "running", running.Round(time.Millisecond), "threshold", s.cfg.slowHandler,
+		"slow_handlers_total", s.stats.Snapshot().SlowHandlers)
+}
+
+// slowLogEvery rate-limits the slow-handler warning.
+const slowLogEvery = 10 * time.Second

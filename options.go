@@ -18,44 +18,52 @@ import (
 type Option func(*config)
 
 type config struct {
-	codecs       []codec.Codec
-	fixed        bool
-	loops        int
-	multicore    bool
-	workers      int
-	depth        int
-	maxOutbound  int
-	sniffLimit   int
-	logger       *slog.Logger
-	hooks        Hooks
-	limits       Limits
-	heartbeat    time.Duration
-	handshake    time.Duration
-	keepalive    time.Duration
-	onHBTimeout  func(*channel.Channel) bool
-	rate         float64
-	burst        int
-	rateDrop     bool
-	drain        time.Duration
-	stats        bool
-	gnetOptions  []gnet.Option
-	reusePort    bool
-	readBufferCp int
-	ipStats      stats.IPConfig // WithIPStats (metrics.go)
+	codecs        []codec.Codec
+	fixed         bool
+	loops         int
+	multicore     bool
+	workers       int
+	depth         int
+	maxOutbound   int
+	sniffLimit    int
+	logger        *slog.Logger
+	hooks         Hooks
+	limits        Limits
+	heartbeat     time.Duration
+	handshake     time.Duration
+	keepalive     time.Duration
+	onHBTimeout   func(*channel.Channel) bool
+	rate          float64
+	burst         int
+	rateDrop      bool
+	drain         time.Duration
+	stats         bool
+	gnetOptions   []gnet.Option
+	reusePort     bool
+	reuseAddr     bool
+	maxQueued     int
+	packetTimeout time.Duration
+	slowHandler   time.Duration
+	readBufferCp  int
+	ipStats       stats.IPConfig // WithIPStats (metrics.go)
 }
 
 func defaultConfig() config {
 	return config{
-		multicore:   true,
-		workers:     8 * runtime.GOMAXPROCS(0),
-		depth:       1024,
-		maxOutbound: 4 << 20,
-		heartbeat:   2 * time.Minute,
-		handshake:   10 * time.Second,
-		drain:       5 * time.Second,
-		stats:       true,
-		sniffLimit:  64,
-		logger:      slog.Default(),
+		multicore:     true,
+		workers:       8 * runtime.GOMAXPROCS(0),
+		depth:         1024,
+		maxOutbound:   4 << 20,
+		heartbeat:     2 * time.Minute,
+		handshake:     10 * time.Second,
+		drain:         5 * time.Second,
+		stats:         true,
+		reuseAddr:     true,
+		maxQueued:     4 << 20,
+		packetTimeout: 30 * time.Second,
+		slowHandler:   5 * time.Second,
+		sniffLimit:    64,
+		logger:        slog.Default(),
 	}
 }
 
@@ -79,11 +87,40 @@ func WithEventLoops(n int) Option {
 }
 
 // WithWorkers sizes the worker pool that runs handlers not declared inline:
-// workers goroutines, each with a queue of depth packets. Defaults: 8 per
-// CPU, 1024. A connection whose worker queue is full is closed with
-// channel.ReasonOverloaded.
+// workers goroutines (default 8 per CPU) serving per-connection queues of at
+// most depth packets (default 1024). A connection's packets run in order,
+// one at a time, on whichever worker is free: a handler that blocks holds
+// its worker and its own connection, while the other connections go on on
+// the other workers. A connection whose queue is full, or holds more than
+// Limits.MaxQueued bytes, is closed as channel.ReasonOverloaded.
 func WithWorkers(workers, depth int) Option {
 	return func(o *config) { o.workers, o.depth = workers, depth }
+}
+
+// WithSlowHandler sets how long a handler on the worker pool may run before
+// it is reported (default 5 s; zero or less: never): each such handler is
+// counted once (Stats().SlowHandlers) and a warning naming its packet type
+// is logged, at most every 10 s. A handler that never returns stalls only
+// its own connection, but it keeps a worker: this is how to find it.
+func WithSlowHandler(threshold time.Duration) Option {
+	return func(o *config) { o.slowHandler = threshold }
+}
+
+// WithPacketTimeout bounds how long a packet or message may take to arrive
+// once it has begun (default 30 s; zero or less: no bound): a peer that
+// announces a packet and sends it a byte at a time, or keeps a fragmented
+// WebSocket message open, is closed as channel.ReasonPacketTimeout when a
+// check finds it over the bound (checks come every half timeout, so at most
+// 1.5 timeouts after the packet began). Bytes arriving do not reset it.
+func WithPacketTimeout(d time.Duration) Option {
+	return func(o *config) { o.packetTimeout = d }
+}
+
+// WithReuseAddr sets SO_REUSEADDR on the listener (default on), so that a
+// restarted server binds its port at once although connections it closed
+// itself still wait in TIME_WAIT on it.
+func WithReuseAddr(on bool) Option {
+	return func(o *config) { o.reuseAddr = on }
 }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -112,10 +149,20 @@ type Limits struct {
 	// (default: no limit), refused and counted the same way.
 	MaxConnectionsPerIP int
 	// MaxOutbound is the per-connection high-water mark of bytes waiting to
-	// be sent, queued by tio or held by gnet (default 4 MiB). A send past
-	// it closes the connection as channel.ReasonSlowConsumer. Negative
+	// be sent, queued by tio or held by gnet (default 4 MiB): packets and
+	// the protocol's own answers (pongs, heartbeat answers, close frames)
+	// alike. It bounds the backlog, not one packet: bytes are refused, and
+	// the connection closed as channel.ReasonSlowConsumer, only when the
+	// bytes already waiting exceed it, so one packet as large as the
+	// largest message accepted always reaches a peer that reads. A peer
+	// can make the server hold MaxOutbound plus one packet. Negative
 	// disables it.
 	MaxOutbound int
+	// MaxQueued bounds the bytes of one connection's packets waiting for
+	// the worker pool (default 4 MiB), by the same rule: a packet is refused,
+	// and the connection closed as channel.ReasonOverloaded, when the bytes
+	// already waiting exceed it. Negative disables it.
+	MaxQueued int
 	// MaxHandshake bounds a WebSocket upgrade request (default 8 KiB: 431
 	// past it); MaxFrame and MaxMessage bound a WebSocket frame's payload
 	// and a reassembled message (default 16 MiB: close 1009 past it);
@@ -134,6 +181,9 @@ func WithLimits(l Limits) Option {
 		o.limits = l
 		if l.MaxOutbound != 0 {
 			o.maxOutbound = max(l.MaxOutbound, 0)
+		}
+		if l.MaxQueued != 0 {
+			o.maxQueued = max(l.MaxQueued, 0)
 		}
 	}
 }

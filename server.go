@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,7 @@ import (
 	"github.com/tiogo/tio/group"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/heartbeat"
+	"github.com/tiogo/tio/internal/pool"
 	"github.com/tiogo/tio/stats"
 )
 
@@ -53,7 +55,7 @@ type Server struct {
 	router  handler.Router // handler as a Router, if it is one
 	cfg     config
 	env     channel.Env
-	pool    *handler.Pool
+	pool    *pool.Pool
 	stats   stats.Server
 	totals  channel.Totals
 	packets sync.Pool      // *codec.Packet scratch for onTraffic
@@ -62,8 +64,9 @@ type Server struct {
 	black   blacklist // IPs refused at accept (blacklist.go)
 	log     *slog.Logger
 
-	wheel    *heartbeat.Wheel[*channel.Link]
-	open     atomic.Int64 // open connections, for MaxConnections
+	wheel    *heartbeat.Wheel[uint64] // channel ids: a closed channel is not held
+	slowLog  atomic.Int64             // when a slow handler was last logged, unix ns
+	open     atomic.Int64             // open connections, for MaxConnections
 	ips      perIP
 	drainMu  sync.Mutex
 	draining map[*channel.Link]struct{}
@@ -105,7 +108,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 	s.packets.New = func() any { return new(codec.Packet) }
 	s.ips.m = make(map[netip.Addr]int32)
 	s.draining = make(map[*channel.Link]struct{})
-	s.wheel = heartbeat.NewWheel(wheelTick(cfg), 512, s.check)
+	s.wheel = heartbeat.NewWheel(wheelTick(cfg), 512, s.checkID)
 	s.initStats()
 	return s
 }
@@ -119,11 +122,12 @@ func (s *Server) Start() error {
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
-	s.pool = handler.NewPool(s.cfg.workers, s.cfg.depth)
+	s.pool = pool.New(s.cfg.workers, s.cfg.depth, s.cfg.maxQueued)
 	s.startStats()
 	opts := []gnet.Option{
 		gnet.WithMulticore(s.cfg.multicore),
 		gnet.WithReusePort(s.cfg.reusePort),
+		gnet.WithReuseAddr(s.cfg.reuseAddr),
 		gnet.WithLogger(gnetLogger{s.log}),
 		gnet.WithTicker(true),
 	}
@@ -133,11 +137,19 @@ func (s *Server) Start() error {
 	opts = append(opts, s.cfg.gnetOptions...)
 	go func() {
 		err := gnet.Run(&events{s: s}, "tcp://"+s.addr, opts...)
-		if err == nil && s.closing.Load() {
+		switch {
+		case err == nil && s.closing.Load():
 			err = ErrServerClosed
+		case err != nil:
+			err = fmt.Errorf("tio: serve on %s: %w", s.addr, err)
 		}
 		s.serveErr = err
-		s.pool.Close()
+		// Stop taking tasks, without waiting for them: Shutdown waits, up
+		// to its deadline, and a handler that never returns must not keep
+		// Serve from returning.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = s.pool.Close(done)
 		select {
 		case <-s.booted:
 		default:
@@ -174,10 +186,14 @@ func (s *Server) Addr() net.Addr {
 	}
 }
 
-// Shutdown stops the server gracefully: it refuses new connections, lets the
-// worker pool finish the packets it holds, closes every connection with its
-// codec's going-away farewell (WebSocket close 1001) after the bytes queued
-// for it, and stops the engine. It returns when done or when ctx ends.
+// Shutdown stops the server gracefully. It refuses new connections and
+// closes every connection with its codec's going-away farewell (WebSocket
+// close 1001, binary close code 1) after the bytes queued for it, once the
+// packets it has on the worker pool are handled: a connection whose handler
+// is stuck does not delay the others. It then stops the engine, waits for
+// the worker pool, and returns nil, or ctx's error when ctx ends first:
+// then the connections still open are closed at once, Serve returns all the
+// same, and only the goroutines of handlers that never return stay behind.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.started.Load() {
 		return nil
@@ -189,14 +205,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	default:
 	}
-	drained := make(chan struct{})
-	go func() { s.pool.Drain(); close(drained) }()
-	select {
-	case <-drained:
-	case <-ctx.Done():
-	}
 	s.Each(func(ch *channel.Channel) bool {
-		ch.Close(channel.ReasonServerShutdown)
+		s.closeAfterQueued(ch, channel.ReasonServerShutdown)
 		return true
 	})
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -206,6 +216,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		case <-ctx.Done():
 		}
+	}
+	if ctx.Err() != nil {
+		// Out of time: close what is left (its queued bytes still go out
+		// while the engine stops).
+		s.Each(func(ch *channel.Channel) bool {
+			ch.Close(channel.ReasonServerShutdown)
+			return true
+		})
 	}
 	// Engine.Stop polls for the end every 500 ms; our own done channel tells
 	// it sooner, so cancel Stop's wait as soon as the engine has returned.
@@ -221,9 +239,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	_ = s.eng.Stop(stopCtx)
 	select {
 	case <-s.done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	return s.pool.Close(ctx)
+}
+
+// closeAfterQueued closes ch for reason r once the packets it has on the
+// worker pool are handled (at once if it has none).
+func (s *Server) closeAfterQueued(ch *channel.Channel, r channel.Reason) {
+	l := (*channel.Link)(ch)
+	q := l.Queued()
+	if q == nil || !q.Busy() {
+		ch.Close(r)
+		return
+	}
+	if s.pool.Then(q, pool.Task{Run: func() { ch.Close(r) }}) != nil {
+		ch.Close(r)
 	}
 }
 
@@ -310,7 +342,7 @@ func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		l.SetCodec(0)
 	}
 	if at, ok := s.firstCheck(ch); ok {
-		s.wheel.Add(l, at)
+		s.wheel.Add(ch.ID(), at)
 	}
 	return nil, gnet.None
 }
@@ -405,6 +437,8 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	if l.Closing() {
 		consumed = len(buf) // a closing connection reads no more: bound what it can make us hold
+	} else if s.cfg.packetTimeout > 0 && l.HasCodec() {
+		l.SetPartial(consumed < len(buf) || l.DecoderPartial(), end)
 	}
 	if consumed > 0 {
 		_, _ = c.Discard(consumed)
@@ -485,8 +519,7 @@ func (s *Server) dispatch(l *channel.Link, p *codec.Packet, pass *inlinePass) {
 		s.stats.Dropped()
 		return
 	}
-	pending := l.Pending()
-	if inline && pending.Load() == 0 {
+	if inline && !l.Busy() {
 		if s.cfg.hooks.OnHandled != nil {
 			s.serve(l, h, p) // the hook asked for each handler's own time
 			return
@@ -501,13 +534,12 @@ func (s *Server) dispatch(l *channel.Link, p *codec.Packet, pass *inlinePass) {
 		return
 	}
 	pk := &codec.Packet{Type: p.Type, Body: append([]byte(nil), p.Body...)}
-	pending.Add(1)
-	err := s.pool.Submit(l.Channel().ID(), func() {
-		defer pending.Add(-1)
-		s.serve(l, h, pk)
+	err := s.pool.Submit(l.Queue(), pool.Task{
+		Run:   func() { s.serve(l, h, pk) },
+		Label: uint32(p.Type),
+		Size:  len(pk.Body),
 	})
 	if err != nil {
-		pending.Add(-1)
 		l.Fail(channel.ReasonOverloaded, err, true)
 	}
 }
@@ -515,9 +547,9 @@ func (s *Server) dispatch(l *channel.Link, p *codec.Packet, pass *inlinePass) {
 // recoverHandler turns a handler's panic into a close of its channel alone.
 func (s *Server) recoverHandler(ch *channel.Channel, p *codec.Packet) {
 	if v := recover(); v != nil {
-		s.stats.Panicked()
-		s.log.Error("tio: handler panicked", "channel", ch.ID(), "type", p.Type, "panic", v)
-		ch.Close(channel.ReasonHandlerPanic)
+		closed := (*channel.Link)(ch).CloseFor(channel.ReasonHandlerPanic)
+		s.stats.Panicked(closed)
+		s.log.Error("tio: handler panicked", "channel", ch.ID(), "type", p.Type, "panic", v, "stack", string(debug.Stack()))
 	}
 }
 

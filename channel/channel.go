@@ -25,6 +25,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/internal/pool"
 )
 
 // Errors returned by Send.
@@ -42,8 +43,13 @@ func is(err, target error) bool { return errors.Is(err, target) }
 // Env holds what the channels of one server (or client) share.
 type Env struct {
 	// MaxOutbound is the high-water mark of bytes waiting to be sent to one
-	// peer (queued by tio plus buffered by gnet). A send past it closes the
-	// channel with ReasonSlowConsumer. Zero means no limit.
+	// peer (queued by tio plus buffered by gnet): every byte counts, packets
+	// and the protocol's own answers (pongs, heartbeat answers) alike. It
+	// bounds the backlog, not one packet: bytes are refused, and the
+	// channel closed with ReasonSlowConsumer, when the bytes already waiting
+	// exceed it, so a single packet of any size reaches a peer that reads.
+	// A peer can make the server hold at most MaxOutbound plus the largest
+	// packet sent to it. Zero means no limit.
 	MaxOutbound int
 	// OnSent, if set, runs on the event loop after it wrote n queued bytes.
 	OnSent func(ch *Channel, n int)
@@ -88,7 +94,7 @@ type Channel struct {
 	cnt     counters
 	backlog atomic.Int64          // bytes gnet held unsent after our last write
 	x       atomic.Pointer[extra] // rarely used state, allocated on first use
-	pending atomic.Int32          // packets handed to a worker pool and not yet handled
+	partial atomic.Uint32         // ms after created when the packet under way began (+1); 0: none
 	flags   atomic.Uint32         // flagReady, flagClosing
 
 	mu       sync.Mutex
@@ -134,6 +140,7 @@ type extra struct {
 	closeErr  error          // mu
 	values    map[any]any    // mu
 	waiters   []func(error)  // mu: told when the bytes queued before them are written
+	queue     *pool.Queue    // the channel's tasks for the worker pool; set on the loop, under mu
 }
 
 // extLocked returns the channel's extra state, allocating it. mu is held.
@@ -322,7 +329,9 @@ func (ch *Channel) Reason() (Reason, error) {
 }
 
 // lockForSend locks the channel if it can take a send and returns its
-// outbound buffer; the caller finishes with queued, which unlocks.
+// outbound buffer; the caller finishes with queued, which unlocks. A
+// channel whose backlog is over the high-water mark takes nothing more: it
+// is closed as a slow consumer.
 func (ch *Channel) lockForSend() (*[]byte, error) {
 	if !ch.isReady() {
 		if ch.Closed() {
@@ -335,7 +344,26 @@ func (ch *Channel) lockForSend() (*[]byte, error) {
 		ch.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if ch.overLimit() {
+		ch.requestClose(ReasonSlowConsumer, nil, true)
+		ch.unlockAndWake()
+		return nil, ErrSlowConsumer
+	}
 	return ch.buffer(), nil
+}
+
+// overLimit reports whether the bytes waiting for the peer, queued here or
+// held by gnet, are past the high-water mark. Called with mu held.
+func (ch *Channel) overLimit() bool {
+	max := ch.env.MaxOutbound
+	if max <= 0 {
+		return false
+	}
+	n := int(ch.backlog.Load())
+	if ch.out != nil {
+		n += len(*ch.out)
+	}
+	return n > max
 }
 
 // Send encodes p with the channel's codec and queues it. It returns once the
@@ -457,19 +485,14 @@ func (ch *Channel) LastHeartbeatSent() time.Time {
 	return time.Time{}
 }
 
-// queued finishes a send (of a packet, or of protocol bytes): it enforces the high-water mark and
-// makes sure the loop will flush. Called with mu held; unlocks it.
+// queued finishes a send (of a packet, or of protocol bytes): it makes sure
+// the loop will flush. Called with mu held; unlocks it.
 func (ch *Channel) queued(packet bool) error {
 	if packet {
 		ch.sends++
 	}
-	var err error
-	if max := ch.env.MaxOutbound; max > 0 && len(*ch.out)+int(ch.backlog.Load()) > max {
-		ch.requestClose(ReasonSlowConsumer, nil, true)
-		err = ErrSlowConsumer
-	}
 	ch.unlockAndWake()
-	return err
+	return nil
 }
 
 // unlockAndWake unlocks mu and makes sure the event loop will run a pass over
@@ -494,13 +517,7 @@ func (ch *Channel) Close(r Reason) {
 	if r == ReasonNone {
 		r = ReasonClosedByApp
 	}
-	ch.mu.Lock()
-	if ch.state != stOpen {
-		ch.mu.Unlock()
-		return
-	}
-	ch.requestClose(r, nil, true)
-	ch.unlockAndWake()
+	(*Link)(ch).CloseFor(r)
 }
 
 // requestClose marks the channel closing. Called with mu held.
@@ -527,9 +544,29 @@ func (ch *Channel) buffer() *[]byte {
 	return ch.out
 }
 
-// Write implements codec.Conn: the decoder's protocol replies. It queues b
-// without the checks of Send (the loop flushes at the end of its pass).
+// Write implements codec.Conn: the decoder's protocol answers (a handshake
+// response, pongs, heartbeat answers, close frames). They count toward the
+// high-water mark like packets: past it the channel is closed as a slow
+// consumer and b is dropped, whatever made the bytes. A closing channel
+// still takes its farewell. The loop flushes at the end of its pass.
 func (ch *Channel) Write(b []byte) error {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	switch {
+	case ch.state == stClosed:
+		return ErrClosed
+	case ch.state == stOpen && ch.overLimit():
+		ch.requestClose(ReasonSlowConsumer, nil, true)
+		return ErrSlowConsumer
+	}
+	buf := ch.buffer()
+	*buf = append(*buf, b...)
+	return nil
+}
+
+// WriteLast implements codec.Conn: the decoder's last bytes (a close
+// frame, an HTTP error response), queued whatever the backlog.
+func (ch *Channel) WriteLast(b []byte) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if ch.state == stClosed {
@@ -631,4 +668,19 @@ func (e *Env) codecAt(i uint8) codec.Codec {
 		return nil
 	}
 	return e.Codecs[i-1]
+}
+
+// PartialFor reports how long the packet now arriving has been under way:
+// since the end of the event loop's pass that first found it begun and not
+// whole. ok is false when no packet is partly received. Safe from any
+// goroutine.
+func (ch *Channel) PartialFor(now time.Time) (d time.Duration, ok bool) {
+	p := ch.partial.Load()
+	if p == 0 {
+		return 0, false
+	}
+	// Milliseconds since created, modulo 2^32: the difference is right for
+	// any packet under way for less than 49 days.
+	nowMs := uint32((now.UnixNano() - ch.created) / 1e6)
+	return time.Duration(nowMs-p) * time.Millisecond, true
 }

@@ -1,12 +1,12 @@
 package channel
 
 import (
-	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/internal/pool"
 )
 
 // Link is the event-loop side of a channel. Its methods must be called on the
@@ -43,9 +43,60 @@ func (l *Link) SetCodec(i int) {
 // HasCodec reports whether a codec is set.
 func (l *Link) HasCodec() bool { return (*Channel)(l).dec != nil }
 
-// Pending counts the channel's packets handed to a worker pool and not yet
-// handled. Safe from any goroutine.
-func (l *Link) Pending() *atomic.Int32 { return &(*Channel)(l).pending }
+// Queue returns the channel's queue of tasks for the worker pool,
+// allocating it on first use. Call it on the loop.
+func (l *Link) Queue() *pool.Queue {
+	x := (*Channel)(l).ext()
+	if x.queue == nil {
+		ch := (*Channel)(l)
+		ch.mu.Lock()
+		x.queue = new(pool.Queue)
+		ch.mu.Unlock()
+	}
+	return x.queue
+}
+
+// Queued returns the channel's queue of tasks for the worker pool, or nil
+// if it never had one. Safe from any goroutine.
+func (l *Link) Queued() *pool.Queue {
+	ch := (*Channel)(l)
+	x := ch.x.Load()
+	if x == nil {
+		return nil
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return x.queue
+}
+
+// Busy reports whether the channel has packets waiting for or running on
+// the worker pool: its next packet must go there too, to keep its order.
+// Call it on the loop (which alone sets the queue).
+func (l *Link) Busy() bool {
+	x := (*Channel)(l).x.Load()
+	return x != nil && x.queue != nil && x.queue.Busy()
+}
+
+// SetPartial records, at the end of a pass, whether a packet has begun to
+// arrive and is not yet whole; now is the time (unix ns) or 0 to read the
+// clock if it is needed. The packet deadline counts from the pass that
+// first found it partial.
+func (l *Link) SetPartial(partial bool, now int64) {
+	ch := (*Channel)(l)
+	if !partial {
+		if ch.partial.Load() != 0 {
+			ch.partial.Store(0)
+		}
+		return
+	}
+	if ch.partial.Load() != 0 {
+		return
+	}
+	if now == 0 {
+		now = time.Now().UnixNano()
+	}
+	ch.partial.Store(max(1, uint32((now-ch.created)/1e6)))
+}
 
 // Begin starts a pass of the event loop over the connection: sends made until
 // End are flushed by End rather than by a wake-up. Given the number of bytes
@@ -197,9 +248,13 @@ func (l *Link) count(in, sends uint64, written int, now int64) {
 func (l *Link) Wake() { _ = (*Channel)(l).conn.Wake(nil) }
 
 // drains reports whether a close for reason r first waits for queued bytes to
-// reach the peer: closes the application asked for and shutdown do; closes
-// for a fault (a dead peer, a slow one, bad input) do not.
-func drains(r Reason) bool { return r == ReasonClosedByApp || r == ReasonServerShutdown }
+// reach the peer: closes the application asked for, shutdown, and a peer's
+// protocol close (its answer goes after the bytes queued before it: an echo
+// of a large message, say) do; closes for a fault (a dead peer, a slow one,
+// bad input) do not.
+func drains(r Reason) bool {
+	return r == ReasonClosedByApp || r == ReasonServerShutdown || r == ReasonClosedByPeer
+}
 
 // End finishes a pass: it says goodbye if the channel is closing, writes
 // everything queued in one write, and tells what comes next. leftover is the
@@ -317,4 +372,26 @@ func (l *Link) Closed(err error) Reason {
 		done(ErrClosed)
 	}
 	return r
+}
+
+// CloseFor closes the channel for reason r, like Channel.Close, and reports
+// whether this call closed it (false: it was closing or closed already).
+// Safe from any goroutine.
+func (l *Link) CloseFor(r Reason) bool {
+	ch := (*Channel)(l)
+	ch.mu.Lock()
+	if ch.state != stOpen {
+		ch.mu.Unlock()
+		return false
+	}
+	ch.requestClose(r, nil, true)
+	ch.unlockAndWake()
+	return true
+}
+
+// DecoderPartial reports whether the channel's decoder holds a packet that
+// has begun and is not yet whole (see codec.Partial). Call it on the loop.
+func (l *Link) DecoderPartial() bool {
+	p, ok := (*Channel)(l).dec.(codec.Partial)
+	return ok && p.Partial()
 }

@@ -26,6 +26,7 @@ const (
 	ReasonHandlerPanic                     // a handler panicked
 	ReasonOverloaded                       // the handler queue for the connection was full
 	ReasonIOError                          // a read or write on the socket failed
+	ReasonPacketTimeout                    // a packet or message began and did not complete in time
 	numReasons
 )
 
@@ -48,6 +49,7 @@ var reasonNames = [numReasons]string{
 	ReasonHandlerPanic:       "handler_panic",
 	ReasonOverloaded:         "overloaded",
 	ReasonIOError:            "io_error",
+	ReasonPacketTimeout:      "packet_timeout",
 }
 
 // NumReasons is the number of reasons, for arrays indexed by Reason.

@@ -51,6 +51,12 @@ type Conn interface {
 	// Write queues b to be sent to the peer, after everything queued before.
 	// The bytes are copied; b may be reused when Write returns.
 	Write(b []byte) error
+	// WriteLast queues the protocol's last bytes for the peer, after
+	// everything queued before (a close frame, an HTTP error response).
+	// Unlike Write it is not refused when the bytes waiting for the peer
+	// are over the outbound limit: it is bounded and comes once, after
+	// which the connection closes. The bytes are copied.
+	WriteLast(b []byte) error
 	// SetValue stores a per-connection value under key (a handshake request,
 	// for example) and Value reads it back.
 	SetValue(key, value any)
@@ -112,6 +118,17 @@ type Farewell interface {
 // heartbeat byte). AppendHeartbeat appends it to dst.
 type Heartbeater interface {
 	AppendHeartbeat(dst []byte) []byte
+}
+
+// Partial is implemented by decoders that consume a packet's bytes before
+// the packet is whole (a large body collected as it arrives, a message
+// assembled from fragments). Partial reports whether such a packet has begun
+// and is not yet delivered; the server's packet deadline applies to it, so
+// that a peer cannot hold a connection by sending one byte at a time.
+// Decoders that leave an incomplete packet's bytes unconsumed need not
+// implement it: the server sees those bytes itself.
+type Partial interface {
+	Partial() bool
 }
 
 // Sentinel errors. Decoders wrap them with %w so that the server can record a

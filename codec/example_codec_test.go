@@ -62,10 +62,11 @@ func (d *lineDecoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, boo
 // fakeConn stands in for a channel, to drive a decoder by hand.
 type fakeConn struct{ out bytes.Buffer }
 
-func (f *fakeConn) Write(b []byte) error  { f.out.Write(b); return nil }
-func (*fakeConn) SetValue(key, value any) {}
-func (*fakeConn) Value(key any) any       { return nil }
-func (*fakeConn) Ready()                  {}
+func (f *fakeConn) Write(b []byte) error     { f.out.Write(b); return nil }
+func (f *fakeConn) WriteLast(b []byte) error { return f.Write(b) }
+func (*fakeConn) SetValue(key, value any)    {}
+func (*fakeConn) Value(key any) any          { return nil }
+func (*fakeConn) Ready()                     {}
 
 // Example_codec shows a user protocol implementing codec.Codec and
 // codec.Sniffer, and the decoding loop a server runs over a connection's

@@ -9,10 +9,12 @@
 // handler must never block: it may compute, look things up in memory and
 // send (sends only queue bytes). Declare such handlers with [Inline]. Every
 // other handler runs on the pool, which keeps each connection's packets in
-// order; a blocking handler there delays only the connections that share its
-// worker, never an event loop. Once a connection has packets waiting on the
-// pool, its inline packets wait their turn on the pool too, so that one
-// connection's packets are always handled in the order they arrived.
+// order: each connection has its own queue, served by whichever worker is
+// free, so a blocking handler delays only its own connection (and holds one
+// worker), never an event loop or another connection. Once a connection has
+// packets waiting on the pool, its inline packets wait their turn on the
+// pool too, so that one connection's packets are always handled in the
+// order they arrived.
 //
 // The packet a handler receives is valid only for the duration of the call:
 // an inline handler's body points into the event loop's read buffer. Copy

@@ -1,8 +1,6 @@
 package handler_test
 
 import (
-	"errors"
-	"sync"
 	"testing"
 
 	"github.com/tiogo/tio/channel"
@@ -60,48 +58,4 @@ func TestChainOrder(t *testing.T) {
 	if len(trace) != 3 || trace[0] != "outer" || trace[1] != "inner" || trace[2] != "h" {
 		t.Fatalf("trace %v", trace)
 	}
-}
-
-func TestPoolKeepsOrderPerKey(t *testing.T) {
-	p := handler.NewPool(4, 10000)
-	var mu sync.Mutex
-	seen := map[uint64][]int{}
-	for i := range 5000 {
-		key := uint64(i % 7)
-		if err := p.Submit(key, func() {
-			mu.Lock()
-			seen[key] = append(seen[key], i)
-			mu.Unlock()
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.Drain()
-	for key, xs := range seen {
-		for j := 1; j < len(xs); j++ {
-			if xs[j] < xs[j-1] {
-				t.Fatalf("key %d ran %d after %d", key, xs[j], xs[j-1])
-			}
-		}
-	}
-	p.Close()
-	if err := p.Submit(0, func() {}); !errors.Is(err, handler.ErrPoolClosed) {
-		t.Fatalf("Submit after Close = %v", err)
-	}
-}
-
-func TestPoolFullDoesNotBlock(t *testing.T) {
-	p := handler.NewPool(1, 1)
-	block := make(chan struct{})
-	started := make(chan struct{})
-	_ = p.Submit(0, func() { close(started); <-block })
-	<-started
-	if err := p.Submit(0, func() {}); err != nil {
-		t.Fatalf("queue of one refused its first task: %v", err)
-	}
-	if err := p.Submit(0, func() {}); !errors.Is(err, handler.ErrPoolFull) {
-		t.Fatalf("Submit to a full queue = %v, want ErrPoolFull", err)
-	}
-	close(block)
-	p.Close()
 }

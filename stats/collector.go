@@ -22,6 +22,8 @@ const (
 	MetricHandlerLatency = "tio_handler_duration_seconds"
 	MetricDecodeErrors   = "tio_decode_errors_total"
 	MetricPanics         = "tio_handler_panics_total"
+	MetricPanicsClosing  = "tio_handler_panics_while_closing_total"
+	MetricSlowHandlers   = "tio_slow_handlers_total"
 	MetricDropped        = "tio_dropped_packets_total"
 	MetricRateLimited    = "tio_rate_limited_packets_total"
 	MetricIPs            = "tio_ip_stats_tracked_ips"
@@ -41,6 +43,7 @@ type collector struct {
 	bytesOut, packetsOut                *prometheus.Desc
 	handled, latency                    *prometheus.Desc
 	decodeErrors, panics, dropped, rate *prometheus.Desc
+	panicsClosing, slowHandlers         *prometheus.Desc
 	ips, ipsUntracked                   *prometheus.Desc
 }
 
@@ -55,23 +58,25 @@ func NewCollector(snapshot func() Snapshot, constLabels prometheus.Labels) prome
 		return prometheus.NewDesc(name, help, labels, constLabels)
 	}
 	return &collector{
-		snapshot:     snapshot,
-		accepted:     d(MetricAccepted, "Connections accepted, including those then refused at admission."),
-		active:       d(MetricActive, "Connections open now."),
-		closed:       d(MetricClosed, "Connections closed, by close reason.", "reason"),
-		bytesIn:      d(MetricReceivedBytes, "Bytes received from peers."),
-		packetsIn:    d(MetricReceivedPacket, "Packets decoded from peers."),
-		reads:        d(MetricReads, "Socket reads that delivered bytes (bytes per read: rate of received bytes over rate of reads)."),
-		bytesOut:     d(MetricSentBytes, "Bytes written to peers."),
-		packetsOut:   d(MetricSentPackets, "Packets sent to peers."),
-		handled:      d(MetricHandled, "Packets whose handler returned."),
-		latency:      d(MetricHandlerLatency, "Time handlers took, by packet type (the first 32 types seen; later ones share type=\"other\").", "type"),
-		decodeErrors: d(MetricDecodeErrors, "Connections closed for undecodable or protocol-breaking input."),
-		panics:       d(MetricPanics, "Handler panics (each closes its connection)."),
-		dropped:      d(MetricDropped, "Packets dropped because no handler takes their type."),
-		rate:         d(MetricRateLimited, "Packets dropped by the inbound rate limit."),
-		ips:          d(MetricIPs, "IP addresses tracked by per-IP statistics."),
-		ipsUntracked: d(MetricIPsUntracked, "Connections not tracked by per-IP statistics because the table of addresses was full."),
+		snapshot:      snapshot,
+		accepted:      d(MetricAccepted, "Connections accepted, including those then refused at admission."),
+		active:        d(MetricActive, "Connections open now."),
+		closed:        d(MetricClosed, "Connections closed, by close reason.", "reason"),
+		bytesIn:       d(MetricReceivedBytes, "Bytes received from peers."),
+		packetsIn:     d(MetricReceivedPacket, "Packets decoded from peers."),
+		reads:         d(MetricReads, "Socket reads that delivered bytes (bytes per read: rate of received bytes over rate of reads)."),
+		bytesOut:      d(MetricSentBytes, "Bytes written to peers."),
+		packetsOut:    d(MetricSentPackets, "Packets sent to peers."),
+		handled:       d(MetricHandled, "Packets whose handler returned."),
+		latency:       d(MetricHandlerLatency, "Time handlers took, by packet type (the first 32 types seen; later ones share type=\"other\").", "type"),
+		decodeErrors:  d(MetricDecodeErrors, "Connections closed for undecodable or protocol-breaking input."),
+		panics:        d(MetricPanics, "Handler panics (each closes its connection, unless it was closing already)."),
+		panicsClosing: d(MetricPanicsClosing, "Handler panics on a connection already closing for another reason, which stays its close reason."),
+		slowHandlers:  d(MetricSlowHandlers, "Handlers on the worker pool still running past the slow-handler threshold (each counted once)."),
+		dropped:       d(MetricDropped, "Packets dropped because no handler takes their type."),
+		rate:          d(MetricRateLimited, "Packets dropped by the inbound rate limit."),
+		ips:           d(MetricIPs, "IP addresses tracked by per-IP statistics."),
+		ipsUntracked:  d(MetricIPsUntracked, "Connections not tracked by per-IP statistics because the table of addresses was full."),
 	}
 }
 
@@ -80,6 +85,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.accepted, c.active, c.closed, c.bytesIn, c.packetsIn, c.reads, c.bytesOut, c.packetsOut,
 		c.handled, c.latency, c.decodeErrors, c.panics, c.dropped, c.rate, c.ips, c.ipsUntracked,
+		c.panicsClosing, c.slowHandlers,
 	} {
 		ch <- d
 	}
@@ -119,6 +125,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.handled, t.Handled)
 	counter(c.decodeErrors, t.DecodeErrors)
 	counter(c.panics, s.HandlerPanics)
+	counter(c.panicsClosing, s.PanicsWhileClosing)
+	counter(c.slowHandlers, s.SlowHandlers)
 	counter(c.dropped, s.DroppedPackets)
 	counter(c.rate, s.RateLimited)
 	gauge(c.ips, float64(s.IPs))

@@ -23,6 +23,8 @@ type Server struct {
 	active   atomic.Int64
 	closed   [channel.NumReasons]atomic.Uint64
 	panics   atomic.Uint64
+	lateP    atomic.Uint64 // panics on a connection already closing
+	slow     atomic.Uint64 // handlers that ran past the slow-handler threshold
 	dropped  atomic.Uint64 // packets with no handler
 	limited  atomic.Uint64 // packets dropped by the rate limit
 	latency  *latency      // nil: latency not kept
@@ -33,8 +35,18 @@ type Snapshot struct {
 	Accepted uint64
 	Active   int64
 	// Closed counts closed connections by reason, indexed by channel.Reason.
-	Closed         [channel.NumReasons]uint64
-	HandlerPanics  uint64
+	Closed [channel.NumReasons]uint64
+	// HandlerPanics counts every handler panic. A panic closes its
+	// connection as channel.ReasonHandlerPanic unless the connection was
+	// already closing for another reason, which then stays its reason (the
+	// first reason recorded wins) and the panic is counted in
+	// PanicsWhileClosing too. So HandlerPanics equals
+	// Closed[ReasonHandlerPanic] + PanicsWhileClosing.
+	HandlerPanics      uint64
+	PanicsWhileClosing uint64
+	// SlowHandlers counts handlers on the worker pool that were still
+	// running past the slow-handler threshold (each counted once).
+	SlowHandlers   uint64
 	DroppedPackets uint64
 	// RateLimited counts packets dropped by a rate limit set to drop.
 	RateLimited uint64
@@ -62,8 +74,17 @@ func (s *Server) Closed(r channel.Reason) {
 	}
 }
 
-// Panicked counts a handler panic.
-func (s *Server) Panicked() { s.panics.Add(1) }
+// Panicked counts a handler panic; closed tells whether the panic closed
+// its connection (false: it was closing already).
+func (s *Server) Panicked(closed bool) {
+	s.panics.Add(1)
+	if !closed {
+		s.lateP.Add(1)
+	}
+}
+
+// SlowHandler counts a handler that ran past the slow-handler threshold.
+func (s *Server) SlowHandler() { s.slow.Add(1) }
 
 // Dropped counts a packet that no handler took.
 func (s *Server) Dropped() { s.dropped.Add(1) }
@@ -100,11 +121,13 @@ func (s *Server) ObserveN(t codec.Type, each time.Duration, n int) {
 // Snapshot returns the current values.
 func (s *Server) Snapshot() Snapshot {
 	snap := Snapshot{
-		Accepted:       s.accepted.Load(),
-		Active:         s.active.Load(),
-		HandlerPanics:  s.panics.Load(),
-		DroppedPackets: s.dropped.Load(),
-		RateLimited:    s.limited.Load(),
+		Accepted:           s.accepted.Load(),
+		Active:             s.active.Load(),
+		HandlerPanics:      s.panics.Load(),
+		PanicsWhileClosing: s.lateP.Load(),
+		SlowHandlers:       s.slow.Load(),
+		DroppedPackets:     s.dropped.Load(),
+		RateLimited:        s.limited.Load(),
 	}
 	for i := range s.closed {
 		snap.Closed[i] = s.closed[i].Load()

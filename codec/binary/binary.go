@@ -188,6 +188,9 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	return total, true, nil
 }
 
+// Partial implements codec.Partial: a packet's body is being collected.
+func (d *decoder) Partial() bool { return d.remain > 0 }
+
 func (d *decoder) fail(c codec.Conn, code byte, sentinel error, msg string) (int, bool, error) {
 	d.closeWith(c, code)
 	return 0, false, fmt.Errorf("binary: %s: %w", msg, sentinel)
@@ -198,7 +201,7 @@ func (d *decoder) closeWith(c codec.Conn, code byte) {
 		return
 	}
 	d.state = stClosed
-	_ = c.Write([]byte{TagClose, code})
+	_ = c.WriteLast([]byte{TagClose, code})
 }
 
 // Farewell implements codec.Farewell with a close frame whose code matches why.

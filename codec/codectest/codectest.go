@@ -34,6 +34,9 @@ type Conn struct {
 // Write implements codec.Conn.
 func (c *Conn) Write(b []byte) error { c.Written = append(c.Written, b...); return nil }
 
+// WriteLast implements codec.Conn like Write.
+func (c *Conn) WriteLast(b []byte) error { return c.Write(b) }
+
 // SetValue implements codec.Conn.
 func (c *Conn) SetValue(k, v any) {
 	if c.values == nil {

@@ -379,6 +379,12 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	return d.fragment(c, payload, fin, p, int(total))
 }
 
+// Partial implements codec.Partial: a fragmented message is being
+// assembled, or a frame's payload is arriving.
+func (d *decoder) Partial() bool {
+	return d.state == stOpen && (d.msgOp != 0 || (d.asm != nil && d.asm.remain > 0))
+}
+
 // stream consumes part of a frame whose payload has not arrived whole.
 func (d *decoder) stream(c codec.Conn, a *assembly, in []byte, p *codec.Packet) (int, bool, error) {
 	take := int(min(int64(len(in)), a.remain))
@@ -478,11 +484,11 @@ func (d *decoder) closeWith(c codec.Conn, code ws.StatusCode) {
 	d.state = stClosed
 	var buf [4]byte
 	if code == 0 {
-		_ = c.Write(AppendFrame(buf[:0], ws.OpClose, nil))
+		_ = c.WriteLast(AppendFrame(buf[:0], ws.OpClose, nil))
 		return
 	}
 	body := [2]byte{byte(code >> 8), byte(code)}
-	_ = c.Write(AppendFrame(buf[:0], ws.OpClose, body[:]))
+	_ = c.WriteLast(AppendFrame(buf[:0], ws.OpClose, body[:]))
 }
 
 // fail closes with code and returns an error wrapping sentinel.
@@ -641,7 +647,7 @@ func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 			// gobwas writes nothing for a request line it cannot parse.
 			writeStatus(c, http.StatusBadRequest, nil)
 		} else {
-			_ = c.Write(u.out)
+			_ = c.WriteLast(u.out)
 		}
 		return fmt.Errorf("websocket: %v: %w", err, codec.ErrHandshake)
 	}
@@ -768,5 +774,5 @@ func writeStatus(c codec.Conn, status int, extra []string) {
 	b.WriteString("\r\n")
 	b.WriteString(text)
 	b.WriteString("\n")
-	_ = c.Write([]byte(b.String()))
+	_ = c.WriteLast([]byte(b.String()))
 }
