@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -384,6 +385,15 @@ func TestAStuckHandlerStallsOnlyItsConnection(t *testing.T) {
 	}
 }
 
+// openFiles counts the process's open descriptors.
+func openFiles(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
@@ -426,7 +436,11 @@ func TestChurnLeavesNoGarbage(t *testing.T) {
 	cycle(2000) // warm up pools and tables
 	time.Sleep(100 * time.Millisecond)
 	base := heap()
+	goroutines, fds := runtime.NumGoroutine(), openFiles(t)
 	cycle(20000)
+	eventually(t, "goroutines and descriptors back to where they were", func() bool {
+		return runtime.NumGoroutine() <= goroutines+2 && openFiles(t) <= fds+2
+	})
 	var after uint64
 	for end := time.Now().Add(2 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if after = heap(); after < base+2<<20 || time.Now().After(end) {
