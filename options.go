@@ -18,30 +18,29 @@ import (
 type Option func(*config)
 
 type config struct {
-	codecs       []codec.Codec
-	fixed        bool
-	loops        int
-	multicore    bool
-	workers      int
-	depth        int
-	maxOutbound  int
-	sniffLimit   int
-	logger       *slog.Logger
-	hooks        Hooks
-	limits       Limits
-	heartbeat    time.Duration
-	handshake    time.Duration
-	keepalive    time.Duration
-	onHBTimeout  func(*channel.Channel) bool
-	rate         float64
-	burst        int
-	rateDrop     bool
-	drain        time.Duration
-	stats        bool
-	gnetOptions  []gnet.Option
-	reusePort    bool
-	readBufferCp int
-	ipStats      stats.IPConfig // WithIPStats (metrics.go)
+	codecs      []codec.Codec
+	fixed       bool
+	loops       int
+	multicore   bool
+	workers     int
+	depth       int
+	maxOutbound int
+	sniffLimit  int
+	logger      *slog.Logger
+	hooks       Hooks
+	limits      Limits
+	heartbeat   time.Duration
+	handshake   time.Duration
+	keepalive   time.Duration
+	onHBTimeout func(*channel.Channel) bool
+	rate        float64
+	burst       int
+	rateDrop    bool
+	drain       time.Duration
+	stats       bool
+	gnetOptions []gnet.Option
+	reusePort   bool
+	ipStats     stats.IPConfig // WithIPStats (metrics.go)
 }
 
 func defaultConfig() config {
