@@ -15,7 +15,9 @@ import (
 // checks for a change in tio's cost; the comparison that the docs report is
 // bench/cmd/benchrun, with the servers in their own processes.
 //
-//	go test -bench . ./bench/
+// From bench/ (the benchmarks' own module):
+//
+//	go test -bench . .
 
 const benchConns = 4
 

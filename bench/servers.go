@@ -6,9 +6,9 @@
 // testing.B benchmarks build exactly the same ones; the load client (raw
 // sockets, a hand-written client handshake, masked frames) is in client.go and
 // client_linux.go. See docs/benchmarks.md for the method and the numbers, and
-// run the whole comparison with
+// run the whole comparison, from bench/ (the benchmarks' own module), with
 //
-//	go run ./bench/cmd/benchrun
+//	go run ./cmd/benchrun
 package bench
 
 import (
