@@ -15,7 +15,8 @@ import (
 // checks for a change in tio's cost; the comparison that the docs report is
 // bench/cmd/benchrun, with the servers in their own processes.
 //
-// From bench/ (the benchmarks' own module):
+// From bench/ (the benchmarks' own module); TIO_BENCH_IMPLS=tio (ImplsEnv)
+// runs tio's alone:
 //
 //	go test -bench . .
 
