@@ -618,12 +618,16 @@ func raiseNoFile(t testing.TB, need int) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		t.Skip(err)
 	}
-	if l.Cur < uint64(need) {
-		l.Cur = min(l.Max, uint64(need))
+	if uint64(l.Cur) < uint64(need) {
+		l.Cur = min(l.Max, asRlim(l.Cur, need))
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
 	}
-	if l.Cur < uint64(need) {
+	if uint64(l.Cur) < uint64(need) {
 		t.Skipf("needs %d open files, the limit is %d", need, l.Cur)
 	}
 }
+
+// asRlim converts n to the type of syscall.Rlimit's fields, which are
+// uint64 on Linux and macOS but int64 on FreeBSD.
+func asRlim[T int64 | uint64](_ T, n int) T { return T(n) }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -178,7 +177,7 @@ func TestHeartbeatAtScale(t *testing.T) {
 	} else if testing.Short() {
 		n = 500
 	}
-	raiseFileLimit(t, 2*n+200)
+	raiseNoFile(t, 2*n+200)
 	srv := start(t, echoMux(), tio.WithHeartbeat(time.Second, nil), tio.WithHandshakeTimeout(0))
 	conns := make([]net.Conn, 0, n)
 	hs := []byte{tbin.TagHandshake}
@@ -193,19 +192,4 @@ func TestHeartbeatAtScale(t *testing.T) {
 	}
 	t.Logf("%d idle connections closed %v after the last connect", n, time.Since(begin))
 	eventually(t, "all counted", func() bool { return srv.Stats().Closed[channel.ReasonHeartbeatTimeout] == uint64(n) })
-}
-
-func raiseFileLimit(t testing.TB, need int) {
-	t.Helper()
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		t.Fatal(err)
-	}
-	if l.Cur < uint64(need) {
-		l.Cur = min(l.Max, uint64(need))
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
-	if l.Cur < uint64(need) {
-		t.Skipf("needs %d open files, the limit is %d", need, l.Cur)
-	}
 }

@@ -44,7 +44,6 @@ type config struct {
 	maxQueued     int
 	packetTimeout time.Duration
 	slowHandler   time.Duration
-	readBufferCp  int
 	ipStats       stats.IPConfig // WithIPStats (metrics.go)
 }
 

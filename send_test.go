@@ -108,13 +108,12 @@ func TestSendToMixedGroupEncodesOncePerCodec(t *testing.T) {
 	var sender *channel.Channel
 	for i := range 6 {
 		var ch *channel.Channel
-		name := fmt.Sprint("bin", i)
 		if i%2 == 0 {
 			c, wch := p.ws()
-			all[fmt.Sprint("ws", i)], ch, name = wsRecv{c}, wch, fmt.Sprint("ws", i)
+			all[fmt.Sprint("ws", i)], ch = wsRecv{c}, wch
 		} else {
 			c, bch := p.bin()
-			all[name], ch = binRecv{c}, bch
+			all[fmt.Sprint("bin", i)], ch = binRecv{c}, bch
 		}
 		must(t, p.srv.BindGroup(ch, "room"))
 		if i == 1 {

@@ -15,7 +15,10 @@ import (
 // checks for a change in tio's cost; the comparison that the docs report is
 // bench/cmd/benchrun, with the servers in their own processes.
 //
-//	go test -bench . ./bench/
+// From bench/ (the benchmarks' own module); TIO_BENCH_IMPLS=tio (ImplsEnv)
+// runs tio's alone:
+//
+//	go test -bench . .
 
 const benchConns = 4
 

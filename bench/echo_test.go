@@ -9,9 +9,13 @@ import (
 	"time"
 )
 
-// startT starts impl on a free port for the test.
+// startT starts impl on a free port for the test, or skips the test if
+// ImplsEnv leaves impl out.
 func startT(t testing.TB, impl string) Server {
 	t.Helper()
+	if !Selected(impl) {
+		t.Skipf("%s: not selected by %s", impl, ImplsEnv)
+	}
 	s, err := Start(impl, "127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatalf("start %s: %v", impl, err)
@@ -146,11 +150,17 @@ func TestUnknownImpl(t *testing.T) {
 	}
 }
 
-// TestCompare runs the interleaved comparison briefly against all servers.
+// TestCompare runs the interleaved comparison briefly against all servers
+// (those that ImplsEnv selects).
 func TestCompare(t *testing.T) {
 	var ts []Target
 	for _, impl := range Impls {
-		ts = append(ts, Target{Name: impl, Addr: startT(t, impl).Addr()})
+		if Selected(impl) {
+			ts = append(ts, Target{Name: impl, Addr: startT(t, impl).Addr()})
+		}
+	}
+	if len(ts) == 0 {
+		t.Skipf("%s selects no server", ImplsEnv)
 	}
 	res, err := Compare(CompareConfig{
 		Targets: ts, Conns: 4, Size: 64, Inflight: 2,

@@ -6,9 +6,9 @@
 // testing.B benchmarks build exactly the same ones; the load client (raw
 // sockets, a hand-written client handshake, masked frames) is in client.go and
 // client_linux.go. See docs/benchmarks.md for the method and the numbers, and
-// run the whole comparison with
+// run the whole comparison, from bench/ (the benchmarks' own module), with
 //
-//	go run ./bench/cmd/benchrun
+//	go run ./cmd/benchrun
 package bench
 
 import (
@@ -18,6 +18,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +38,28 @@ const (
 
 // Impls lists the implementations.
 var Impls = []string{ImplTio, ImplGnet, ImplGws}
+
+// ImplsEnv names the environment variable that limits the tests and the
+// in-process benchmarks of bench and bench/broadcast to some implementations:
+// a comma-separated list, or every implementation when it is unset or empty.
+// scripts/test.sh sets it to "tio" so that CI runs none of the peers' code
+// (gorilla's hub, for one, drops receivers that fall behind on a loaded
+// machine).
+const ImplsEnv = "TIO_BENCH_IMPLS"
+
+// Selected reports whether ImplsEnv selects impl.
+func Selected(impl string) bool {
+	v := strings.TrimSpace(os.Getenv(ImplsEnv))
+	if v == "" {
+		return true
+	}
+	for s := range strings.SplitSeq(v, ",") {
+		if strings.TrimSpace(s) == impl {
+			return true
+		}
+	}
+	return false
+}
 
 // Server is a running echo server.
 type Server interface {

@@ -3,6 +3,7 @@ package group_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -226,10 +227,15 @@ func TestPaginate(t *testing.T) {
 			t.Fatalf("SortByID: %v", idsOf(sorted))
 		}
 	}
-	for _, c := range []struct{ number, size, items int }{{1, 4, 4}, {2, 4, 4}, {3, 4, 2}, {4, 4, 0}, {0, 4, 4}, {1, 0, 0}, {1, 100, 10}, {1 << 62, 1 << 62, 0}} {
+	for _, c := range []struct{ number, size, items, pages int }{
+		{1, 4, 4, 3}, {2, 4, 4, 3}, {3, 4, 2, 3}, {4, 4, 0, 3}, {0, 4, 4, 3}, {1, 0, 0, 0}, {1, 100, 10, 1},
+		// sizes and numbers whose products and sums overflow an int
+		{1 << 30, 1 << 30, 0, 1}, {1, math.MaxInt, 10, 1}, {2, math.MaxInt, 0, 1}, {math.MaxInt, math.MaxInt, 0, 1},
+	} {
 		p := group.Paginate(sorted, c.number, c.size)
-		if len(p.Items) != c.items || p.Total != 10 {
-			t.Fatalf("page %d of %d: %d items, total %d; want %d", c.number, c.size, len(p.Items), p.Total, c.items)
+		if len(p.Items) != c.items || p.Total != 10 || p.Pages() != c.pages {
+			t.Fatalf("page %d of %d: %d items, total %d, %d pages; want %d items, %d pages",
+				c.number, c.size, len(p.Items), p.Total, p.Pages(), c.items, c.pages)
 		}
 	}
 	p := group.Paginate(sorted, 3, 4)

@@ -13,11 +13,15 @@ type Page[T any] struct {
 }
 
 // Pages returns the number of pages.
-func (p Page[T]) Pages() int {
-	if p.Size <= 0 {
+func (p Page[T]) Pages() int { return pages(p.Total, p.Size) }
+
+// pages is the number of pages of size items that total items fill, without
+// the overflow of (total+size-1)/size when size is near math.MaxInt.
+func pages(total, size int) int {
+	if size <= 0 || total <= 0 {
 		return 0
 	}
-	return (p.Total + p.Size - 1) / p.Size
+	return (total-1)/size + 1
 }
 
 // Paginate returns page number (from 1; less is taken as 1) of size items of
@@ -29,7 +33,7 @@ func Paginate(chs []*channel.Channel, number, size int) Page[*channel.Channel] {
 	if size <= 0 {
 		return p
 	}
-	if number-1 >= (len(chs)+size-1)/size { // past the last page
+	if number-1 >= pages(len(chs), size) { // past the last page
 		return p
 	}
 	lo := (number - 1) * size

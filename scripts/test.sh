@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The project's test command (README.md): vet, the whole suite under the race
-# detector, a bounded fuzzing run of each decoder, and a one-shot run of the
-# in-process benchmarks so that they cannot rot. Bounded: a few minutes.
+# The project's test command (README.md): vet and staticcheck, cross-builds,
+# the whole suite under the race detector, a bounded fuzzing run of each
+# decoder, and a one-shot run of the in-process benchmarks so that they
+# cannot rot. Bounded: a few minutes.
+#
+# The benchmarks are a module of their own (bench/, with the peers tio is
+# compared with: gws, gorilla, a gnet+gobwas floor). It is vetted, linted and
+# built here, and its tests and benchmarks run against tio's servers only
+# (TIO_BENCH_IMPLS=tio): a peer's code never runs in this command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -10,8 +16,31 @@ fuzztime="${FUZZTIME:-20s}"
 
 echo "== go vet"
 go vet ./...
+(cd bench && go vet ./...)
+
+echo "== staticcheck"
+gobin="$(go env GOBIN)"
+PATH="$PATH:${gobin:-$(go env GOPATH)/bin}"
+if command -v staticcheck >/dev/null; then
+  staticcheck ./...
+  (cd bench && staticcheck ./...)
+elif [ -n "${CI:-}" ]; then
+  echo "staticcheck is not installed (.ci/run installs it)"; exit 1
+else
+  echo "skipped: staticcheck is not installed (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"
+fi
+
+echo "== cross-builds: darwin, freebsd, 32-bit"
+for target in darwin/arm64 freebsd/amd64 linux/386; do
+  echo "   $target"
+  GOOS="${target%/*}" GOARCH="${target#*/}" go build ./...
+  GOOS="${target%/*}" GOARCH="${target#*/}" go vet ./...
+done
+(cd bench && GOOS=darwin GOARCH=arm64 go build ./...)
+
 echo "== go test -race"
 go test -race -count=1 -timeout 10m ./...
+(cd bench && TIO_BENCH_IMPLS=tio go test -race -count=1 -timeout 5m ./...)
 echo "== allocation counts, without the race detector (it changes them)"
 go test -count=1 -run='Garbage|Allocate' ./...
 for pkg in ./codec/websocket ./codec/binary; do
@@ -23,3 +52,4 @@ for pkg in ./codec/websocket ./codec/binary; do
 done
 echo "== benchmarks compile and run once"
 go test -run='^$' -bench=. -benchtime=1x ./...
+(cd bench && TIO_BENCH_IMPLS=tio go test -run='^$' -bench=. -benchtime=1x ./...)

@@ -4,12 +4,13 @@
 // gws's Broadcaster and a gorilla/websocket hub, with the same client in the
 // same run. It prints deliveries per second, delivery latency (p50, p99)
 // and tio's ratios to the others. Everything runs on 127.0.0.1; each server
-// and each client run is a separate process.
+// and each client run is a separate process. From bench/ (the benchmarks'
+// own module):
 //
-//	go run ./bench/broadcast                    # all three, one round
-//	go run ./bench/broadcast -rounds 3 -duration 5s
-//	go run ./bench/broadcast -mode server -impl tio -addr 127.0.0.1:9001
-//	go run ./bench/broadcast -mode client -addr 127.0.0.1:9001
+//	go run ./broadcast                    # all three, one round
+//	go run ./broadcast -rounds 3 -duration 5s
+//	go run ./broadcast -mode server -impl tio -addr 127.0.0.1:9001
+//	go run ./broadcast -mode client -addr 127.0.0.1:9001
 //
 // See docs/benchmarks-broadcast.md for the method and the numbers.
 package main

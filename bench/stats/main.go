@@ -19,8 +19,10 @@
 // server CPU per message, and the overhead of each mode against off: the
 // median of the per-round ratios, with their range.
 //
-//	go run ./bench/stats                       # 10 rounds of 3 s, ~2 minutes
-//	go run ./bench/stats -rounds 20 -d 2s -modes off,on
+// From bench/ (the benchmarks' own module):
+//
+//	go run ./stats                       # 10 rounds of 3 s, ~2 minutes
+//	go run ./stats -rounds 20 -d 2s -modes off,on
 package main
 
 import (

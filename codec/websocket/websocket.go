@@ -676,7 +676,7 @@ func (u *upgrader) onHeader(k, v []byte) error {
 		u.origin = append(u.origin[:0], v...)
 	}
 	if r := u.req; r != nil && r.Header != nil {
-		r.Header.Add(http.CanonicalHeaderKey(string(k)), string(v))
+		r.Header.Add(string(k), string(v))
 	}
 	return nil
 }
@@ -728,7 +728,7 @@ func sameOrigin(origin, host []byte) bool {
 		return false
 	}
 	h := origin[i+len(schemeSep):]
-	if len(h) == 0 || bytes.IndexAny(h, "/?#@") >= 0 {
+	if len(h) == 0 || bytes.ContainsAny(h, "/?#@") {
 		return false
 	}
 	return bytes.EqualFold(h, host)

@@ -7,8 +7,11 @@
 // tio/gnet-floor and tio/gws, the server CPU time per echo, and the server
 // memory per idle WebSocket connection.
 //
-//	go run ./bench/cmd/benchrun                 # everything, about 2.5 minutes
-//	go run ./bench/cmd/benchrun -scenarios a,d -cycles 4
+// Run it from bench/, the benchmarks' own module (it builds the two
+// commands there):
+//
+//	go run ./cmd/benchrun                 # everything, about 2.5 minutes
+//	go run ./cmd/benchrun -scenarios a,d -cycles 4
 //
 // Scenarios: (a) 1,000 connections × 64-byte messages, one in flight each;
 // (b) the same with 4 KiB; (c) 100 connections × 64 bytes, 16 in flight
@@ -101,7 +104,7 @@ func main() {
 		cmd := exec.Command("go", "build", "-o", bin, "github.com/tiogo/tio/bench/cmd/"+pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
-			fatal(fmt.Errorf("building %s: %w", pkg, err))
+			fatal(fmt.Errorf("building %s (run benchrun from within bench/, the benchmarks' module): %w", pkg, err))
 		}
 	}
 
