@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,5 +96,91 @@ func TestUserCodecSharesThePort(t *testing.T) {
 	}
 	if p := bc.recv(); p.Type != tws.TypeText || string(p.Body) != "to all" {
 		t.Fatalf("binary fan-out %d %q", p.Type, p.Body)
+	}
+}
+
+// shouty is a line codec with two variants: a connection that starts with
+// '!' instead of '#' gets variant 1, which shouts (upper case), and one that
+// starts with '@' gets an encoder of its own, which numbers its lines.
+type shouty struct {
+	lines
+	encodings *atomic.Int32 // shared encodings made (variants), for the test
+}
+
+func (shouty) Sniff(b []byte) codec.Match {
+	if b[0] == '#' || b[0] == '!' || b[0] == '@' {
+		return codec.Matched
+	}
+	return codec.NoMatch
+}
+func (s shouty) NewDecoder() codec.Decoder { return &shoutyDecoder{} }
+func (shouty) NumVariants() int            { return 2 }
+func (s shouty) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
+	return s.EncodeVariant(dst, p, 0)
+}
+func (s shouty) EncodeVariant(dst []byte, p *codec.Packet, v int) ([]byte, error) {
+	s.encodings.Add(1)
+	body := p.Body
+	if v == 1 {
+		body = bytes.ToUpper(body)
+	}
+	return append(append(dst, body...), '\n'), nil
+}
+
+type numbering struct{ n int }
+
+func (e *numbering) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
+	e.n++
+	return append(fmt.Appendf(dst, "%d:", e.n), append(p.Body, '\n')...), nil
+}
+
+type shoutyDecoder struct{ linesDecoder }
+
+func (d *shoutyDecoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
+	if !d.started {
+		switch in[0] {
+		case '!':
+			c.SetVariant(1)
+		case '@':
+			c.SetEncoder(new(numbering))
+		}
+	}
+	return d.linesDecoder.Decode(c, in, p)
+}
+
+// A codec's variants are encoded once each per fan-out, whatever the number
+// of receivers, and a connection with an encoder of its own gets its own
+// encoding, in order.
+func TestCodecVariantsEncodeOncePerVariant(t *testing.T) {
+	var encodings atomic.Int32
+	srv := start(t, echoMux(), tio.WithCodec(shouty{encodings: &encodings}))
+	var readers []*bufio.Reader
+	for _, first := range []string{"#", "#", "#", "!", "!", "@"} {
+		c := dialRaw(t, srv)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprint(c, first)
+		readers = append(readers, bufio.NewReader(c))
+	}
+	eventually(t, "all connected", func() bool { return srv.Count() == 6 })
+	for _, ch := range srv.Channels() {
+		eventually(t, "ready", ch.IsReady)
+	}
+	encodings.Store(0)
+	for range 2 {
+		if res, err := srv.SendToAll(&codec.Packet{Type: tws.TypeText, Body: []byte("hey")}); err != nil || res.OK != 6 {
+			t.Fatalf("SendToAll = %+v, %v", res, err)
+		}
+	}
+	if n := encodings.Load(); n != 4 {
+		t.Fatalf("%d shared encodings for 2 fan-outs to 2 variants, want 4", n)
+	}
+	want := []string{"hey", "hey", "hey", "HEY", "HEY", "1:hey", "hey", "hey", "hey", "HEY", "HEY", "2:hey"}
+	for i, r := range readers {
+		for round := range 2 {
+			got, err := r.ReadString('\n')
+			if w := want[round*6+i]; err != nil || strings.TrimSuffix(got, "\n") != w {
+				t.Fatalf("connection %d, round %d: %q %v, want %q", i, round, got, err, w)
+			}
+		}
 	}
 }

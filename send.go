@@ -213,7 +213,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 		first error
 		w     *waiter
 	)
-	enc.p, enc.pool = p, &s.encPool
+	enc.p, enc.env, enc.pool = p, &s.env, &s.encPool
 	defer enc.release()
 	if block {
 		if ctx == nil {
@@ -230,6 +230,19 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 			continue // still in its handshake: not a target yet
 		}
 		if len(filters) > 0 && !keep(filters, ch) {
+			continue
+		}
+		if ch.HasOwnEncoder() {
+			// Its own encoder (context takeover): encoded for it alone.
+			if err := s.sendOwn(w, ch, p); err == nil {
+				if w == nil {
+					res.OK++
+				} else {
+					sent++
+				}
+			} else {
+				res.Failed++
+			}
 			continue
 		}
 		b, err := enc.bytes(ch)
@@ -280,6 +293,20 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 	return res, first
 }
 
+// sendOwn sends p to a channel with an encoder of its own, telling w when
+// it was written if w is not nil.
+func (s *Server) sendOwn(w *waiter, ch *channel.Channel, p *codec.Packet) error {
+	if w == nil {
+		return ch.Send(p)
+	}
+	w.left.Add(1)
+	if err := ch.SendPacketNotify(p, w.fn); err != nil {
+		w.left.Add(-1)
+		return err
+	}
+	return nil
+}
+
 // waiter counts the confirmations of a blocking fan-out. left starts at one
 // for the sender itself, so that it cannot reach zero before all the sends
 // are made.
@@ -312,6 +339,7 @@ func (w *waiter) finish(err error) {
 // by their codec's index in the server's list, so no codec is compared.
 type encoder struct {
 	p     *codec.Packet
+	env   *channel.Env
 	pool  *sync.Pool  // the server's buffers for encodings
 	fixed [4]encoding // by codec index, the first four
 	more  []encoding  // by codec index − 4, allocated past four codecs
@@ -345,7 +373,7 @@ func (e *encoder) bytes(ch *channel.Channel) ([]byte, error) {
 			buf = new([]byte)
 			*buf = make([]byte, 0, 256)
 		}
-		*buf, en.err = ch.Codec().Encode((*buf)[:0], e.p)
+		*buf, en.err = e.env.EncodeAt(i, (*buf)[:0], e.p)
 		en.buf = buf
 	}
 	return *en.buf, en.err

@@ -116,8 +116,8 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 // Start starts serving in the background and returns once the server is
 // listening (or failed to).
 func (s *Server) Start() error {
-	if len(s.cfg.codecs) > channel.MaxCodecs {
-		return fmt.Errorf("tio: %d codecs configured, at most %d", len(s.cfg.codecs), channel.MaxCodecs)
+	if err := s.env.Init(); err != nil {
+		return fmt.Errorf("tio: %w", err)
 	}
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrStarted

@@ -55,10 +55,15 @@ type Env struct {
 	OnSent func(ch *Channel, n int)
 	// Totals, if set, aggregates the traffic of every channel of the server.
 	Totals *Totals
-	// Codecs lists the codecs the channels may use (at most MaxCodecs);
-	// a channel keeps its codec as an index into it (Link.SetCodec). Set
-	// it before the first channel is made, and do not change it.
+	// Codecs lists the codecs the channels may use; a channel keeps its
+	// codec and the codec's variant (codec.Variants) as an index into the
+	// list of every variant of every codec (at most MaxCodecs in all).
+	// Set it before the first channel is made, and do not change it.
 	Codecs []codec.Codec
+
+	slotsOnce sync.Once
+	slots     []slot  // every variant of every codec; see Init
+	base      []uint8 // index of each codec's first slot
 
 	// locals interns local addresses (a server has few): an immutable
 	// list, replaced under localsMu when an address is added.
@@ -104,7 +109,7 @@ type Channel struct {
 
 	remoteIP   [16]byte // the remote address, packed (see RemoteAddr)
 	remotePort uint16   // with remoteIP all zeros: no address
-	codecIdx   uint8    // 1 + the codec's index in env.Codecs; 0: none yet
+	codecIdx   uint8    // 1 + the index of the codec's variant in env.slots; 0: none yet
 	localIdx   uint8    // 1 + the local address's index in env's list; 0: in x
 	state      uint8
 	reason     Reason
@@ -141,6 +146,7 @@ type extra struct {
 	values    map[any]any    // mu
 	waiters   []func(error)  // mu: told when the bytes queued before them are written
 	queue     *pool.Queue    // the channel's tasks for the worker pool; set on the loop, under mu
+	encoder   codec.Encoder  // mu: the connection's own encoder, if its codec gave it one
 }
 
 // extLocked returns the channel's extra state, allocating it. mu is held.
@@ -239,10 +245,11 @@ func (ch *Channel) setLocal(a netip.AddrPort) {
 // Codec returns the channel's codec, or nil while it is not yet chosen.
 func (ch *Channel) Codec() codec.Codec { return ch.env.codecAt(ch.codecIndex()) }
 
-// CodecIndex returns the index of the channel's codec in its server's list
-// of codecs (Env.Codecs), or -1 while it is not yet chosen. Channels with
-// the same index speak the same protocol: a fan-out encodes a packet once
-// per index.
+// CodecIndex returns the index of the channel's codec and variant in its
+// server's list of every variant of every codec, or -1 while it is not yet
+// chosen. Channels with the same index encode a packet into the same bytes:
+// a fan-out encodes a packet once per index (channels with an encoder of
+// their own, see HasOwnEncoder, excepted).
 func (ch *Channel) CodecIndex() int { return int(ch.codecIndex()) - 1 }
 
 func (ch *Channel) codecIndex() uint8 {
@@ -377,7 +384,7 @@ func (ch *Channel) Send(p *codec.Packet) error {
 		return err
 	}
 	before := len(*buf)
-	enc, err := ch.env.codecAt(ch.codecIdx).Encode(*buf, p)
+	enc, err := ch.encode(*buf, p)
 	if err != nil {
 		*buf = (*buf)[:before]
 		ch.mu.Unlock()
@@ -414,19 +421,31 @@ func (ch *Channel) SendNotify(b []byte, done func(error)) error {
 	return ch.queued(true)
 }
 
+// SendPacketNotify is Send that also reports when the bytes have been
+// written to the connection by its event loop, like SendNotify.
+func (ch *Channel) SendPacketNotify(p *codec.Packet, done func(error)) error {
+	buf, err := ch.lockForSend()
+	if err != nil {
+		return err
+	}
+	before := len(*buf)
+	enc, err := ch.encode(*buf, p)
+	if err != nil {
+		*buf = (*buf)[:before]
+		ch.mu.Unlock()
+		return fmt.Errorf("channel: encode: %w", err)
+	}
+	*buf = enc
+	x := ch.extLocked()
+	x.waiters = append(x.waiters, done)
+	return ch.queued(true)
+}
+
 // SendWait encodes p, queues it, and waits until the event loop has written
 // it to the connection, the channel closes, or ctx ends.
 func (ch *Channel) SendWait(ctx context.Context, p *codec.Packet) error {
-	cd := ch.Codec()
-	if cd == nil {
-		return ErrNotReady
-	}
-	b, err := cd.Encode(nil, p)
-	if err != nil {
-		return fmt.Errorf("channel: encode: %w", err)
-	}
 	done := make(chan error, 1)
-	if err := ch.SendNotify(b, func(err error) { done <- err }); err != nil {
+	if err := ch.SendPacketNotify(p, func(err error) { done <- err }); err != nil {
 		return err
 	}
 	select {
@@ -659,15 +678,103 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// MaxCodecs is the most codecs an Env lists.
+// MaxCodecs is the most codec variants an Env lists, every variant of
+// every codec counted.
 const MaxCodecs = 255
+
+// slot is one variant of one codec.
+type slot struct {
+	codec   codec.Codec
+	vars    codec.Variants // codec's Variants, when variant > 0
+	variant int
+}
+
+// Init lays out the variants of the env's codecs. It returns an error if
+// there are more than MaxCodecs. Call it before the first channel is made;
+// it runs once.
+func (e *Env) Init() error {
+	var err error
+	e.slotsOnce.Do(func() {
+		for _, cd := range e.Codecs {
+			n := 1
+			v, ok := cd.(codec.Variants)
+			if ok {
+				n = max(1, v.NumVariants())
+			}
+			e.base = append(e.base, uint8(min(len(e.slots), 255)))
+			for i := range n {
+				e.slots = append(e.slots, slot{codec: cd, vars: v, variant: i})
+			}
+		}
+		if len(e.slots) > MaxCodecs {
+			err = fmt.Errorf("channel: %d codec variants, at most %d", len(e.slots), MaxCodecs)
+		}
+	})
+	return err
+}
 
 // codecAt returns the codec of a channel's codecIdx, or nil for none.
 func (e *Env) codecAt(i uint8) codec.Codec {
 	if i == 0 {
 		return nil
 	}
-	return e.Codecs[i-1]
+	return e.slots[i-1].codec
+}
+
+// EncodeAt appends p encoded by the codec variant with the given index (a
+// CodecIndex) to dst.
+func (e *Env) EncodeAt(i int, dst []byte, p *codec.Packet) ([]byte, error) {
+	s := &e.slots[i]
+	if s.variant == 0 {
+		return s.codec.Encode(dst, p)
+	}
+	return s.vars.EncodeVariant(dst, p, s.variant)
+}
+
+// encode appends p encoded for the channel: by its own encoder if it has
+// one, else by its codec's variant. Called with mu held.
+func (ch *Channel) encode(dst []byte, p *codec.Packet) ([]byte, error) {
+	if x := ch.x.Load(); x != nil && x.encoder != nil {
+		return x.encoder.Encode(dst, p)
+	}
+	return ch.env.EncodeAt(int(ch.codecIdx)-1, dst, p)
+}
+
+// HasOwnEncoder reports whether packets to the channel are encoded by an
+// encoder of its own (codec.Conn.SetEncoder), which a fan-out cannot share.
+func (ch *Channel) HasOwnEncoder() bool {
+	x := ch.x.Load()
+	if x == nil || !ch.isReady() {
+		return false
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return x.encoder != nil
+}
+
+// SetVariant implements codec.Conn.
+func (ch *Channel) SetVariant(v int) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.codecIdx == 0 {
+		return
+	}
+	s := ch.env.slots[ch.codecIdx-1]
+	n := 1
+	if s.vars != nil {
+		n = s.vars.NumVariants()
+	}
+	if v < 0 || v >= n {
+		return
+	}
+	ch.codecIdx = ch.codecIdx - uint8(s.variant) + uint8(v)
+}
+
+// SetEncoder implements codec.Conn.
+func (ch *Channel) SetEncoder(e codec.Encoder) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.extLocked().encoder = e
 }
 
 // PartialFor reports how long the packet now arriving has been under way:

@@ -30,12 +30,14 @@ func NewLink(c gnet.Conn, id uint64, env *Env) *Link {
 // Channel returns the channel. Safe from any goroutine.
 func (l *Link) Channel() *Channel { return (*Channel)(l) }
 
-// SetCodec sets the codec once it is chosen: the i-th of Env.Codecs.
+// SetCodec sets the codec once it is chosen: the i-th of Env.Codecs, in
+// its variant 0 until the decoder picks another (codec.Conn.SetVariant).
 func (l *Link) SetCodec(i int) {
 	ch := (*Channel)(l)
 	cd := ch.env.Codecs[i]
+	ch.env.Init() // once; an error was reported by the server's Start
 	ch.mu.Lock()
-	ch.codecIdx = uint8(i + 1)
+	ch.codecIdx = ch.env.base[i] + 1
 	ch.mu.Unlock()
 	ch.dec = cd.NewDecoder()
 }

@@ -65,6 +65,39 @@ type Conn interface {
 	// Ready reports that the protocol's opening handshake has completed:
 	// the server stops the handshake deadline and runs its connected hook.
 	Ready()
+	// SetVariant picks which of its codec's variants (see [Variants])
+	// encodes the packets sent to this connection: a WebSocket connection
+	// that negotiated compression, say. Call it during the handshake,
+	// before Ready; the default is variant 0, the codec's Encode.
+	SetVariant(v int)
+	// SetEncoder gives the connection an encoder of its own, used instead
+	// of its codec's shared encoding for every packet sent to it (a
+	// compressor with context takeover, whose output depends on what was
+	// sent before). Call it during the handshake, before Ready. Fan-outs
+	// encode separately for such connections.
+	SetEncoder(e Encoder)
+}
+
+// Variants is implemented by codecs whose connections differ in how a
+// packet is encoded, in a few ways known in advance: WebSocket connections
+// with and without permessage-deflate, say. A decoder picks its
+// connection's variant with [Conn.SetVariant]. A fan-out encodes a packet
+// once per codec and variant among its targets and shares the bytes, so a
+// variant's encoding must not depend on any connection's state.
+type Variants interface {
+	// NumVariants returns how many variants there are (at least 1);
+	// variant 0 is what Encode produces.
+	NumVariants() int
+	// EncodeVariant appends p encoded as variant v to dst.
+	EncodeVariant(dst []byte, p *Packet, v int) ([]byte, error)
+}
+
+// Encoder encodes the packets of one connection, in the order they are
+// sent, with state of its own (see [Conn.SetEncoder]). The server calls it
+// under the connection's lock, from whichever goroutine sends; it must not
+// block.
+type Encoder interface {
+	Encode(dst []byte, p *Packet) ([]byte, error)
 }
 
 // Decoder decodes the bytes of one connection. See the package documentation

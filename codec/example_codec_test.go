@@ -67,6 +67,8 @@ func (f *fakeConn) WriteLast(b []byte) error { return f.Write(b) }
 func (*fakeConn) SetValue(key, value any)    {}
 func (*fakeConn) Value(key any) any          { return nil }
 func (*fakeConn) Ready()                     {}
+func (*fakeConn) SetVariant(int)             {}
+func (*fakeConn) SetEncoder(codec.Encoder)   {}
 
 // Example_codec shows a user protocol implementing codec.Codec and
 // codec.Sniffer, and the decoding loop a server runs over a connection's

@@ -26,8 +26,10 @@ import (
 // Conn is a [codec.Conn] that records what a decoder writes and how often it
 // calls Ready.
 type Conn struct {
-	Written []byte // everything the decoder wrote, in order
-	Readies int    // calls of Ready
+	Written []byte        // everything the decoder wrote, in order
+	Readies int           // calls of Ready
+	Variant int           // the last variant set with SetVariant
+	Encoder codec.Encoder // the encoder set with SetEncoder, if any
 	values  map[any]any
 }
 
@@ -50,6 +52,12 @@ func (c *Conn) Value(k any) any { return c.values[k] }
 
 // Ready implements codec.Conn.
 func (c *Conn) Ready() { c.Readies++ }
+
+// SetVariant implements codec.Conn: it records v in Variant.
+func (c *Conn) SetVariant(v int) { c.Variant = v }
+
+// SetEncoder implements codec.Conn: it records e in Encoder.
+func (c *Conn) SetEncoder(e codec.Encoder) { c.Encoder = e }
 
 // Packet is a decoded packet, its body copied.
 type Packet struct {
