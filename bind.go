@@ -4,19 +4,19 @@ import (
 	"net/netip"
 
 	"github.com/tiogo/tio/channel"
-	"github.com/tiogo/tio/group"
+	"github.com/tiogo/tio/internal/registry"
 )
 
 // Bindings (t-io's Tio.bindXxx / unbindXxx). A channel may be bound to one
 // user id, any number of groups, one token and one business id; every open
 // channel is indexed by its remote IP. A channel that closes leaves every
 // index by itself (Hooks.OnUnbind reports each binding it had). The bind
-// methods fail with group.ErrEmptyKey for an empty key and group.ErrNotOpen
+// methods fail with registry.ErrEmptyKey for an empty key and registry.ErrNotOpen
 // for a channel that has closed. They are safe from any goroutine,
 // handlers and hooks included.
 
-// Page is one page of a listing (see PageOfGroup and group.MapPage).
-type Page[T any] = group.Page[T]
+// Page is one page of a listing (see PageOfGroup and registry.MapPage).
+type Page[T any] = registry.Page[T]
 
 // BindUser binds ch to the user id, replacing the user it was bound to. A
 // user may have many channels (a phone and a browser).
@@ -78,7 +78,7 @@ func (s *Server) UnbindAll(ch *channel.Channel) { s.groups.UnbindAll(ch) }
 
 // ChannelsOfUser returns the open channels of the user.
 func (s *Server) ChannelsOfUser(userID string) []*channel.Channel {
-	return sortedMembers(s.groups.Members(group.KindUser, userID))
+	return sortedMembers(s.groups.Members(registry.KindUser, userID))
 }
 
 // ChannelsOfGroup returns the channels in the group.
@@ -88,7 +88,7 @@ func (s *Server) ChannelsOfGroup(group string) []*channel.Channel {
 
 // ChannelsOfToken returns the channels bound to the token.
 func (s *Server) ChannelsOfToken(token string) []*channel.Channel {
-	return sortedMembers(s.groups.Members(group.KindToken, token))
+	return sortedMembers(s.groups.Members(registry.KindToken, token))
 }
 
 // ChannelOfBsID returns the channel bound to the business id, or nil.
@@ -103,13 +103,13 @@ func (s *Server) ChannelsOfIP(ip netip.Addr) []*channel.Channel {
 func (s *Server) Channels() []*channel.Channel { return sortedMembers(s.groups.All()) }
 
 // CountUser returns the number of open channels of the user.
-func (s *Server) CountUser(userID string) int { return s.groups.Count(group.KindUser, userID) }
+func (s *Server) CountUser(userID string) int { return s.groups.Count(registry.KindUser, userID) }
 
 // CountGroup returns the number of channels in the group.
 func (s *Server) CountGroup(group string) int { return s.groups.Count(groupKind, group) }
 
 // CountToken returns the number of channels bound to the token.
-func (s *Server) CountToken(token string) int { return s.groups.Count(group.KindToken, token) }
+func (s *Server) CountToken(token string) int { return s.groups.Count(registry.KindToken, token) }
 
 // CountIP returns the number of open channels from the IP.
 func (s *Server) CountIP(ip netip.Addr) int { return s.groups.CountIP(ip) }
@@ -123,17 +123,17 @@ func (s *Server) IsInGroup(ch *channel.Channel, group string) bool {
 func (s *Server) GroupsOf(ch *channel.Channel) []string { return s.groups.GroupsOf(ch) }
 
 // UserOf returns the user id ch is bound to, or "".
-func (s *Server) UserOf(ch *channel.Channel) string { return s.groups.Of(ch, group.KindUser) }
+func (s *Server) UserOf(ch *channel.Channel) string { return s.groups.Of(ch, registry.KindUser) }
 
 // TokenOf returns the token ch is bound to, or "".
-func (s *Server) TokenOf(ch *channel.Channel) string { return s.groups.Of(ch, group.KindToken) }
+func (s *Server) TokenOf(ch *channel.Channel) string { return s.groups.Of(ch, registry.KindToken) }
 
 // BsIDOf returns the business id ch is bound to, or "".
-func (s *Server) BsIDOf(ch *channel.Channel) string { return s.groups.Of(ch, group.KindBsID) }
+func (s *Server) BsIDOf(ch *channel.Channel) string { return s.groups.Of(ch, registry.KindBsID) }
 
 // PageOfGroup returns page number (from 1) of size channels of the group, in
 // ascending channel id (t-io's getPageOfGroup). Convert the page's items
-// with group.MapPage.
+// with registry.MapPage.
 func (s *Server) PageOfGroup(group string, number, size int) Page[*channel.Channel] {
 	return pageOf(s.groups.Members(groupKind, group), number, size)
 }
@@ -147,24 +147,24 @@ func (s *Server) PageOfAll(number, size int) Page[*channel.Channel] {
 // BindingSizes returns the number of keys in each binding index (users,
 // groups, tokens, business ids, IPs) and of channels with bindings. Once
 // every connection has closed, all are zero.
-func (s *Server) BindingSizes() group.Sizes { return s.groups.Sizes() }
+func (s *Server) BindingSizes() registry.Sizes { return s.groups.Sizes() }
 
-// groupKind is group.KindGroup, for methods whose parameter named group
+// groupKind is registry.KindGroup, for methods whose parameter named group
 // shadows the package.
-const groupKind = group.KindGroup
+const groupKind = registry.KindGroup
 
 func sortedMembers(chs []*channel.Channel) []*channel.Channel {
 	if len(chs) == 0 {
 		return nil
 	}
-	return group.SortByID(chs)
+	return registry.SortByID(chs)
 }
 
 // pageOf sorts a snapshot and cuts a page out of it. Sorting costs
 // O(n log n) per call; paging large groups often is the caller's choice.
 func pageOf(chs []*channel.Channel, number, size int) Page[*channel.Channel] {
 	if size <= 0 || len(chs) <= 1 {
-		return group.Paginate(chs, number, size)
+		return registry.Paginate(chs, number, size)
 	}
-	return group.Paginate(group.SortByID(chs), number, size)
+	return registry.Paginate(registry.SortByID(chs), number, size)
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	tbin "github.com/tiogo/tio/codec/binary"
-	"github.com/tiogo/tio/group"
+	"github.com/tiogo/tio/internal/registry"
 	"github.com/tiogo/tio/handler"
 )
 
@@ -201,10 +201,10 @@ func TestBindQueries(t *testing.T) {
 	}
 
 	// Bad keys.
-	if err := srv.BindUser(phone, ""); !errors.Is(err, group.ErrEmptyKey) {
+	if err := srv.BindUser(phone, ""); !errors.Is(err, registry.ErrEmptyKey) {
 		t.Fatalf("empty user id: %v", err)
 	}
-	if err := srv.BindGroup(phone, ""); !errors.Is(err, group.ErrEmptyKey) {
+	if err := srv.BindGroup(phone, ""); !errors.Is(err, registry.ErrEmptyKey) {
 		t.Fatalf("empty group: %v", err)
 	}
 
@@ -220,14 +220,14 @@ func TestBindQueries(t *testing.T) {
 	if srv.CountGroup("room1") != 0 || srv.CountToken("tok") != 0 || srv.GroupsOf(phone) != nil || srv.CountIP(localhost) != 2 {
 		t.Fatalf("closed channel still indexed: sizes %+v", srv.BindingSizes())
 	}
-	if err := srv.BindUser(phone, "alice"); !errors.Is(err, group.ErrNotOpen) {
+	if err := srv.BindUser(phone, "alice"); !errors.Is(err, registry.ErrNotOpen) {
 		t.Fatalf("bind of a closed channel: %v", err)
 	}
-	if err := srv.BindGroup(phone, "room1"); !errors.Is(err, group.ErrNotOpen) {
+	if err := srv.BindGroup(phone, "room1"); !errors.Is(err, registry.ErrNotOpen) {
 		t.Fatalf("bind group of a closed channel: %v", err)
 	}
 	// Left: browser, bound to alice and nothing else; other, unbound.
-	want := group.Sizes{Users: 1, IPs: 1, Bound: 1}
+	want := registry.Sizes{Users: 1, IPs: 1, Bound: 1}
 	if got := srv.BindingSizes(); got != want {
 		t.Fatalf("sizes %+v, want %+v", got, want)
 	}
@@ -266,7 +266,7 @@ func TestPageOfGroup(t *testing.T) {
 	if want := sortedIDs(in...); !slices.Equal(got, want) {
 		t.Fatalf("pages %v, want %v", got, want)
 	}
-	conv := group.MapPage(p.srv.PageOfGroup("g", 2, 4), func(ch *channel.Channel) string { return fmt.Sprint("#", ch.ID()) })
+	conv := registry.MapPage(p.srv.PageOfGroup("g", 2, 4), func(ch *channel.Channel) string { return fmt.Sprint("#", ch.ID()) })
 	if len(conv.Items) != 2 || conv.Items[0] != fmt.Sprint("#", in[4].ID()) || conv.Total != 6 {
 		t.Fatalf("converted page %+v", conv)
 	}
@@ -281,7 +281,7 @@ func TestPageOfGroup(t *testing.T) {
 // id that moved.
 func TestListenerHooks(t *testing.T) {
 	type ev struct {
-		kind group.Kind
+		kind registry.Kind
 		key  string
 		bind bool
 		id   uint64
@@ -294,8 +294,8 @@ func TestListenerHooks(t *testing.T) {
 		costSeen                           atomic.Bool
 		connectedBeforeBind, bindsInHookOK atomic.Int64
 	)
-	record := func(bind bool) func(ch *channel.Channel, k group.Kind, key string) {
-		return func(ch *channel.Channel, k group.Kind, key string) {
+	record := func(bind bool) func(ch *channel.Channel, k registry.Kind, key string) {
+		return func(ch *channel.Channel, k registry.Kind, key string) {
 			mu.Lock()
 			evs = append(evs, ev{k, key, bind, ch.ID()})
 			mu.Unlock()
@@ -369,13 +369,13 @@ func TestListenerHooks(t *testing.T) {
 	got := slices.Clone(evs)
 	mu.Unlock()
 	want := []ev{
-		{group.KindGroup, "lobby", true, chA.ID()},
-		{group.KindGroup, "lobby", true, chB.ID()},
-		{group.KindUser, "u", true, chA.ID()},
-		{group.KindBsID, "x", true, chA.ID()},
-		{group.KindBsID, "x", false, chA.ID()},
-		{group.KindBsID, "x", true, chB.ID()},
-		{group.KindGroup, "lobby", false, chB.ID()},
+		{registry.KindGroup, "lobby", true, chA.ID()},
+		{registry.KindGroup, "lobby", true, chB.ID()},
+		{registry.KindUser, "u", true, chA.ID()},
+		{registry.KindBsID, "x", true, chA.ID()},
+		{registry.KindBsID, "x", false, chA.ID()},
+		{registry.KindBsID, "x", true, chB.ID()},
+		{registry.KindGroup, "lobby", false, chB.ID()},
 	}
 	if !slices.Equal(got[:7], want) {
 		t.Fatalf("events\n got %v\nwant %v", got[:7], want)
@@ -383,13 +383,13 @@ func TestListenerHooks(t *testing.T) {
 	// The close of chA unbinds its user and its group, in some order.
 	rest := got[7:9]
 	slices.SortFunc(rest, func(x, y ev) int { return int(x.kind) - int(y.kind) })
-	if !slices.Equal(rest, []ev{{group.KindUser, "u", false, chA.ID()}, {group.KindGroup, "lobby", false, chA.ID()}}) {
+	if !slices.Equal(rest, []ev{{registry.KindUser, "u", false, chA.ID()}, {registry.KindGroup, "lobby", false, chA.ID()}}) {
 		t.Fatalf("close events %v", rest)
 	}
 	eventually(t, "b unbound", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(evs) == 10 && evs[9] == ev{group.KindBsID, "x", false, chB.ID()}
+		return len(evs) == 10 && evs[9] == ev{registry.KindBsID, "x", false, chB.ID()}
 	})
 }
 
@@ -398,8 +398,8 @@ func TestListenerHooks(t *testing.T) {
 // -race. In the end every index is empty.
 func TestBindSendCloseHammer(t *testing.T) {
 	p := newPeers(t, echoMux(), tio.Hooks{
-		OnBind:   func(*channel.Channel, group.Kind, string) {},
-		OnUnbind: func(*channel.Channel, group.Kind, string) {},
+		OnBind:   func(*channel.Channel, registry.Kind, string) {},
+		OnUnbind: func(*channel.Channel, registry.Kind, string) {},
 	})
 	srv := p.srv
 	const conns = 48
@@ -498,7 +498,7 @@ func TestBindSendCloseHammer(t *testing.T) {
 	}
 	readers.Wait()
 	eventually(t, "all closed", func() bool { return srv.Count() == 0 })
-	if got := srv.BindingSizes(); got != (group.Sizes{}) {
+	if got := srv.BindingSizes(); got != (registry.Sizes{}) {
 		t.Fatalf("indexes not empty after every close: %+v", got)
 	}
 	t.Logf("%d group sends, %d closes by user", sends.Load(), closes.Load())
@@ -577,7 +577,7 @@ func TestFiveThousandConnections(t *testing.T) {
 	}
 	eventually(t, "all bound", func() bool { return bound.Load() == n })
 	sz := srv.BindingSizes()
-	if sz != (group.Sizes{Users: 1000, Groups: 51, Tokens: 2000, BsIDs: n, IPs: 1, Bound: n}) || srv.CountGroup("everyone") != n || srv.CountIP(localhost) != n {
+	if sz != (registry.Sizes{Users: 1000, Groups: 51, Tokens: 2000, BsIDs: n, IPs: 1, Bound: n}) || srv.CountGroup("everyone") != n || srv.CountIP(localhost) != n {
 		t.Fatalf("sizes %+v, everyone %d", sz, srv.CountGroup("everyone"))
 	}
 	opened := time.Since(begin)
@@ -589,7 +589,7 @@ func TestFiveThousandConnections(t *testing.T) {
 		c.Close()
 	}
 	eventually20(t, "all closed", func() bool { return srv.Count() == 0 })
-	if got := srv.BindingSizes(); got != (group.Sizes{}) {
+	if got := srv.BindingSizes(); got != (registry.Sizes{}) {
 		t.Fatalf("indexes not empty: %+v", got)
 	}
 	if srv.CountGroup("everyone") != 0 || len(srv.Channels()) != 0 || srv.ChannelOfBsID("b1") != nil {

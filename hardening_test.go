@@ -26,7 +26,7 @@ import (
 	"github.com/tiogo/tio/codec"
 	tbin "github.com/tiogo/tio/codec/binary"
 	tws "github.com/tiogo/tio/codec/websocket"
-	"github.com/tiogo/tio/group"
+	"github.com/tiogo/tio/internal/registry"
 	"github.com/tiogo/tio/handler"
 )
 
@@ -451,7 +451,7 @@ func TestChurnLeavesNoGarbage(t *testing.T) {
 	if after > base+2<<20 {
 		t.Fatalf("heap grew by %d KB after 20,000 connect/close cycles and did not come back", (after-base)>>10)
 	}
-	if sz := srv.BindingSizes(); sz != (group.Sizes{}) {
+	if sz := srv.BindingSizes(); sz != (registry.Sizes{}) {
 		t.Fatalf("indexes after churn: %+v", sz)
 	}
 }

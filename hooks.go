@@ -5,7 +5,7 @@ import (
 
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
-	"github.com/tiogo/tio/group"
+	"github.com/tiogo/tio/internal/registry"
 )
 
 // Hooks are optional callbacks at the points of a connection's life, like
@@ -33,11 +33,11 @@ type Hooks struct {
 	// OnBind runs after ch was bound to a user id, group, token or business
 	// id (kind says which, key is the id). It may call the server's bind
 	// and send methods.
-	OnBind func(ch *channel.Channel, kind group.Kind, key string)
+	OnBind func(ch *channel.Channel, kind registry.Kind, key string)
 	// OnUnbind runs after ch was unbound from key: by an Unbind call, by a
 	// bind that replaced the binding (a new user id for ch; a business id
 	// that moved to another channel), or, after OnClose, because ch closed.
-	OnUnbind func(ch *channel.Channel, kind group.Kind, key string)
+	OnUnbind func(ch *channel.Channel, kind registry.Kind, key string)
 }
 
 // WithHooks sets the hooks (replacing any set before).

@@ -9,7 +9,7 @@ import (
 
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
-	"github.com/tiogo/tio/group"
+	"github.com/tiogo/tio/internal/registry"
 )
 
 // Sends (t-io's Tio.sendToXxx and bSendToXxx) and closes by binding.
@@ -79,12 +79,12 @@ func (s *Server) BSendToID(ctx context.Context, id uint64, p *codec.Packet, filt
 
 // SendToUser queues p for every channel of the user.
 func (s *Server) SendToUser(userID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, s.groups.Members(group.KindUser, userID), p, filters)
+	return s.fanout(false, nil, s.groups.Members(registry.KindUser, userID), p, filters)
 }
 
 // BSendToUser sends p to every channel of the user and waits.
 func (s *Server) BSendToUser(ctx context.Context, userID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, s.groups.Members(group.KindUser, userID), p, filters)
+	return s.fanout(true, ctx, s.groups.Members(registry.KindUser, userID), p, filters)
 }
 
 // SendToGroup queues p for every channel in the group.
@@ -99,12 +99,12 @@ func (s *Server) BSendToGroup(ctx context.Context, group string, p *codec.Packet
 
 // SendToToken queues p for every channel bound to the token.
 func (s *Server) SendToToken(token string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, s.groups.Members(group.KindToken, token), p, filters)
+	return s.fanout(false, nil, s.groups.Members(registry.KindToken, token), p, filters)
 }
 
 // BSendToToken sends p to every channel bound to the token and waits.
 func (s *Server) BSendToToken(ctx context.Context, token string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, s.groups.Members(group.KindToken, token), p, filters)
+	return s.fanout(true, ctx, s.groups.Members(registry.KindToken, token), p, filters)
 }
 
 // SendToBsID queues p for the channel bound to the business id.
@@ -152,7 +152,7 @@ func (s *Server) BSendToAll(ctx context.Context, p *codec.Packet, filters ...Fil
 // channel, passed to the close hook and counted in Stats().Closed) and
 // returns how many it asked to close. ReasonNone means ReasonClosedByApp.
 func (s *Server) CloseUser(userID string, r channel.Reason, filters ...Filter) int {
-	return closeAll(s.groups.Members(group.KindUser, userID), r, filters)
+	return closeAll(s.groups.Members(registry.KindUser, userID), r, filters)
 }
 
 // CloseGroup closes every channel in the group for reason r (see CloseUser).
@@ -163,7 +163,7 @@ func (s *Server) CloseGroup(group string, r channel.Reason, filters ...Filter) i
 // CloseToken closes every channel bound to the token for reason r (see
 // CloseUser).
 func (s *Server) CloseToken(token string, r channel.Reason, filters ...Filter) int {
-	return closeAll(s.groups.Members(group.KindToken, token), r, filters)
+	return closeAll(s.groups.Members(registry.KindToken, token), r, filters)
 }
 
 // CloseIP closes every open channel from the IP for reason r (see

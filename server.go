@@ -33,9 +33,9 @@ import (
 
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
-	"github.com/tiogo/tio/group"
+	"github.com/tiogo/tio/internal/registry"
 	"github.com/tiogo/tio/handler"
-	"github.com/tiogo/tio/heartbeat"
+	"github.com/tiogo/tio/internal/wheel"
 	"github.com/tiogo/tio/internal/pool"
 	"github.com/tiogo/tio/stats"
 )
@@ -60,11 +60,11 @@ type Server struct {
 	totals  channel.Totals
 	packets sync.Pool      // *codec.Packet scratch for onTraffic
 	ipStats *stats.IPTable // per-IP statistics (metrics.go); nil when off
-	groups  *group.Registry
+	groups  *registry.Registry
 	black   blacklist // IPs refused at accept (blacklist.go)
 	log     *slog.Logger
 
-	wheel    *heartbeat.Wheel[uint64] // channel ids: a closed channel is not held
+	wheel    *wheel.Wheel[uint64] // channel ids: a closed channel is not held
 	slowLog  atomic.Int64             // when a slow handler was last logged, unix ns
 	open     atomic.Int64             // open connections, for MaxConnections
 	ips      perIP
@@ -96,7 +96,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		handler: h,
 		cfg:     cfg,
 		env:     channel.Env{MaxOutbound: cfg.maxOutbound, OnSent: cfg.hooks.OnSent, DrainTimeout: cfg.drain, Codecs: cfg.codecs},
-		groups:  group.New(group.Listener{OnBind: cfg.hooks.OnBind, OnUnbind: cfg.hooks.OnUnbind}),
+		groups:  registry.New(registry.Listener{OnBind: cfg.hooks.OnBind, OnUnbind: cfg.hooks.OnUnbind}),
 		log:     cfg.logger,
 		booted:  make(chan struct{}),
 		done:    make(chan struct{}),
@@ -108,7 +108,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 	s.packets.New = func() any { return new(codec.Packet) }
 	s.ips.m = make(map[netip.Addr]int32)
 	s.draining = make(map[*channel.Link]struct{})
-	s.wheel = heartbeat.NewWheel(wheelTick(cfg), 512, s.checkID)
+	s.wheel = wheel.New(wheelTick(cfg), 512, s.checkID)
 	s.initStats()
 	return s
 }

@@ -1,4 +1,4 @@
-// Package group is the registry of a server's bindings: which channels belong
+// Package registry is the registry of a server's bindings: which channels belong
 // to which user, group, token, business id and IP, with queries and the
 // member snapshots that fan-out sends iterate over.
 //
@@ -18,8 +18,8 @@
 // Sends read member lists as snapshots: slices built on first use after a
 // change and shared, read-only, by every fan-out until the next change, so a
 // send holds no lock while it delivers. The root package tio exposes all of
-// this on *tio.Server; applications rarely use a Registry directly.
-package group
+// this on *tio.Server, addressed by tio.Target.
+package registry
 
 import (
 	"cmp"

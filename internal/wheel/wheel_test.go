@@ -1,4 +1,4 @@
-package heartbeat
+package wheel
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ func TestWheelExaminesAtTheRightTime(t *testing.T) {
 	base := time.Unix(1000, 0)
 	var mu sync.Mutex
 	seen := map[int][]time.Duration{}
-	w := NewWheel[int](10*time.Millisecond, 16, func(item int, now time.Time) time.Time {
+	w := New[int](10*time.Millisecond, 16, func(item int, now time.Time) time.Time {
 		mu.Lock()
 		seen[item] = append(seen[item], now.Sub(base))
 		mu.Unlock()
@@ -43,7 +43,7 @@ func TestWheelExaminesAtTheRightTime(t *testing.T) {
 func TestWheelCatchesUp(t *testing.T) {
 	base := time.Unix(2000, 0)
 	count := 0
-	w := NewWheel[int](time.Millisecond, 8, func(int, time.Time) time.Time { count++; return time.Time{} })
+	w := New[int](time.Millisecond, 8, func(int, time.Time) time.Time { count++; return time.Time{} })
 	w.next = base.UnixNano() / w.tick
 	for i := range 100 {
 		w.Add(i, base.Add(time.Duration(i)*time.Millisecond))
@@ -64,7 +64,7 @@ func BenchmarkWheel(b *testing.B) {
 			tick := 10 * time.Millisecond
 			base := time.Unix(3000, 0)
 			last := make([]int64, n) // stands in for each connection's last read
-			w := NewWheel[int](tick, 512, func(i int, now time.Time) time.Time {
+			w := New[int](tick, 512, func(i int, now time.Time) time.Time {
 				last[i] = now.UnixNano()
 				return now.Add(period)
 			})
@@ -93,7 +93,7 @@ func TestWheelManyItems(t *testing.T) {
 	const tick = 10 * time.Millisecond
 	const n = 3000
 	var examined [n]time.Duration
-	w := NewWheel[int](tick, 8, func(i int, now time.Time) time.Time {
+	w := New[int](tick, 8, func(i int, now time.Time) time.Time {
 		if examined[i] != 0 {
 			t.Fatalf("item %d examined twice", i)
 		}
@@ -124,7 +124,7 @@ func TestWheelManyItems(t *testing.T) {
 func TestWheelSteadyStateDoesNotAllocate(t *testing.T) {
 	base := time.Unix(5000, 0)
 	const tick, period = 10 * time.Millisecond, 500 * time.Millisecond
-	w := NewWheel[int](tick, 64, func(_ int, now time.Time) time.Time { return now.Add(period) })
+	w := New[int](tick, 64, func(_ int, now time.Time) time.Time { return now.Add(period) })
 	w.next = base.UnixNano() / w.tick
 	for i := range 5000 {
 		w.Add(i, base.Add(time.Duration(i%50)*tick))

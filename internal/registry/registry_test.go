@@ -1,4 +1,4 @@
-package group_test
+package registry_test
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/tiogo/tio/channel"
-	"github.com/tiogo/tio/group"
+	"github.com/tiogo/tio/internal/registry"
 )
 
 // fakeConn is just enough of a gnet.Conn to make a channel: its addresses.
@@ -29,7 +29,7 @@ func (c fakeConn) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 
 var env channel.Env
 
 // newChannel makes a channel from ip with id, attached to r.
-func newChannel(r *group.Registry, id uint64, ip string) *channel.Channel {
+func newChannel(r *registry.Registry, id uint64, ip string) *channel.Channel {
 	ch := channel.NewLink(fakeConn{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000 + int(id)}}, id, &env).Channel()
 	r.Attach(ch)
 	return ch
@@ -44,19 +44,19 @@ func must(t testing.TB, err error) {
 
 func idsOf(chs []*channel.Channel) []uint64 {
 	var out []uint64
-	for _, ch := range group.SortByID(chs) {
+	for _, ch := range registry.SortByID(chs) {
 		out = append(out, ch.ID())
 	}
 	return out
 }
 
 func TestBindings(t *testing.T) {
-	r := group.New(group.Listener{})
+	r := registry.New(registry.Listener{})
 	a := newChannel(r, 1, "10.0.0.1")
 	b := newChannel(r, 2, "10.0.0.1")
 	c := newChannel(r, 3, "::ffff:10.0.0.2") // a mapped address is its IPv4 one
 
-	if s := r.Sizes(); s != (group.Sizes{IPs: 2}) {
+	if s := r.Sizes(); s != (registry.Sizes{IPs: 2}) {
 		t.Fatalf("unbound channels: sizes %+v", s)
 	}
 	must(t, r.BindUser(a, "u"))
@@ -67,13 +67,13 @@ func TestBindings(t *testing.T) {
 	must(t, r.BindToken(b, "t"))
 	must(t, r.BindBsID(c, "x"))
 
-	if got := idsOf(r.Members(group.KindUser, "u")); !slices.Equal(got, []uint64{1, 2}) {
+	if got := idsOf(r.Members(registry.KindUser, "u")); !slices.Equal(got, []uint64{1, 2}) {
 		t.Fatalf("user members %v", got)
 	}
-	if got := idsOf(r.Members(group.KindGroup, "g1")); !slices.Equal(got, []uint64{1, 3}) {
+	if got := idsOf(r.Members(registry.KindGroup, "g1")); !slices.Equal(got, []uint64{1, 3}) {
 		t.Fatalf("group members %v", got)
 	}
-	if got := idsOf(r.Members(group.KindBsID, "x")); !slices.Equal(got, []uint64{3}) {
+	if got := idsOf(r.Members(registry.KindBsID, "x")); !slices.Equal(got, []uint64{3}) {
 		t.Fatalf("bsid members %v", got)
 	}
 	if got := idsOf(r.MembersOfIP(c.RemoteAddr().Addr())); !slices.Equal(got, []uint64{3}) {
@@ -82,33 +82,33 @@ func TestBindings(t *testing.T) {
 	if got := idsOf(r.All()); !slices.Equal(got, []uint64{1, 2, 3}) {
 		t.Fatalf("all %v", got)
 	}
-	if r.Count(group.KindGroup, "g1") != 2 || r.Count(group.KindToken, "t") != 1 || r.Count(group.KindBsID, "x") != 1 || r.Count(group.KindUser, "none") != 0 {
+	if r.Count(registry.KindGroup, "g1") != 2 || r.Count(registry.KindToken, "t") != 1 || r.Count(registry.KindBsID, "x") != 1 || r.Count(registry.KindUser, "none") != 0 {
 		t.Fatal("counts")
 	}
-	if r.Of(a, group.KindUser) != "u" || r.Of(b, group.KindToken) != "t" || r.Of(c, group.KindBsID) != "x" || r.Of(a, group.KindToken) != "" {
+	if r.Of(a, registry.KindUser) != "u" || r.Of(b, registry.KindToken) != "t" || r.Of(c, registry.KindBsID) != "x" || r.Of(a, registry.KindToken) != "" {
 		t.Fatal("Of")
 	}
 	if g := r.GroupsOf(c); !slices.Equal(g, []string{"g1", "g2"}) {
 		t.Fatalf("GroupsOf %v", g)
 	}
-	want := group.Sizes{Users: 1, Groups: 2, Tokens: 1, BsIDs: 1, IPs: 2, Bound: 3}
+	want := registry.Sizes{Users: 1, Groups: 2, Tokens: 1, BsIDs: 1, IPs: 2, Bound: 3}
 	if s := r.Sizes(); s != want {
 		t.Fatalf("sizes %+v, want %+v", s, want)
 	}
 
 	// The snapshot is shared until a change, then rebuilt.
-	s1 := r.Members(group.KindGroup, "g1")
-	if s2 := r.Members(group.KindGroup, "g1"); &s1[0] != &s2[0] {
+	s1 := r.Members(registry.KindGroup, "g1")
+	if s2 := r.Members(registry.KindGroup, "g1"); &s1[0] != &s2[0] {
 		t.Fatal("snapshot rebuilt with no change")
 	}
 	must(t, r.BindGroup(b, "g1"))
-	if s3 := r.Members(group.KindGroup, "g1"); len(s3) != 3 || len(s1) != 2 {
+	if s3 := r.Members(registry.KindGroup, "g1"); len(s3) != 3 || len(s1) != 2 {
 		t.Fatalf("snapshot after a change: %d (old %d)", len(s3), len(s1))
 	}
 
 	// Moving a business id; the old holder's record goes once it is empty.
 	must(t, r.BindBsID(a, "x"))
-	if r.BsID("x") != a || r.Of(c, group.KindBsID) != "" || r.Of(a, group.KindBsID) != "x" {
+	if r.BsID("x") != a || r.Of(c, registry.KindBsID) != "" || r.Of(a, registry.KindBsID) != "x" {
 		t.Fatal("bsid move")
 	}
 	if r.UnbindBsID(c) != "" {
@@ -125,46 +125,46 @@ func TestBindings(t *testing.T) {
 	r.UnbindAll(a)
 	r.UnbindAll(b)
 	r.UnbindAll(c)
-	if s := r.Sizes(); s != (group.Sizes{IPs: 2}) {
+	if s := r.Sizes(); s != (registry.Sizes{IPs: 2}) {
 		t.Fatalf("after unbinding everything: %+v", s)
 	}
 	for _, ch := range []*channel.Channel{a, b, c} {
 		r.Detach(ch)
 	}
-	if s := r.Sizes(); s != (group.Sizes{}) || len(r.All()) != 0 {
+	if s := r.Sizes(); s != (registry.Sizes{}) || len(r.All()) != 0 {
 		t.Fatalf("after detaching everything: %+v, all %d", s, len(r.All()))
 	}
 }
 
 func TestBindErrors(t *testing.T) {
-	r := group.New(group.Listener{})
+	r := registry.New(registry.Listener{})
 	a := newChannel(r, 1, "10.0.0.1")
 	for _, err := range []error{r.BindUser(a, ""), r.BindGroup(a, ""), r.BindToken(a, ""), r.BindBsID(a, "")} {
-		if !errors.Is(err, group.ErrEmptyKey) {
+		if !errors.Is(err, registry.ErrEmptyKey) {
 			t.Fatalf("empty key: %v", err)
 		}
 	}
-	if _, err := r.BindUserToGroup("u", ""); !errors.Is(err, group.ErrEmptyKey) {
+	if _, err := r.BindUserToGroup("u", ""); !errors.Is(err, registry.ErrEmptyKey) {
 		t.Fatalf("empty group: %v", err)
 	}
 	r.Detach(a)
 	for _, err := range []error{r.BindUser(a, "u"), r.BindGroup(a, "g"), r.BindToken(a, "t"), r.BindBsID(a, "b")} {
-		if !errors.Is(err, group.ErrNotOpen) {
+		if !errors.Is(err, registry.ErrNotOpen) {
 			t.Fatalf("bind after detach: %v", err)
 		}
 	}
-	other := group.New(group.Listener{})
+	other := registry.New(registry.Listener{})
 	b := newChannel(other, 2, "10.0.0.1")
-	if err := r.BindUser(b, "u"); !errors.Is(err, group.ErrNotOpen) {
+	if err := r.BindUser(b, "u"); !errors.Is(err, registry.ErrNotOpen) {
 		t.Fatalf("bind of another registry's channel: %v", err)
 	}
-	if s := r.Sizes(); s != (group.Sizes{}) {
+	if s := r.Sizes(); s != (registry.Sizes{}) {
 		t.Fatalf("sizes %+v", s)
 	}
 }
 
 func TestUserToGroup(t *testing.T) {
-	r := group.New(group.Listener{})
+	r := registry.New(registry.Listener{})
 	a, b, c := newChannel(r, 1, "10.0.0.1"), newChannel(r, 2, "10.0.0.1"), newChannel(r, 3, "10.0.0.1")
 	must(t, r.BindUser(a, "u"))
 	must(t, r.BindUser(b, "u"))
@@ -173,25 +173,25 @@ func TestUserToGroup(t *testing.T) {
 	if n, err := r.BindUserToGroup("u", "g"); n != 1 || err != nil {
 		t.Fatalf("BindUserToGroup = %d, %v", n, err)
 	}
-	if got := idsOf(r.Members(group.KindGroup, "g")); !slices.Equal(got, []uint64{1, 2}) {
+	if got := idsOf(r.Members(registry.KindGroup, "g")); !slices.Equal(got, []uint64{1, 2}) {
 		t.Fatalf("group %v", got)
 	}
-	if n := r.UnbindUserFromGroup("u", "g"); n != 2 || r.Count(group.KindGroup, "g") != 0 {
+	if n := r.UnbindUserFromGroup("u", "g"); n != 2 || r.Count(registry.KindGroup, "g") != 0 {
 		t.Fatalf("UnbindUserFromGroup = %d", n)
 	}
 }
 
 func TestListener(t *testing.T) {
 	var evs []string
-	l := group.Listener{
-		OnBind: func(ch *channel.Channel, k group.Kind, key string) {
+	l := registry.Listener{
+		OnBind: func(ch *channel.Channel, k registry.Kind, key string) {
 			evs = append(evs, fmt.Sprintf("+%d %s %s", ch.ID(), k, key))
 		},
-		OnUnbind: func(ch *channel.Channel, k group.Kind, key string) {
+		OnUnbind: func(ch *channel.Channel, k registry.Kind, key string) {
 			evs = append(evs, fmt.Sprintf("-%d %s %s", ch.ID(), k, key))
 		},
 	}
-	r := group.New(l)
+	r := registry.New(l)
 	a, b := newChannel(r, 1, "10.0.0.1"), newChannel(r, 2, "10.0.0.1")
 	must(t, r.BindUser(a, "u"))
 	must(t, r.BindUser(a, "u")) // no change, no event
@@ -216,12 +216,12 @@ func TestListener(t *testing.T) {
 }
 
 func TestPaginate(t *testing.T) {
-	r := group.New(group.Listener{})
+	r := registry.New(registry.Listener{})
 	var chs []*channel.Channel
 	for i := range 10 {
 		chs = append(chs, newChannel(r, uint64(10-i), "10.0.0.1"))
 	}
-	sorted := group.SortByID(chs)
+	sorted := registry.SortByID(chs)
 	for i, ch := range sorted {
 		if ch.ID() != uint64(i+1) {
 			t.Fatalf("SortByID: %v", idsOf(sorted))
@@ -232,17 +232,17 @@ func TestPaginate(t *testing.T) {
 		// sizes and numbers whose products and sums overflow an int
 		{1 << 30, 1 << 30, 0, 1}, {1, math.MaxInt, 10, 1}, {2, math.MaxInt, 0, 1}, {math.MaxInt, math.MaxInt, 0, 1},
 	} {
-		p := group.Paginate(sorted, c.number, c.size)
+		p := registry.Paginate(sorted, c.number, c.size)
 		if len(p.Items) != c.items || p.Total != 10 || p.Pages() != c.pages {
 			t.Fatalf("page %d of %d: %d items, total %d, %d pages; want %d items, %d pages",
 				c.number, c.size, len(p.Items), p.Total, p.Pages(), c.items, c.pages)
 		}
 	}
-	p := group.Paginate(sorted, 3, 4)
+	p := registry.Paginate(sorted, 3, 4)
 	if p.Items[0].ID() != 9 || p.Pages() != 3 {
 		t.Fatalf("page 3: first %d, pages %d", p.Items[0].ID(), p.Pages())
 	}
-	m := group.MapPage(p, func(ch *channel.Channel) uint64 { return ch.ID() })
+	m := registry.MapPage(p, func(ch *channel.Channel) uint64 { return ch.ID() })
 	if !slices.Equal(m.Items, []uint64{9, 10}) || m.Number != 3 || m.Total != 10 {
 		t.Fatalf("MapPage %+v", m)
 	}
@@ -252,9 +252,9 @@ func TestPaginate(t *testing.T) {
 // goroutines: no race (run with -race), no deadlock, and every index empty
 // once every channel is detached, including those bound while detaching.
 func TestConcurrentBindDetach(t *testing.T) {
-	r := group.New(group.Listener{
-		OnBind:   func(*channel.Channel, group.Kind, string) {},
-		OnUnbind: func(*channel.Channel, group.Kind, string) {},
+	r := registry.New(registry.Listener{
+		OnBind:   func(*channel.Channel, registry.Kind, string) {},
+		OnUnbind: func(*channel.Channel, registry.Kind, string) {},
 	})
 	const n = 200
 	chs := make([]*channel.Channel, n)
@@ -290,12 +290,12 @@ func TestConcurrentBindDetach(t *testing.T) {
 				case 8:
 					r.UnbindUserFromGroup(key("u"), key("g"))
 				case 9:
-					for _, m := range r.Members(group.KindGroup, key("g")) {
+					for _, m := range r.Members(registry.KindGroup, key("g")) {
 						_ = m.ID()
 					}
 					_ = r.All()
 					_ = r.GroupsOf(ch)
-					_ = r.Of(ch, group.KindBsID)
+					_ = r.Of(ch, registry.KindBsID)
 				case 10:
 					if rng.IntN(20) == 0 {
 						r.Detach(ch) // closing; later binds fail, a second Detach does nothing
@@ -310,20 +310,20 @@ func TestConcurrentBindDetach(t *testing.T) {
 	// A business id is held by at most one channel, which knows it.
 	for i := range 5 {
 		k := fmt.Sprint("b", i)
-		if ch := r.BsID(k); ch != nil && r.Of(ch, group.KindBsID) != k {
-			t.Fatalf("%s held by %v, which says %q", k, ch, r.Of(ch, group.KindBsID))
+		if ch := r.BsID(k); ch != nil && r.Of(ch, registry.KindBsID) != k {
+			t.Fatalf("%s held by %v, which says %q", k, ch, r.Of(ch, registry.KindBsID))
 		}
 	}
 	for _, ch := range chs {
 		r.Detach(ch)
 	}
-	if s := r.Sizes(); s != (group.Sizes{}) {
+	if s := r.Sizes(); s != (registry.Sizes{}) {
 		t.Fatalf("indexes not empty: %+v", s)
 	}
 }
 
 func BenchmarkBindUnbind(b *testing.B) {
-	r := group.New(group.Listener{})
+	r := registry.New(registry.Listener{})
 	chs := make([]*channel.Channel, 1024)
 	for i := range chs {
 		chs[i] = newChannel(r, uint64(i+1), "10.0.0.1")
@@ -341,14 +341,14 @@ func BenchmarkBindUnbind(b *testing.B) {
 }
 
 func BenchmarkMembersSnapshot(b *testing.B) {
-	r := group.New(group.Listener{})
+	r := registry.New(registry.Listener{})
 	for i := range 2000 {
 		_ = r.BindGroup(newChannel(r, uint64(i+1), "10.0.0.1"), "g")
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if len(r.Members(group.KindGroup, "g")) != 2000 {
+			if len(r.Members(registry.KindGroup, "g")) != 2000 {
 				b.Fatal("members")
 			}
 		}
@@ -359,7 +359,7 @@ func BenchmarkMembersSnapshot(b *testing.B) {
 // IP is built, its entry in its IP's set) and nothing more: attaching and
 // detaching it allocates nothing once the cell exists.
 func TestAttachDetachDoNotAllocate(t *testing.T) {
-	r := group.New(group.Listener{})
+	r := registry.New(registry.Listener{})
 	for i := range 1000 {
 		newChannel(r, uint64(i+1), "10.0.0.1")
 	}
@@ -371,7 +371,7 @@ func TestAttachDetachDoNotAllocate(t *testing.T) {
 	}); n != 0 {
 		t.Fatalf("Attach+Detach allocate %v times", n)
 	}
-	if s := r.Sizes(); s != (group.Sizes{IPs: 1}) {
+	if s := r.Sizes(); s != (registry.Sizes{IPs: 1}) {
 		t.Fatalf("sizes %+v", s)
 	}
 }
@@ -380,7 +380,7 @@ func TestAttachDetachDoNotAllocate(t *testing.T) {
 // it when it is detached, and does not mistake a later channel in the same
 // slot (a reused descriptor) for it.
 func TestChannelBySlot(t *testing.T) {
-	r := group.New(group.Listener{})
+	r := registry.New(registry.Listener{})
 	slots := []int{0, 1, 1023, 1024, 5000, 70000, channel.MaxSlot}
 	var chs []*channel.Channel
 	for i, slot := range slots {
@@ -408,7 +408,7 @@ func TestChannelBySlot(t *testing.T) {
 	if r.Channel(old.ID()) != nil || r.Channel(reused.ID()) != reused || reused.ID() <= old.ID() {
 		t.Fatal("a reused slot confused the old and the new channel")
 	}
-	if err := r.BindUser(old, "u"); !errors.Is(err, group.ErrNotOpen) {
+	if err := r.BindUser(old, "u"); !errors.Is(err, registry.ErrNotOpen) {
 		t.Fatalf("bind of a detached channel: %v", err)
 	}
 	// A channel still in its slot when another takes it (evicted) is
@@ -427,7 +427,7 @@ func TestChannelBySlot(t *testing.T) {
 // detach concurrently, and is exact afterwards.
 func TestIPIndexBuiltUnderChurn(t *testing.T) {
 	for round := range 20 {
-		r := group.New(group.Listener{})
+		r := registry.New(registry.Listener{})
 		const n = 400
 		chs := make([]*channel.Channel, n)
 		for i := range n {
@@ -467,7 +467,7 @@ func TestIPIndexBuiltUnderChurn(t *testing.T) {
 		for i := 1; i < n; i += 2 {
 			r.Detach(chs[i])
 		}
-		if s := r.Sizes(); s != (group.Sizes{}) || r.Len() != 0 {
+		if s := r.Sizes(); s != (registry.Sizes{}) || r.Len() != 0 {
 			t.Fatalf("round %d: after every Detach: %+v, Len %d", round, s, r.Len())
 		}
 	}

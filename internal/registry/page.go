@@ -1,4 +1,4 @@
-package group
+package registry
 
 import "github.com/tiogo/tio/channel"
 

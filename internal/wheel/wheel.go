@@ -1,4 +1,4 @@
-// Package heartbeat finds idle connections without a goroutine or a timer per
+// Package wheel finds idle connections without a goroutine or a timer per
 // connection.
 //
 // A [Wheel] is a hashed timing wheel: each item sits in the slot of the time
@@ -10,7 +10,7 @@
 // idle connection, sends a keepalive) or puts the item back at its new
 // deadline. So each connection costs O(1) work per timeout period, however
 // many connections there are, and nothing per packet.
-package heartbeat
+package wheel
 
 import (
 	"sync"
@@ -60,7 +60,7 @@ type block[T any] struct {
 
 // NewWheel returns a wheel of slots slots, each tick wide, that calls check.
 // Items further away than slots×tick wait for their time in a later round.
-func NewWheel[T any](tick time.Duration, slots int, check Check[T]) *Wheel[T] {
+func New[T any](tick time.Duration, slots int, check Check[T]) *Wheel[T] {
 	if tick <= 0 {
 		tick = 100 * time.Millisecond
 	}
