@@ -20,8 +20,8 @@ import (
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	tbin "github.com/tiogo/tio/codec/binary"
-	"github.com/tiogo/tio/internal/registry"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/internal/registry"
 )
 
 // peers runs a server and pairs each client a test dials with the server's

@@ -26,8 +26,8 @@ import (
 	"github.com/tiogo/tio/codec"
 	tbin "github.com/tiogo/tio/codec/binary"
 	tws "github.com/tiogo/tio/codec/websocket"
-	"github.com/tiogo/tio/internal/registry"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/internal/registry"
 )
 
 // maskedFrame returns a final client frame with the given opcode and payload.

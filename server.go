@@ -33,10 +33,10 @@ import (
 
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
-	"github.com/tiogo/tio/internal/registry"
 	"github.com/tiogo/tio/handler"
-	"github.com/tiogo/tio/internal/wheel"
 	"github.com/tiogo/tio/internal/pool"
+	"github.com/tiogo/tio/internal/registry"
+	"github.com/tiogo/tio/internal/wheel"
 	"github.com/tiogo/tio/stats"
 )
 
@@ -65,8 +65,8 @@ type Server struct {
 	log     *slog.Logger
 
 	wheel    *wheel.Wheel[uint64] // channel ids: a closed channel is not held
-	slowLog  atomic.Int64             // when a slow handler was last logged, unix ns
-	open     atomic.Int64             // open connections, for MaxConnections
+	slowLog  atomic.Int64         // when a slow handler was last logged, unix ns
+	open     atomic.Int64         // open connections, for MaxConnections
 	ips      perIP
 	drainMu  sync.Mutex
 	draining map[*channel.Link]struct{}
