@@ -21,7 +21,7 @@ import (
 	"github.com/tiogo/tio/codec"
 	tbin "github.com/tiogo/tio/codec/binary"
 	"github.com/tiogo/tio/handler"
-	"github.com/tiogo/tio/internal/registry"
+	"github.com/tiogo/tio/stats"
 )
 
 // peers runs a server and pairs each client a test dials with the server's
@@ -111,124 +111,135 @@ func TestBindQueries(t *testing.T) {
 	_, other := p.bin()
 
 	// A user with two connections.
-	must(t, srv.BindUser(phone, "alice"))
-	must(t, srv.BindUser(browser, "alice"))
-	must(t, srv.BindUser(other, "bob"))
-	if got, want := ids(srv.ChannelsOfUser("alice")), sortedIDs(phone, browser); !slices.Equal(got, want) {
+	must(t, srv.Bind(phone, tio.User("alice")))
+	must(t, srv.Bind(browser, tio.User("alice")))
+	must(t, srv.Bind(other, tio.User("bob")))
+	if got, want := ids(srv.Channels(tio.User("alice"))), sortedIDs(phone, browser); !slices.Equal(got, want) {
 		t.Fatalf("ChannelsOfUser = %v, want %v", got, want)
 	}
-	if n := srv.CountUser("alice"); n != 2 {
+	if n := srv.Count(tio.User("alice")); n != 2 {
 		t.Fatalf("CountUser = %d", n)
 	}
-	if u := srv.UserOf(browser); u != "alice" {
+	if u := srv.Bindings(browser).User; u != "alice" {
 		t.Fatalf("UserOf = %q", u)
 	}
 	// Rebinding moves the channel to another user.
-	must(t, srv.BindUser(other, "carol"))
-	if srv.CountUser("bob") != 0 || srv.CountUser("carol") != 1 {
-		t.Fatalf("rebind: bob %d carol %d", srv.CountUser("bob"), srv.CountUser("carol"))
+	must(t, srv.Bind(other, tio.User("carol")))
+	if srv.Count(tio.User("bob")) != 0 || srv.Count(tio.User("carol")) != 1 {
+		t.Fatalf("rebind: bob %d carol %d", srv.Count(tio.User("bob")), srv.Count(tio.User("carol")))
 	}
 
 	// Groups.
-	must(t, srv.BindGroup(phone, "room1"))
-	must(t, srv.BindGroup(phone, "room2"))
-	must(t, srv.BindGroup(phone, "room2")) // twice: no effect
-	must(t, srv.BindGroup(other, "room1"))
-	if g := srv.GroupsOf(phone); !slices.Equal(g, []string{"room1", "room2"}) {
+	must(t, srv.Bind(phone, tio.Group("room1")))
+	must(t, srv.Bind(phone, tio.Group("room2")))
+	must(t, srv.Bind(phone, tio.Group("room2"))) // twice: no effect
+	must(t, srv.Bind(other, tio.Group("room1")))
+	if g := srv.Bindings(phone).Groups; !slices.Equal(g, []string{"room1", "room2"}) {
 		t.Fatalf("GroupsOf = %v", g)
 	}
-	if !srv.IsInGroup(other, "room1") || srv.IsInGroup(other, "room2") || srv.IsInGroup(browser, "room1") {
+	if !srv.Bindings(other).InGroup("room1") || srv.Bindings(other).InGroup("room2") || srv.Bindings(browser).InGroup("room1") {
 		t.Fatal("IsInGroup wrong")
 	}
-	if n := srv.CountGroup("room1"); n != 2 {
+	if n := srv.Count(tio.Group("room1")); n != 2 {
 		t.Fatalf("CountGroup = %d", n)
 	}
-	if got, want := ids(srv.ChannelsOfGroup("room1")), sortedIDs(phone, other); !slices.Equal(got, want) {
+	if got, want := ids(srv.Channels(tio.Group("room1"))), sortedIDs(phone, other); !slices.Equal(got, want) {
 		t.Fatalf("ChannelsOfGroup = %v, want %v", got, want)
 	}
-	// All of a user's connections to a group in one call, and out again.
-	if n, err := srv.BindUserToGroup("alice", "room2"); err != nil || n != 1 { // phone was in already
-		t.Fatalf("BindUserToGroup = %d, %v", n, err)
+	// All of a user's connections to a group, and out again (t-io's
+	// bindGroup(tioConfig, userid, group)): one line each.
+	for _, ch := range srv.Channels(tio.User("alice")) {
+		must(t, srv.Bind(ch, tio.Group("room2")))
 	}
-	if !srv.IsInGroup(browser, "room2") {
-		t.Fatal("browser not in room2")
+	if !srv.Bindings(browser).InGroup("room2") || srv.Count(tio.Group("room2")) != 2 {
+		t.Fatal("alice's channels not in room2")
 	}
-	if n := srv.UnbindUserFromGroup("alice", "room2"); n != 2 {
-		t.Fatalf("UnbindUserFromGroup = %d", n)
+	for _, ch := range srv.Channels(tio.User("alice")) {
+		if ok, err := srv.Unbind(ch, tio.Group("room2")); !ok || err != nil {
+			t.Fatalf("Unbind(%v, room2) = %v, %v", ch, ok, err)
+		}
 	}
-	if srv.CountGroup("room2") != 0 || srv.BindingSizes().Groups != 1 {
-		t.Fatalf("room2 not gone: %d, sizes %+v", srv.CountGroup("room2"), srv.BindingSizes())
+	if srv.Count(tio.Group("room2")) != 0 || srv.Stats().Bindings.Groups != 1 {
+		t.Fatalf("room2 not gone: %d, sizes %+v", srv.Count(tio.Group("room2")), srv.Stats().Bindings)
 	}
-	if !srv.UnbindGroup(other, "room1") || srv.UnbindGroup(other, "room1") {
-		t.Fatal("UnbindGroup twice")
+	if ok, _ := srv.Unbind(other, tio.Group("room1")); !ok {
+		t.Fatal("Unbind from a group it is in")
+	}
+	if ok, _ := srv.Unbind(other, tio.Group("room1")); ok {
+		t.Fatal("Unbind from a group it left")
 	}
 
 	// Tokens: many channels per token.
-	must(t, srv.BindToken(phone, "tok"))
-	must(t, srv.BindToken(browser, "tok"))
-	if n := srv.CountToken("tok"); n != 2 || srv.TokenOf(phone) != "tok" {
+	must(t, srv.Bind(phone, tio.Token("tok")))
+	must(t, srv.Bind(browser, tio.Token("tok")))
+	if n := srv.Count(tio.Token("tok")); n != 2 || srv.Bindings(phone).Token != "tok" {
 		t.Fatalf("CountToken = %d", n)
 	}
-	if got := srv.UnbindToken(browser); got != "tok" || srv.CountToken("tok") != 1 {
-		t.Fatalf("UnbindToken = %q", got)
+	if ok, _ := srv.Unbind(browser, tio.Token("other")); ok || srv.Count(tio.Token("tok")) != 2 {
+		t.Fatal("Unbind from a token it is not bound to unbound it")
 	}
-	if got := ids(srv.ChannelsOfToken("tok")); !slices.Equal(got, sortedIDs(phone)) {
+	if ok, _ := srv.Unbind(browser, tio.Token("")); !ok || srv.Count(tio.Token("tok")) != 1 {
+		t.Fatal("Unbind from its token")
+	}
+	if got := ids(srv.Channels(tio.Token("tok"))); !slices.Equal(got, sortedIDs(phone)) {
 		t.Fatalf("ChannelsOfToken = %v", got)
 	}
 
 	// Business ids: one channel each; binding again moves it.
-	must(t, srv.BindBsID(phone, "order-1"))
-	if srv.ChannelOfBsID("order-1") != phone || srv.BsIDOf(phone) != "order-1" {
+	must(t, srv.Bind(phone, tio.BsID("order-1")))
+	if only(srv.Channels(tio.BsID("order-1"))) != phone || srv.Bindings(phone).BsID != "order-1" {
 		t.Fatal("BindBsID")
 	}
-	must(t, srv.BindBsID(other, "order-1"))
-	if srv.ChannelOfBsID("order-1") != other || srv.BsIDOf(phone) != "" || srv.BsIDOf(other) != "order-1" {
-		t.Fatalf("bsid did not move: holder %v, phone %q", srv.ChannelOfBsID("order-1"), srv.BsIDOf(phone))
+	must(t, srv.Bind(other, tio.BsID("order-1")))
+	if only(srv.Channels(tio.BsID("order-1"))) != other || srv.Bindings(phone).BsID != "" || srv.Bindings(other).BsID != "order-1" {
+		t.Fatalf("bsid did not move: holder %v, phone %q", only(srv.Channels(tio.BsID("order-1"))), srv.Bindings(phone).BsID)
 	}
-	if got := srv.UnbindBsID(phone); got != "" {
-		t.Fatalf("UnbindBsID of the old holder = %q", got)
+	if ok, _ := srv.Unbind(phone, tio.BsID("")); ok {
+		t.Fatal("Unbind of the business id's old holder unbound something")
 	}
 
 	// IPs, all channels.
-	if got, want := ids(srv.ChannelsOfIP(localhost)), sortedIDs(phone, browser, other); !slices.Equal(got, want) {
+	if got, want := ids(srv.Channels(tio.IP(localhost))), sortedIDs(phone, browser, other); !slices.Equal(got, want) {
 		t.Fatalf("ChannelsOfIP = %v, want %v", got, want)
 	}
-	if n := srv.CountIP(localhost); n != 3 {
+	if n := srv.Count(tio.IP(localhost)); n != 3 {
 		t.Fatalf("CountIP = %d", n)
 	}
-	if got, want := ids(srv.Channels()), sortedIDs(phone, browser, other); !slices.Equal(got, want) {
+	if got, want := ids(srv.Channels(tio.All())), sortedIDs(phone, browser, other); !slices.Equal(got, want) {
 		t.Fatalf("Channels = %v, want %v", got, want)
 	}
 
 	// Bad keys.
-	if err := srv.BindUser(phone, ""); !errors.Is(err, registry.ErrEmptyKey) {
+	if err := srv.Bind(phone, tio.User("")); !errors.Is(err, tio.ErrEmptyKey) {
 		t.Fatalf("empty user id: %v", err)
 	}
-	if err := srv.BindGroup(phone, ""); !errors.Is(err, registry.ErrEmptyKey) {
+	if err := srv.Bind(phone, tio.Group("")); !errors.Is(err, tio.ErrEmptyKey) {
 		t.Fatalf("empty group: %v", err)
 	}
 
-	// UnbindAll keeps the channel open and indexed by IP only.
-	srv.UnbindAll(other)
-	if srv.UserOf(other) != "" || srv.ChannelOfBsID("order-1") != nil || srv.CountIP(localhost) != 3 {
+	// Unbinding from All() keeps the channel open and indexed by IP only.
+	if ok, _ := srv.Unbind(other, tio.All()); !ok {
+		t.Fatal("Unbind(All) of a bound channel")
+	}
+	if srv.Bindings(other).User != "" || only(srv.Channels(tio.BsID("order-1"))) != nil || srv.Count(tio.IP(localhost)) != 3 {
 		t.Fatal("UnbindAll")
 	}
 
 	// Closing removes a channel from every index by itself.
 	phoneC.Close()
-	eventually(t, "phone detached", func() bool { return srv.CountUser("alice") == 1 })
-	if srv.CountGroup("room1") != 0 || srv.CountToken("tok") != 0 || srv.GroupsOf(phone) != nil || srv.CountIP(localhost) != 2 {
-		t.Fatalf("closed channel still indexed: sizes %+v", srv.BindingSizes())
+	eventually(t, "phone detached", func() bool { return srv.Count(tio.User("alice")) == 1 })
+	if srv.Count(tio.Group("room1")) != 0 || srv.Count(tio.Token("tok")) != 0 || srv.Bindings(phone).Groups != nil || srv.Count(tio.IP(localhost)) != 2 {
+		t.Fatalf("closed channel still indexed: sizes %+v", srv.Stats().Bindings)
 	}
-	if err := srv.BindUser(phone, "alice"); !errors.Is(err, registry.ErrNotOpen) {
+	if err := srv.Bind(phone, tio.User("alice")); !errors.Is(err, tio.ErrNotOpen) {
 		t.Fatalf("bind of a closed channel: %v", err)
 	}
-	if err := srv.BindGroup(phone, "room1"); !errors.Is(err, registry.ErrNotOpen) {
+	if err := srv.Bind(phone, tio.Group("room1")); !errors.Is(err, tio.ErrNotOpen) {
 		t.Fatalf("bind group of a closed channel: %v", err)
 	}
 	// Left: browser, bound to alice and nothing else; other, unbound.
-	want := registry.Sizes{Users: 1, IPs: 1, Bound: 1}
-	if got := srv.BindingSizes(); got != want {
+	want := stats.Bindings{Users: 1, IPs: 1, Bound: 1}
+	if got := srv.Stats().Bindings; got != want {
 		t.Fatalf("sizes %+v, want %+v", got, want)
 	}
 }
@@ -248,13 +259,13 @@ func TestPageOfGroup(t *testing.T) {
 		_, ch := p.bin()
 		all = append(all, ch)
 		if i != 3 {
-			must(t, p.srv.BindGroup(ch, "g"))
+			must(t, p.srv.Bind(ch, tio.Group("g")))
 		}
 	}
 	in := append(slices.Clone(all[:3]), all[4:]...)
 	var got []uint64
 	for n := 1; n <= 3; n++ {
-		pg := p.srv.PageOfGroup("g", n, 4)
+		pg := p.srv.Page(tio.Group("g"), n, 4)
 		if pg.Number != n || pg.Size != 4 || pg.Total != 6 || pg.Pages() != 2 {
 			t.Fatalf("page %d: %+v", n, pg)
 		}
@@ -266,11 +277,11 @@ func TestPageOfGroup(t *testing.T) {
 	if want := sortedIDs(in...); !slices.Equal(got, want) {
 		t.Fatalf("pages %v, want %v", got, want)
 	}
-	conv := registry.MapPage(p.srv.PageOfGroup("g", 2, 4), func(ch *channel.Channel) string { return fmt.Sprint("#", ch.ID()) })
+	conv := tio.MapPage(p.srv.Page(tio.Group("g"), 2, 4), func(ch *channel.Channel) string { return fmt.Sprint("#", ch.ID()) })
 	if len(conv.Items) != 2 || conv.Items[0] != fmt.Sprint("#", in[4].ID()) || conv.Total != 6 {
 		t.Fatalf("converted page %+v", conv)
 	}
-	if all := p.srv.PageOfAll(1, 100); all.Total != 7 || len(all.Items) != 7 {
+	if all := p.srv.Page(tio.All(), 1, 100); all.Total != 7 || len(all.Items) != 7 {
 		t.Fatalf("PageOfAll %+v", all)
 	}
 }
@@ -281,7 +292,7 @@ func TestPageOfGroup(t *testing.T) {
 // id that moved.
 func TestListenerHooks(t *testing.T) {
 	type ev struct {
-		kind registry.Kind
+		kind tio.TargetKind
 		key  string
 		bind bool
 		id   uint64
@@ -294,10 +305,10 @@ func TestListenerHooks(t *testing.T) {
 		costSeen                           atomic.Bool
 		connectedBeforeBind, bindsInHookOK atomic.Int64
 	)
-	record := func(bind bool) func(ch *channel.Channel, k registry.Kind, key string) {
-		return func(ch *channel.Channel, k registry.Kind, key string) {
+	record := func(bind bool) func(ch *channel.Channel, t tio.Target) {
+		return func(ch *channel.Channel, t tio.Target) {
 			mu.Lock()
-			evs = append(evs, ev{k, key, bind, ch.ID()})
+			evs = append(evs, ev{t.Kind(), t.Key(), bind, ch.ID()})
 			mu.Unlock()
 		}
 	}
@@ -306,7 +317,7 @@ func TestListenerHooks(t *testing.T) {
 		OnConnected: func(ch *channel.Channel) {
 			connectedBeforeBind.Add(1)
 			// Hooks may bind: the registry calls hooks with no lock held.
-			if srvp.Load().BindGroup(ch, "lobby") == nil {
+			if srvp.Load().Bind(ch, tio.Group("lobby")) == nil {
 				bindsInHookOK.Add(1)
 			}
 		},
@@ -338,7 +349,7 @@ func TestListenerHooks(t *testing.T) {
 	a := dialBinary(t, srv)
 	b := dialBinary(t, srv)
 	eventually(t, "connected", func() bool { return bindsInHookOK.Load() == 2 })
-	chs := srv.ChannelsOfGroup("lobby")
+	chs := srv.Channels(tio.Group("lobby"))
 	chA, chB := chs[0], chs[1]
 	a.send(1, []byte("ping"))
 	if p := a.recv(); string(p.Body) != "ping" {
@@ -350,10 +361,10 @@ func TestListenerHooks(t *testing.T) {
 	}
 	eventually(t, "sent", func() bool { return sent.Load() == 2+tbin.HeaderSize+4 }) // two handshake answers and the echo
 
-	must(t, srv.BindUser(chA, "u"))
-	must(t, srv.BindBsID(chA, "x"))
-	must(t, srv.BindBsID(chB, "x")) // moves: chA unbound from x
-	srv.UnbindGroup(chB, "lobby")
+	must(t, srv.Bind(chA, tio.User("u")))
+	must(t, srv.Bind(chA, tio.BsID("x")))
+	must(t, srv.Bind(chB, tio.BsID("x"))) // moves: chA unbound from x
+	_, _ = srv.Unbind(chB, tio.Group("lobby"))
 	a.Close()
 	if r := <-closed; r != channel.ReasonClosedByPeer {
 		t.Fatalf("close reason %v", r)
@@ -369,13 +380,13 @@ func TestListenerHooks(t *testing.T) {
 	got := slices.Clone(evs)
 	mu.Unlock()
 	want := []ev{
-		{registry.KindGroup, "lobby", true, chA.ID()},
-		{registry.KindGroup, "lobby", true, chB.ID()},
-		{registry.KindUser, "u", true, chA.ID()},
-		{registry.KindBsID, "x", true, chA.ID()},
-		{registry.KindBsID, "x", false, chA.ID()},
-		{registry.KindBsID, "x", true, chB.ID()},
-		{registry.KindGroup, "lobby", false, chB.ID()},
+		{tio.KindGroup, "lobby", true, chA.ID()},
+		{tio.KindGroup, "lobby", true, chB.ID()},
+		{tio.KindUser, "u", true, chA.ID()},
+		{tio.KindBsID, "x", true, chA.ID()},
+		{tio.KindBsID, "x", false, chA.ID()},
+		{tio.KindBsID, "x", true, chB.ID()},
+		{tio.KindGroup, "lobby", false, chB.ID()},
 	}
 	if !slices.Equal(got[:7], want) {
 		t.Fatalf("events\n got %v\nwant %v", got[:7], want)
@@ -383,13 +394,13 @@ func TestListenerHooks(t *testing.T) {
 	// The close of chA unbinds its user and its group, in some order.
 	rest := got[7:9]
 	slices.SortFunc(rest, func(x, y ev) int { return int(x.kind) - int(y.kind) })
-	if !slices.Equal(rest, []ev{{registry.KindUser, "u", false, chA.ID()}, {registry.KindGroup, "lobby", false, chA.ID()}}) {
+	if !slices.Equal(rest, []ev{{tio.KindUser, "u", false, chA.ID()}, {tio.KindGroup, "lobby", false, chA.ID()}}) {
 		t.Fatalf("close events %v", rest)
 	}
 	eventually(t, "b unbound", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(evs) == 10 && evs[9] == ev{registry.KindBsID, "x", false, chB.ID()}
+		return len(evs) == 10 && evs[9] == ev{tio.KindBsID, "x", false, chB.ID()}
 	})
 }
 
@@ -398,8 +409,8 @@ func TestListenerHooks(t *testing.T) {
 // -race. In the end every index is empty.
 func TestBindSendCloseHammer(t *testing.T) {
 	p := newPeers(t, echoMux(), tio.Hooks{
-		OnBind:   func(*channel.Channel, registry.Kind, string) {},
-		OnUnbind: func(*channel.Channel, registry.Kind, string) {},
+		OnBind:   func(*channel.Channel, tio.Target) {},
+		OnUnbind: func(*channel.Channel, tio.Target) {},
 	})
 	srv := p.srv
 	const conns = 48
@@ -444,46 +455,53 @@ func TestBindSendCloseHammer(t *testing.T) {
 				ch := chs[r.IntN(len(chs))]
 				switch r.IntN(16) {
 				case 0:
-					_ = srv.BindUser(ch, key(r, "u"))
+					_ = srv.Bind(ch, tio.User(key(r, "u")))
 				case 1:
-					_ = srv.BindGroup(ch, key(r, "g"))
+					_ = srv.Bind(ch, tio.Group(key(r, "g")))
 				case 2:
-					srv.UnbindGroup(ch, key(r, "g"))
+					_, _ = srv.Unbind(ch, tio.Group(key(r, "g")))
 				case 3:
-					_ = srv.BindToken(ch, key(r, "t"))
+					_ = srv.Bind(ch, tio.Token(key(r, "t")))
 				case 4:
-					_ = srv.BindBsID(ch, key(r, "b"))
+					_ = srv.Bind(ch, tio.BsID(key(r, "b")))
 				case 5:
-					srv.UnbindAll(ch)
+					_, _ = srv.Unbind(ch, tio.All())
 				case 6:
-					srv.UnbindUser(ch)
+					_, _ = srv.Unbind(ch, tio.User(""))
 				case 7:
-					_, _ = srv.BindUserToGroup(key(r, "u"), key(r, "g"))
+					g := tio.Group(key(r, "g"))
+					for _, uc := range srv.Channels(tio.User(key(r, "u"))) {
+						_ = srv.Bind(uc, g)
+					}
 				case 8:
-					srv.UnbindUserFromGroup(key(r, "u"), key(r, "g"))
+					g := tio.Group(key(r, "g"))
+					for _, uc := range srv.Channels(tio.User(key(r, "u"))) {
+						_, _ = srv.Unbind(uc, g)
+					}
 				case 9:
-					_, _ = srv.SendToGroup(key(r, "g"), pk, tio.Exclude(ch))
+					_, _ = srv.Send(tio.Group(key(r, "g")), pk, tio.Exclude(ch))
 					sends.Add(1)
 				case 10:
-					_, _ = srv.SendToUser(key(r, "u"), pk)
-					_, _ = srv.SendToToken(key(r, "t"), pk)
-					_, _ = srv.SendToBsID(key(r, "b"), pk)
+					_, _ = srv.Send(tio.User(key(r, "u")), pk)
+					_, _ = srv.Send(tio.Token(key(r, "t")), pk)
+					_, _ = srv.Send(tio.BsID(key(r, "b")), pk)
 				case 11:
 					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-					_, _ = srv.BSendToGroup(ctx, key(r, "g"), pk)
+					_, _ = srv.SendWait(ctx, tio.Group(key(r, "g")), pk)
 					cancel()
 				case 12:
-					_, _ = srv.SendToAll(pk)
-					_ = srv.PageOfGroup(key(r, "g"), 1, 5)
-					_ = srv.GroupsOf(ch)
+					_, _ = srv.Send(tio.All(), pk)
+					_ = srv.Page(tio.Group(key(r, "g")), 1, 5)
+					_ = srv.Bindings(ch).Groups
 				case 13:
 					if r.IntN(8) == 0 {
-						closes.Add(int64(srv.CloseUser(key(r, "u"), channel.ReasonClosedByApp)))
+						n, _ := srv.Close(tio.User(key(r, "u")), channel.ReasonClosedByApp)
+						closes.Add(int64(n))
 					}
 				case 14:
-					_ = srv.ChannelsOfGroup(key(r, "g"))
-					_ = srv.CountUser(key(r, "u"))
-					_ = srv.IsInGroup(ch, key(r, "g"))
+					_ = srv.Channels(tio.Group(key(r, "g")))
+					_ = srv.Count(tio.User(key(r, "u")))
+					_ = srv.Bindings(ch).InGroup(key(r, "g"))
 				case 15:
 					if r.IntN(8) == 0 { // the peer goes away
 						clients[r.IntN(len(clients))].Close()
@@ -497,8 +515,8 @@ func TestBindSendCloseHammer(t *testing.T) {
 		c.Close()
 	}
 	readers.Wait()
-	eventually(t, "all closed", func() bool { return srv.Count() == 0 })
-	if got := srv.BindingSizes(); got != (registry.Sizes{}) {
+	eventually(t, "all closed", func() bool { return srv.Count(tio.All()) == 0 })
+	if got := srv.Stats().Bindings; got != (stats.Bindings{}) {
 		t.Fatalf("indexes not empty after every close: %+v", got)
 	}
 	t.Logf("%d group sends, %d closes by user", sends.Load(), closes.Load())
@@ -517,11 +535,11 @@ func TestFiveThousandConnections(t *testing.T) {
 			s := srvp.Load()
 			i := seq.Add(1) // the i-th connection
 			err := errors.Join(
-				s.BindUser(ch, fmt.Sprint("u", i%1000)),
-				s.BindGroup(ch, fmt.Sprint("g", i%50)),
-				s.BindGroup(ch, "everyone"),
-				s.BindToken(ch, fmt.Sprint("t", i%2000)),
-				s.BindBsID(ch, fmt.Sprint("b", i)),
+				s.Bind(ch, tio.User(fmt.Sprint("u", i%1000))),
+				s.Bind(ch, tio.Group(fmt.Sprint("g", i%50))),
+				s.Bind(ch, tio.Group("everyone")),
+				s.Bind(ch, tio.Token(fmt.Sprint("t", i%2000))),
+				s.Bind(ch, tio.BsID(fmt.Sprint("b", i))),
 			)
 			if err == nil {
 				bound.Add(1)
@@ -576,23 +594,23 @@ func TestFiveThousandConnections(t *testing.T) {
 		t.Fatalf("dial: %v", err)
 	}
 	eventually(t, "all bound", func() bool { return bound.Load() == n })
-	sz := srv.BindingSizes()
-	if sz != (registry.Sizes{Users: 1000, Groups: 51, Tokens: 2000, BsIDs: n, IPs: 1, Bound: n}) || srv.CountGroup("everyone") != n || srv.CountIP(localhost) != n {
-		t.Fatalf("sizes %+v, everyone %d", sz, srv.CountGroup("everyone"))
+	sz := srv.Stats().Bindings
+	if sz != (stats.Bindings{Users: 1000, Groups: 51, Tokens: 2000, BsIDs: n, IPs: 1, Bound: n}) || srv.Count(tio.Group("everyone")) != n || srv.Count(tio.IP(localhost)) != n {
+		t.Fatalf("sizes %+v, everyone %d", sz, srv.Count(tio.Group("everyone")))
 	}
 	opened := time.Since(begin)
-	res, err := srv.SendToGroup("everyone", &codec.Packet{Type: 1, Body: []byte("hi")})
+	res, err := srv.Send(tio.Group("everyone"), &codec.Packet{Type: 1, Body: []byte("hi")})
 	if err != nil || res.OK != n {
 		t.Fatalf("SendToGroup = %+v, %v", res, err)
 	}
 	for _, c := range conns {
 		c.Close()
 	}
-	eventually20(t, "all closed", func() bool { return srv.Count() == 0 })
-	if got := srv.BindingSizes(); got != (registry.Sizes{}) {
+	eventually20(t, "all closed", func() bool { return srv.Count(tio.All()) == 0 })
+	if got := srv.Stats().Bindings; got != (stats.Bindings{}) {
 		t.Fatalf("indexes not empty: %+v", got)
 	}
-	if srv.CountGroup("everyone") != 0 || len(srv.Channels()) != 0 || srv.ChannelOfBsID("b1") != nil {
+	if srv.Count(tio.Group("everyone")) != 0 || len(srv.Channels(tio.All())) != 0 || only(srv.Channels(tio.BsID("b1"))) != nil {
 		t.Fatal("queries still see closed channels")
 	}
 	t.Logf("%d connections opened and bound in %v, all closed and unbound in %v", n, opened, time.Since(begin)-opened)
@@ -631,3 +649,11 @@ func raiseNoFile(t testing.TB, need int) {
 // asRlim converts n to the type of syscall.Rlimit's fields, which are
 // uint64 on Linux and macOS but int64 on FreeBSD.
 func asRlim[T int64 | uint64](_ T, n int) T { return T(n) }
+
+// only returns the one channel of chs, or nil.
+func only(chs []*channel.Channel) *channel.Channel {
+	if len(chs) != 1 {
+		return nil
+	}
+	return chs[0]
+}

@@ -22,10 +22,10 @@ func TestBlacklist(t *testing.T) {
 	b2, _ := p.binFrom("127.0.0.2")
 	good, _ := p.bin()
 
-	if srv.IsBlacklisted(bad) || len(srv.Blacklisted()) != 0 {
+	if srv.Blacklist().Has(bad) || len(srv.Blacklist().List()) != 0 {
 		t.Fatal("blacklisted from the start")
 	}
-	if n := srv.Blacklist(bad); n != 2 {
+	if n := srv.Blacklist().Add(bad); n != 2 {
 		t.Fatalf("Blacklist closed %d connections, want 2", n)
 	}
 	expectClosed(t, b1)
@@ -41,7 +41,7 @@ func TestBlacklist(t *testing.T) {
 		t.Fatalf("refused connection got %q", rest)
 	}
 	eventually(t, "blacklist closes counted", func() bool { return srv.Stats().Closed[channel.ReasonBlacklisted] == 3 })
-	if srv.CountIP(bad) != 0 {
+	if srv.Count(tio.IP(bad)) != 0 {
 		t.Fatal("refused connection still indexed")
 	}
 	// Other IPs keep working.
@@ -51,14 +51,14 @@ func TestBlacklist(t *testing.T) {
 	}
 
 	// An IPv4-mapped IPv6 address is the same IP.
-	srv.Blacklist(netip.MustParseAddr("::ffff:10.0.0.1"))
-	if !srv.IsBlacklisted(netip.MustParseAddr("10.0.0.1")) || !srv.IsBlacklisted(bad) {
+	srv.Blacklist().Add(netip.MustParseAddr("::ffff:10.0.0.1"))
+	if !srv.Blacklist().Has(netip.MustParseAddr("10.0.0.1")) || !srv.Blacklist().Has(bad) {
 		t.Fatal("IsBlacklisted")
 	}
-	if got := srv.Blacklisted(); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.0.0.1"), bad}) {
+	if got := srv.Blacklist().List(); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.0.0.1"), bad}) {
 		t.Fatalf("Blacklisted = %v", got)
 	}
-	if !srv.Unblacklist(bad) || srv.Unblacklist(bad) || srv.IsBlacklisted(bad) {
+	if !srv.Blacklist().Remove(bad) || srv.Blacklist().Remove(bad) || srv.Blacklist().Has(bad) {
 		t.Fatal("Unblacklist")
 	}
 	again, _ := p.binFrom("127.0.0.2")

@@ -84,7 +84,7 @@ func TestUserCodecSharesThePort(t *testing.T) {
 		t.Fatalf("binary echo %d %q", p.Type, p.Body)
 	}
 
-	res, err := srv.SendToAll(&codec.Packet{Type: tws.TypeText, Body: []byte("to all")})
+	res, err := srv.Send(tio.All(), &codec.Packet{Type: tws.TypeText, Body: []byte("to all")})
 	if err != nil || res != (tio.SendResult{OK: 3}) {
 		t.Fatalf("SendToAll = %+v, %v", res, err)
 	}
@@ -161,13 +161,13 @@ func TestCodecVariantsEncodeOncePerVariant(t *testing.T) {
 		fmt.Fprint(c, first)
 		readers = append(readers, bufio.NewReader(c))
 	}
-	eventually(t, "all connected", func() bool { return srv.Count() == 6 })
-	for _, ch := range srv.Channels() {
+	eventually(t, "all connected", func() bool { return srv.Count(tio.All()) == 6 })
+	for _, ch := range srv.Channels(tio.All()) {
 		eventually(t, "ready", ch.IsReady)
 	}
 	encodings.Store(0)
 	for range 2 {
-		if res, err := srv.SendToAll(&codec.Packet{Type: tws.TypeText, Body: []byte("hey")}); err != nil || res.OK != 6 {
+		if res, err := srv.Send(tio.All(), &codec.Packet{Type: tws.TypeText, Body: []byte("hey")}); err != nil || res.OK != 6 {
 			t.Fatalf("SendToAll = %+v, %v", res, err)
 		}
 	}

@@ -27,7 +27,7 @@ import (
 	tbin "github.com/tiogo/tio/codec/binary"
 	tws "github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
-	"github.com/tiogo/tio/internal/registry"
+	"github.com/tiogo/tio/stats"
 )
 
 // maskedFrame returns a final client frame with the given opcode and payload.
@@ -298,7 +298,7 @@ func TestShutdownWithAStuckHandler(t *testing.T) {
 		others[i].recv()
 	}
 	time.Sleep(20 * time.Millisecond) // the stuck handler is running
-	for _, ch := range srv.Channels() {
+	for _, ch := range srv.Channels(tio.All()) {
 		_ = ch.Send(&codec.Packet{Type: 3, Body: []byte("bye")})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -431,7 +431,7 @@ func TestChurnLeavesNoGarbage(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		eventually(t, "every connection closed", func() bool { return srv.Count() == 0 })
+		eventually(t, "every connection closed", func() bool { return srv.Count(tio.All()) == 0 })
 	}
 	cycle(2000) // warm up pools and tables
 	time.Sleep(100 * time.Millisecond)
@@ -451,7 +451,7 @@ func TestChurnLeavesNoGarbage(t *testing.T) {
 	if after > base+2<<20 {
 		t.Fatalf("heap grew by %d KB after 20,000 connect/close cycles and did not come back", (after-base)>>10)
 	}
-	if sz := srv.BindingSizes(); sz != (registry.Sizes{}) {
+	if sz := srv.Stats().Bindings; sz != (stats.Bindings{}) {
 		t.Fatalf("indexes after churn: %+v", sz)
 	}
 }
@@ -542,7 +542,7 @@ func TestPanicCountersAddUp(t *testing.T) {
 	b.send(2, nil)
 	expectClosed(t, a)
 	expectClosed(t, b)
-	eventually(t, "both closes counted", func() bool { return srv.Count() == 0 })
+	eventually(t, "both closes counted", func() bool { return srv.Count(tio.All()) == 0 })
 	s := srv.Stats()
 	if s.HandlerPanics != 2 || s.PanicsWhileClosing != 1 || s.Closed[channel.ReasonHandlerPanic] != 1 || s.Closed[channel.ReasonClosedByApp] != 1 {
 		t.Fatalf("panics %d, while closing %d, closed handler_panic %d, closed_by_app %d; want 2, 1, 1, 1",

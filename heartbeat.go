@@ -6,6 +6,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/internal/link"
 )
 
 // wheelTick picks the heartbeat wheel's resolution: a tenth of the shortest
@@ -117,7 +118,7 @@ func (s *Server) check(ch *channel.Channel, now time.Time) time.Time {
 		// A packet under way must complete within pt; one that begins
 		// after this check is seen at the next, within pt/2.
 		due := now.Add(pt / 2)
-		if d, ok := ch.PartialFor(now); ok {
+		if d, ok := (*link.Link)(ch).PartialFor(now); ok {
 			if d >= pt {
 				ch.Close(channel.ReasonPacketTimeout)
 				return time.Time{}

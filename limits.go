@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/internal/link"
 )
 
 // perIP counts open connections by IP address, when a per-IP limit is set.
@@ -15,26 +16,26 @@ type perIP struct {
 
 // admit decides at accept whether a new connection may stay, returning the
 // reason to refuse it (ReasonNone to admit). It runs on the event loop.
-func (s *Server) admit(ch *channel.Channel) channel.Reason {
+func (s *Server) admit(ch *channel.Channel) link.Reason {
 	ip := ch.RemoteAddr().Addr()
 	switch {
 	case s.closing.Load():
-		return channel.ReasonServerShutdown
-	case s.blacklisted(ip):
-		return channel.ReasonBlacklisted
+		return link.ReasonServerShutdown
+	case s.black.Has(ip):
+		return link.ReasonBlacklisted
 	case s.cfg.limits.MaxConnections > 0 && s.open.Load() > int64(s.cfg.limits.MaxConnections):
-		return channel.ReasonTooManyConnections
+		return link.ReasonTooManyConnections
 	}
 	if max := s.cfg.limits.MaxConnectionsPerIP; max > 0 {
 		s.ips.mu.Lock()
 		defer s.ips.mu.Unlock()
 		if s.ips.m[ip] >= int32(max) {
-			return channel.ReasonTooManyConnections
+			return link.ReasonTooManyConnections
 		}
 		s.ips.m[ip]++
 		ch.SetValue(countedIP{}, true)
 	}
-	return channel.ReasonNone
+	return link.ReasonNone
 }
 
 type countedIP struct{}

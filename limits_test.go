@@ -67,7 +67,7 @@ func TestConnectionLimits(t *testing.T) {
 	}
 	eventually(t, "refusals counted", func() bool { return srv.Stats().Closed[channel.ReasonTooManyConnections] == 2 })
 	a1.Close()
-	eventually(t, "room again", func() bool { return srv.Count() == 2 })
+	eventually(t, "room again", func() bool { return srv.Count(tio.All()) == 2 })
 	if err := handshake(dialFrom(t, srv, "127.0.0.1")); err != nil {
 		t.Fatalf("connection refused after another closed: %v", err)
 	}
@@ -220,7 +220,7 @@ func TestGracefulShutdownDeliversQueued(t *testing.T) {
 	}
 	bc := dialBinary(t, srv)
 	ws := dialWS(t, srv, "/")
-	eventually(t, "both connected", func() bool { return srv.Count() == 2 })
+	eventually(t, "both connected", func() bool { return srv.Count(tio.All()) == 2 })
 	bc.send(5, nil)
 	chans.Range(func(_, v any) bool {
 		ch := v.(*channel.Channel)

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/internal/counters"
+	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/stats"
 )
 
@@ -30,7 +32,7 @@ func (s *Server) initStats() {
 		return
 	}
 	s.stats.KeepLatency()
-	s.ipStats = stats.NewIPTable(s.cfg.ipStats, time.Now())
+	s.ipStats = counters.NewIPTable(s.cfg.ipStats, time.Now())
 }
 
 // startStats starts the goroutine that closes per-IP windows; it ends with
@@ -47,11 +49,11 @@ type untrackedIP struct{}
 
 // trackIP makes a new connection count in its IP address's totals. It runs in
 // OnOpen, on the event loop: one map lookup under a lock.
-func (s *Server) trackIP(l *channel.Link) {
+func (s *Server) trackIP(l *link.Link) {
 	if s.ipStats == nil {
 		return
 	}
-	ch := l.Channel()
+	ch := (*channel.Channel)(l)
 	if t := s.ipStats.Acquire(ch.RemoteAddr().Addr()); t != nil {
 		l.SetIPTotals(t)
 	} else {
@@ -84,22 +86,16 @@ func (s *Server) IPStats(ip netip.Addr) (stats.IPStat, bool) {
 	return s.ipStats.Get(ip.Unmap())
 }
 
-// Collector returns a prometheus.Collector of the server's statistics: it
-// reads the server's atomic counters when scraped (nothing is recorded
-// through Prometheus per packet). Register it with your registry, or serve
-// it with MetricsHandler. Several servers in one registry need telling apart
-// by a constant label: use stats.NewCollector(srv.Stats, labels) instead.
-// docs/metrics.md lists the metrics.
-func (s *Server) Collector() prometheus.Collector {
-	return stats.NewCollector(s.Stats, nil)
-}
-
 // MetricsHandler returns an http.Handler that serves the server's metrics in
 // the Prometheus exposition format (mount it at /metrics). It uses a
 // registry of its own holding only the server's collector, never the global
-// one, so that any number of servers can live in one process.
+// one, so that any number of servers can live in one process. The collector
+// reads the server's atomic counters when scraped: nothing is recorded
+// through Prometheus per packet. To register the server with a registry of
+// your own, use stats.NewCollector(srv.Stats, labels) (labels tell several
+// servers apart). docs/metrics.md lists the metrics.
 func (s *Server) MetricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(s.Collector())
+	reg.MustRegister(stats.NewCollector(s.Stats, nil))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

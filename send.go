@@ -3,39 +3,19 @@ package tio
 import (
 	"context"
 	"fmt"
-	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/internal/registry"
 )
 
-// Sends (t-io's Tio.sendToXxx and bSendToXxx) and closes by binding.
-//
-// Every send comes in two forms. SendToX queues the packet for each target
-// and returns at once: it never waits for the network. BSendToX (blocking)
-// returns once the event loop of every target has handed the bytes to the
-// socket (or to gnet's buffer when the kernel's is full), a target has
-// closed, or ctx ends. Both report how many targets took the packet and how
-// many failed in a SendResult; a fan-out with no targets is not an error.
-//
-// A fan-out encodes the packet once per codec among its targets and shares
-// the bytes: a group of WebSocket and binary-protocol members costs two
-// encodings, whatever its size. It reads its targets from a snapshot of the
-// index, so it holds no lock while it delivers; a channel bound during the
-// send may or may not receive the packet. Channels still in their protocol
-// handshake (not yet connected) are not targets.
-//
-// Filters pick targets: a channel is a target only if every filter given
-// returns true for it (Exclude(sender) leaves the sender out).
-//
-// Never call a blocking send from code running on an event loop (an inline
-// handler, a hook other than OnHandled for pooled handlers): the loop would
-// wait for itself.
-
-// Filter selects the targets of a send or close: it returns true to keep ch.
+// Filter selects the channels of a target that a send, close or query
+// takes: it returns true to keep ch. Filters run on the calling goroutine,
+// once per channel of the target, and must not block.
 type Filter func(ch *channel.Channel) bool
 
 // Exclude is a Filter that leaves out the given channels (the sender, say).
@@ -44,21 +24,14 @@ func Exclude(chs ...*channel.Channel) Filter {
 		x := chs[0]
 		return func(ch *channel.Channel) bool { return ch != x }
 	}
-	return func(ch *channel.Channel) bool {
-		for _, x := range chs {
-			if ch == x {
-				return false
-			}
-		}
-		return true
-	}
+	return func(ch *channel.Channel) bool { return !slices.Contains(chs, ch) }
 }
 
-// SendResult reports a send's targets: OK took the packet (a blocking send:
-// the bytes were written), Failed did not (the channel was closing or
+// SendResult reports a send's targets: OK took the packet (for SendWait:
+// its bytes were written), Failed did not (the channel was closing or
 // closed, over its outbound limit, the packet could not be encoded for it,
-// or, for a blocking send cut short by its context, its write was not
-// confirmed in time).
+// or, for SendWait cut short by its context, its write was not confirmed in
+// time). Channels still in their protocol handshake are not targets.
 type SendResult struct {
 	OK     int
 	Failed int
@@ -67,114 +40,165 @@ type SendResult struct {
 // Targets returns OK + Failed.
 func (r SendResult) Targets() int { return r.OK + r.Failed }
 
-// SendToID queues p for the open channel with the given id.
-func (s *Server) SendToID(id uint64, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, one(s.Channel(id)), p, filters)
-}
-
-// BSendToID sends p to the open channel with the given id and waits.
-func (s *Server) BSendToID(ctx context.Context, id uint64, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, one(s.Channel(id)), p, filters)
-}
-
-// SendToUser queues p for every channel of the user.
-func (s *Server) SendToUser(userID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, s.groups.Members(registry.KindUser, userID), p, filters)
-}
-
-// BSendToUser sends p to every channel of the user and waits.
-func (s *Server) BSendToUser(ctx context.Context, userID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, s.groups.Members(registry.KindUser, userID), p, filters)
-}
-
-// SendToGroup queues p for every channel in the group.
-func (s *Server) SendToGroup(group string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, s.groups.Members(groupKind, group), p, filters)
-}
-
-// BSendToGroup sends p to every channel in the group and waits.
-func (s *Server) BSendToGroup(ctx context.Context, group string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, s.groups.Members(groupKind, group), p, filters)
-}
-
-// SendToToken queues p for every channel bound to the token.
-func (s *Server) SendToToken(token string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, s.groups.Members(registry.KindToken, token), p, filters)
-}
-
-// BSendToToken sends p to every channel bound to the token and waits.
-func (s *Server) BSendToToken(ctx context.Context, token string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, s.groups.Members(registry.KindToken, token), p, filters)
-}
-
-// SendToBsID queues p for the channel bound to the business id.
-func (s *Server) SendToBsID(bsID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, one(s.groups.BsID(bsID)), p, filters)
-}
-
-// BSendToBsID sends p to the channel bound to the business id and waits.
-func (s *Server) BSendToBsID(ctx context.Context, bsID string, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, one(s.groups.BsID(bsID)), p, filters)
-}
-
-// SendToIP queues p for every open channel from the IP.
-func (s *Server) SendToIP(ip netip.Addr, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, s.groups.MembersOfIP(ip), p, filters)
-}
-
-// BSendToIP sends p to every open channel from the IP and waits.
-func (s *Server) BSendToIP(ctx context.Context, ip netip.Addr, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, s.groups.MembersOfIP(ip), p, filters)
-}
-
-// SendToSet queues p for each of the channels given (a set the caller
-// keeps; duplicates receive the packet twice).
-func (s *Server) SendToSet(chs []*channel.Channel, p *codec.Packet, filters ...Filter) (SendResult, error) {
+// Send queues p for every open channel of t that the filters keep (t-io's
+// Tio.sendToXxx), from any goroutine, and returns at once: it never waits
+// for the network. It encodes p once per codec variant among the targets
+// and shares the bytes (a group of WebSocket and binary-protocol members
+// costs two encodings, whatever its size; connections whose codec gave them
+// an encoder of their own are encoded for alone). The targets are read from
+// a snapshot of the server's indexes: no lock is held while delivering, and
+// a channel bound during the send may or may not receive it. Each target
+// gets p after everything queued for it before. A target with nobody in it
+// is not an error; an invalid target is (ErrInvalidTarget), and so is p
+// failing to encode (the error wraps the codec's).
+func (s *Server) Send(t Target, p *codec.Packet, filters ...Filter) (SendResult, error) {
+	chs, err := s.members(t)
+	if err != nil {
+		return SendResult{}, err
+	}
 	return s.fanout(false, nil, chs, p, filters)
 }
 
-// BSendToSet sends p to each of the channels given and waits.
-func (s *Server) BSendToSet(ctx context.Context, chs []*channel.Channel, p *codec.Packet, filters ...Filter) (SendResult, error) {
+// SendWait is Send, then a wait until the event loop of every target has
+// written the bytes to its socket (or to gnet's buffer when the kernel's is
+// full), a target has closed, or ctx ends (t-io's Tio.bSendToXxx). It
+// blocks: called on an event loop — from an inline handler or a hook — it
+// fails at once with channel.ErrOnLoop and sends nothing, since the loop
+// would wait for itself.
+func (s *Server) SendWait(ctx context.Context, t Target, p *codec.Packet, filters ...Filter) (SendResult, error) {
+	if s.env.OnLoop() {
+		return SendResult{}, fmt.Errorf("tio: SendWait: %w", channel.ErrOnLoop)
+	}
+	chs, err := s.members(t)
+	if err != nil {
+		return SendResult{}, err
+	}
 	return s.fanout(true, ctx, chs, p, filters)
 }
 
-// SendToAll queues p for every open channel of the server.
-func (s *Server) SendToAll(p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(false, nil, s.groups.All(), p, filters)
+// Close closes every open channel of t that the filters keep, for reason r
+// (ReasonNone means ReasonClosedByApp; the reason is recorded on each
+// channel, passed to Hooks.OnClose and counted in Stats().Closed), and
+// returns how many it asked to close. Like Channel.Close it does not wait:
+// bytes queued before are written first, then the codec's farewell.
+func (s *Server) Close(t Target, r channel.Reason, filters ...Filter) (int, error) {
+	chs, err := s.members(t)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, ch := range chs {
+		if keep(filters, ch) && !ch.Closed() {
+			ch.Close(r)
+			n++
+		}
+	}
+	return n, nil
 }
 
-// BSendToAll sends p to every open channel of the server and waits.
-func (s *Server) BSendToAll(ctx context.Context, p *codec.Packet, filters ...Filter) (SendResult, error) {
-	return s.fanout(true, ctx, s.groups.All(), p, filters)
+// Channels returns the open channels of t that the filters keep, in
+// ascending id (accept order), as a fresh slice the caller may keep. It is
+// a snapshot: the channels may close at any time.
+func (s *Server) Channels(t Target, filters ...Filter) []*channel.Channel {
+	chs, err := s.members(t)
+	if err != nil || len(chs) == 0 {
+		return nil
+	}
+	out := make([]*channel.Channel, 0, len(chs))
+	for _, ch := range chs {
+		if keep(filters, ch) {
+			out = append(out, ch)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return registry.SortByID(out)
 }
 
-// CloseUser closes every channel of the user for reason r (recorded on each
-// channel, passed to the close hook and counted in Stats().Closed) and
-// returns how many it asked to close. ReasonNone means ReasonClosedByApp.
-func (s *Server) CloseUser(userID string, r channel.Reason, filters ...Filter) int {
-	return closeAll(s.groups.Members(registry.KindUser, userID), r, filters)
+// Count returns the number of open channels of t that the filters keep.
+// Without filters it reads the index's count and builds no list.
+func (s *Server) Count(t Target, filters ...Filter) int {
+	if len(filters) == 0 {
+		switch t.kind {
+		case KindAll:
+			return s.groups.Len()
+		case KindUser, KindGroup, KindToken:
+			return s.groups.Count(regKind(t.kind), t.key)
+		case KindIP:
+			return s.groups.CountIP(t.IP())
+		}
+	}
+	chs, _ := s.members(t)
+	n := 0
+	for _, ch := range chs {
+		if keep(filters, ch) {
+			n++
+		}
+	}
+	return n
 }
 
-// CloseGroup closes every channel in the group for reason r (see CloseUser).
-func (s *Server) CloseGroup(group string, r channel.Reason, filters ...Filter) int {
-	return closeAll(s.groups.Members(groupKind, group), r, filters)
+// Page returns page number (from 1) of size channels of t that the filters
+// keep, in ascending id (t-io's getPageOfGroup and getPageOfAll). Convert
+// its items with MapPage. It sorts a snapshot each call: O(n log n).
+func (s *Server) Page(t Target, number, size int, filters ...Filter) Page[*channel.Channel] {
+	chs := s.Channels(t, filters...)
+	return Paginate(chs, number, size)
 }
 
-// CloseToken closes every channel bound to the token for reason r (see
-// CloseUser).
-func (s *Server) CloseToken(token string, r channel.Reason, filters ...Filter) int {
-	return closeAll(s.groups.Members(registry.KindToken, token), r, filters)
+// members returns the channels of t: a snapshot the caller reads and does
+// not modify.
+func (s *Server) members(t Target) ([]*channel.Channel, error) {
+	switch t.kind {
+	case KindAll:
+		return s.groups.All(), nil
+	case KindID:
+		return one(s.groups.Channel(t.id)), nil
+	case KindIDs:
+		var chs []*channel.Channel
+		for i := 0; i+8 <= len(t.key); i += 8 {
+			id := uint64(t.key[i])<<56 | uint64(t.key[i+1])<<48 | uint64(t.key[i+2])<<40 | uint64(t.key[i+3])<<32 |
+				uint64(t.key[i+4])<<24 | uint64(t.key[i+5])<<16 | uint64(t.key[i+6])<<8 | uint64(t.key[i+7])
+			if ch := s.groups.Channel(id); ch != nil && !slices.Contains(chs, ch) {
+				chs = append(chs, ch)
+			}
+		}
+		return chs, nil
+	case KindUser, KindGroup, KindToken:
+		return s.groups.Members(regKind(t.kind), t.key), nil
+	case KindBsID:
+		return one(s.groups.BsID(t.key)), nil
+	case KindIP:
+		return s.groups.MembersOfIP(t.IP()), nil
+	}
+	return nil, fmt.Errorf("%w: %v", ErrInvalidTarget, t)
 }
 
-// CloseIP closes every open channel from the IP for reason r (see
-// CloseUser).
-func (s *Server) CloseIP(ip netip.Addr, r channel.Reason, filters ...Filter) int {
-	return closeAll(s.groups.MembersOfIP(ip), r, filters)
+// regKind maps a bindable target kind to the registry's.
+func regKind(k TargetKind) registry.Kind {
+	switch k {
+	case KindUser:
+		return registry.KindUser
+	case KindGroup:
+		return registry.KindGroup
+	case KindToken:
+		return registry.KindToken
+	}
+	return registry.KindBsID
 }
 
-// CloseSet closes each of the channels given for reason r (see CloseUser).
-func (s *Server) CloseSet(chs []*channel.Channel, r channel.Reason, filters ...Filter) int {
-	return closeAll(chs, r, filters)
+// targetOf is the inverse of regKind.
+func targetOf(k registry.Kind, key string) Target {
+	switch k {
+	case registry.KindUser:
+		return User(key)
+	case registry.KindGroup:
+		return Group(key)
+	case registry.KindToken:
+		return Token(key)
+	}
+	return BsID(key)
 }
 
 func one(ch *channel.Channel) []*channel.Channel {
@@ -191,17 +215,6 @@ func keep(filters []Filter, ch *channel.Channel) bool {
 		}
 	}
 	return true
-}
-
-func closeAll(chs []*channel.Channel, r channel.Reason, filters []Filter) int {
-	n := 0
-	for _, ch := range chs {
-		if keep(filters, ch) && !ch.Closed() {
-			ch.Close(r)
-			n++
-		}
-	}
-	return n
 }
 
 // fanout delivers p to targets: queued, or, if block, waiting for the writes
@@ -232,9 +245,10 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 		if len(filters) > 0 && !keep(filters, ch) {
 			continue
 		}
-		if ch.HasOwnEncoder() {
+		l := (*link.Link)(ch)
+		if l.HasOwnEncoder() {
 			// Its own encoder (context takeover): encoded for it alone.
-			if err := s.sendOwn(w, ch, p); err == nil {
+			if err := s.sendOwn(w, l, p); err == nil {
 				if w == nil {
 					res.OK++
 				} else {
@@ -245,7 +259,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 			}
 			continue
 		}
-		b, err := enc.bytes(ch)
+		b, err := enc.bytes(l)
 		if err != nil {
 			res.Failed++
 			if first == nil {
@@ -254,7 +268,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 			continue
 		}
 		if w == nil {
-			if ch.SendEncoded(b) == nil {
+			if l.SendEncoded(b) == nil {
 				res.OK++
 			} else {
 				res.Failed++
@@ -262,7 +276,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 			continue
 		}
 		w.left.Add(1)
-		if ch.SendNotify(b, w.fn) == nil {
+		if l.SendNotify(b, w.fn) == nil {
 			sent++
 		} else {
 			w.left.Add(-1)
@@ -295,12 +309,12 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 
 // sendOwn sends p to a channel with an encoder of its own, telling w when
 // it was written if w is not nil.
-func (s *Server) sendOwn(w *waiter, ch *channel.Channel, p *codec.Packet) error {
+func (s *Server) sendOwn(w *waiter, l *link.Link, p *codec.Packet) error {
 	if w == nil {
-		return ch.Send(p)
+		return l.Send(p)
 	}
 	w.left.Add(1)
-	if err := ch.SendPacketNotify(p, w.fn); err != nil {
+	if err := l.SendPacketNotify(p, w.fn); err != nil {
 		w.left.Add(-1)
 		return err
 	}
@@ -339,7 +353,7 @@ func (w *waiter) finish(err error) {
 // by their codec's index in the server's list, so no codec is compared.
 type encoder struct {
 	p     *codec.Packet
-	env   *channel.Env
+	env   *link.Env
 	pool  *sync.Pool  // the server's buffers for encodings
 	fixed [4]encoding // by codec index, the first four
 	more  []encoding  // by codec index − 4, allocated past four codecs
@@ -352,9 +366,9 @@ type encoding struct {
 
 const maxPooledEncoding = 64 << 10
 
-// bytes returns p encoded for ch's codec, encoding it on first need.
-func (e *encoder) bytes(ch *channel.Channel) ([]byte, error) {
-	i := ch.CodecIndex()
+// bytes returns p encoded for l's codec, encoding it on first need.
+func (e *encoder) bytes(l *link.Link) ([]byte, error) {
+	i := l.CodecIndex()
 	if i < 0 {
 		return nil, channel.ErrNotReady
 	}

@@ -71,7 +71,7 @@ func (r binRecv) next(t testing.TB) (codec.Type, string) {
 // others.
 func expectOnly(t testing.TB, srv *tio.Server, all map[string]receiver, body string, want ...string) {
 	t.Helper()
-	if _, err := srv.SendToAll(&codec.Packet{Type: 99, Body: []byte("marker")}); err != nil {
+	if _, err := srv.Send(tio.All(), &codec.Packet{Type: 99, Body: []byte("marker")}); err != nil {
 		t.Fatal(err)
 	}
 	for name, r := range all {
@@ -115,13 +115,13 @@ func TestSendToMixedGroupEncodesOncePerCodec(t *testing.T) {
 			c, bch := p.bin()
 			all[fmt.Sprint("bin", i)], ch = binRecv{c}, bch
 		}
-		must(t, p.srv.BindGroup(ch, "room"))
+		must(t, p.srv.Bind(ch, tio.Group("room")))
 		if i == 1 {
 			sender = ch
 		}
 	}
 	before := ws.encodes.Load() + bin.encodes.Load()
-	res, err := p.srv.SendToGroup("room", &codec.Packet{Type: 5, Body: []byte("hello")}, tio.Exclude(sender))
+	res, err := p.srv.Send(tio.Group("room"), &codec.Packet{Type: 5, Body: []byte("hello")}, tio.Exclude(sender))
 	if err != nil || res != (tio.SendResult{OK: 5}) {
 		t.Fatalf("SendToGroup = %+v, %v", res, err)
 	}
@@ -140,12 +140,12 @@ func TestSendTargets(t *testing.T) {
 	bc, b := p.bin()
 	cc, c := p.binFrom("127.0.0.2")
 	all := map[string]receiver{"a1": binRecv{a1c}, "a2": wsRecv{a2c}, "b": binRecv{bc}, "c": binRecv{cc}}
-	must(t, srv.BindUser(a1, "a"))
-	must(t, srv.BindUser(a2, "a"))
-	must(t, srv.BindUser(b, "b"))
-	must(t, srv.BindToken(a2, "tok"))
-	must(t, srv.BindToken(c, "tok"))
-	must(t, srv.BindBsID(b, "order"))
+	must(t, srv.Bind(a1, tio.User("a")))
+	must(t, srv.Bind(a2, tio.User("a")))
+	must(t, srv.Bind(b, tio.User("b")))
+	must(t, srv.Bind(a2, tio.Token("tok")))
+	must(t, srv.Bind(c, tio.Token("tok")))
+	must(t, srv.Bind(b, tio.BsID("order")))
 	pk := func(s string) *codec.Packet { return &codec.Packet{Type: 5, Body: []byte(s)} }
 	check := func(res tio.SendResult, err error, ok int) {
 		t.Helper()
@@ -154,73 +154,73 @@ func TestSendTargets(t *testing.T) {
 		}
 	}
 
-	res, err := srv.SendToUser("a", pk("user"))
+	res, err := srv.Send(tio.User("a"), pk("user"))
 	check(res, err, 2)
 	expectOnly(t, srv, all, "user", "a1", "a2")
 
-	res, err = srv.SendToUser("a", pk("user but a2"), tio.Exclude(a2))
+	res, err = srv.Send(tio.User("a"), pk("user but a2"), tio.Exclude(a2))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "user but a2", "a1")
 
-	res, err = srv.SendToToken("tok", pk("token"))
+	res, err = srv.Send(tio.Token("tok"), pk("token"))
 	check(res, err, 2)
 	expectOnly(t, srv, all, "token", "a2", "c")
 
-	res, err = srv.SendToBsID("order", pk("bsid"))
+	res, err = srv.Send(tio.BsID("order"), pk("bsid"))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "bsid", "b")
 
-	res, err = srv.SendToIP(netip.MustParseAddr("127.0.0.2"), pk("ip"))
+	res, err = srv.Send(tio.IP(netip.MustParseAddr("127.0.0.2")), pk("ip"))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "ip", "c")
 
-	res, err = srv.SendToIP(localhost, pk("ip1"), func(ch *channel.Channel) bool { return srv.UserOf(ch) == "a" })
+	res, err = srv.Send(tio.IP(localhost), pk("ip1"), func(ch *channel.Channel) bool { return srv.Bindings(ch).User == "a" })
 	check(res, err, 2)
 	expectOnly(t, srv, all, "ip1", "a1", "a2")
 
-	res, err = srv.SendToSet([]*channel.Channel{b, c}, pk("set"))
+	res, err = srv.Send(tio.Of([]*channel.Channel{b, c}...), pk("set"))
 	check(res, err, 2)
 	expectOnly(t, srv, all, "set", "b", "c")
 
-	res, err = srv.SendToID(a2.ID(), pk("id"))
+	res, err = srv.Send(tio.ID(a2.ID()), pk("id"))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "id", "a2")
 
-	res, err = srv.SendToAll(pk("all but b"), tio.Exclude(b))
+	res, err = srv.Send(tio.All(), pk("all but b"), tio.Exclude(b))
 	check(res, err, 3)
 	expectOnly(t, srv, all, "all but b", "a1", "a2", "c")
 
-	res, err = srv.SendToUser("nobody", pk("x"))
+	res, err = srv.Send(tio.User("nobody"), pk("x"))
 	check(res, err, 0)
-	res, err = srv.SendToID(1<<60, pk("x"))
+	res, err = srv.Send(tio.ID(1<<60), pk("x"))
 	check(res, err, 0)
 
 	// Blocking forms, same targets.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err = srv.BSendToUser(ctx, "a", pk("b-user"))
+	res, err = srv.SendWait(ctx, tio.User("a"), pk("b-user"))
 	check(res, err, 2)
 	expectOnly(t, srv, all, "b-user", "a1", "a2")
-	res, err = srv.BSendToToken(ctx, "tok", pk("b-token"), tio.Exclude(c))
+	res, err = srv.SendWait(ctx, tio.Token("tok"), pk("b-token"), tio.Exclude(c))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "b-token", "a2")
-	res, err = srv.BSendToBsID(ctx, "order", pk("b-bsid"))
+	res, err = srv.SendWait(ctx, tio.BsID("order"), pk("b-bsid"))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "b-bsid", "b")
-	res, err = srv.BSendToIP(ctx, netip.MustParseAddr("127.0.0.2"), pk("b-ip"))
+	res, err = srv.SendWait(ctx, tio.IP(netip.MustParseAddr("127.0.0.2")), pk("b-ip"))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "b-ip", "c")
-	res, err = srv.BSendToSet(ctx, []*channel.Channel{a1, c}, pk("b-set"))
+	res, err = srv.SendWait(ctx, tio.Of([]*channel.Channel{a1, c}...), pk("b-set"))
 	check(res, err, 2)
 	expectOnly(t, srv, all, "b-set", "a1", "c")
-	res, err = srv.BSendToID(ctx, b.ID(), pk("b-id"))
+	res, err = srv.SendWait(ctx, tio.ID(b.ID()), pk("b-id"))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "b-id", "b")
-	res, err = srv.BSendToAll(ctx, pk("b-all"))
+	res, err = srv.SendWait(ctx, tio.All(), pk("b-all"))
 	check(res, err, 4)
 	expectOnly(t, srv, all, "b-all", "a1", "a2", "b", "c")
-	must(t, srv.BindGroup(a1, "g"))
-	res, err = srv.BSendToGroup(ctx, "g", pk("b-group"))
+	must(t, srv.Bind(a1, tio.Group("g")))
+	res, err = srv.SendWait(ctx, tio.Group("g"), pk("b-group"))
 	check(res, err, 1)
 	expectOnly(t, srv, all, "b-group", "a1")
 }
@@ -242,7 +242,7 @@ func TestBlockingSendResult(t *testing.T) {
 	var chs []*channel.Channel
 	for range 4 {
 		c, ch := p.bin()
-		must(t, srv.BindGroup(ch, "g"))
+		must(t, srv.Bind(ch, tio.Group("g")))
 		clients, chs = append(clients, c), append(chs, ch)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -251,7 +251,7 @@ func TestBlockingSendResult(t *testing.T) {
 	for i, ch := range chs {
 		out[i] = ch.Stats().BytesOut
 	}
-	res, err := srv.BSendToGroup(ctx, "g", &codec.Packet{Type: 5, Body: []byte("sync")})
+	res, err := srv.SendWait(ctx, tio.Group("g"), &codec.Packet{Type: 5, Body: []byte("sync")})
 	if err != nil || res != (tio.SendResult{OK: 4}) {
 		t.Fatalf("BSendToGroup = %+v, %v", res, err)
 	}
@@ -264,23 +264,24 @@ func TestBlockingSendResult(t *testing.T) {
 		}
 	}
 
-	// A target that closed (the peer left) and one that is closing (closed
-	// by the application a moment ago): both fail, the others succeed.
+	// A channel that closed (the peer left) is no longer among the channels
+	// its id names; one that is closing (closed by the application a moment
+	// ago) is, and fails; the others succeed.
 	clients[0].Close()
 	eventually(t, "target 0 closed", func() bool { return chs[0].Closed() })
 	chs[1].Close(channel.ReasonClosedByApp)
-	res, err = srv.BSendToSet(ctx, chs, &codec.Packet{Type: 5, Body: []byte("two")})
-	if err != nil || res != (tio.SendResult{OK: 2, Failed: 2}) {
-		t.Fatalf("BSendToSet with closed targets = %+v, %v", res, err)
+	res, err = srv.SendWait(ctx, tio.Of(chs...), &codec.Packet{Type: 5, Body: []byte("two")})
+	if err != nil || res != (tio.SendResult{OK: 2, Failed: 1}) {
+		t.Fatalf("SendWait to ids with a closed and a closing channel = %+v, %v", res, err)
 	}
 	for _, c := range clients[2:] {
 		if p := c.recv(); string(p.Body) != "two" {
 			t.Fatalf("got %q", p.Body)
 		}
 	}
-	res, err = srv.SendToSet(chs[:1], &codec.Packet{Type: 5})
-	if err != nil || res != (tio.SendResult{Failed: 1}) {
-		t.Fatalf("SendToSet to a closed target = %+v, %v", res, err)
+	res, err = srv.Send(tio.Of(chs[:1]...), &codec.Packet{Type: 5})
+	if err != nil || res != (tio.SendResult{}) {
+		t.Fatalf("Send to the id of a closed channel = %+v, %v; want no target", res, err)
 	}
 
 	// The event loop is busy: the blocking send gives up when its context
@@ -290,7 +291,7 @@ func TestBlockingSendResult(t *testing.T) {
 	short, cancelShort := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancelShort()
 	begin := time.Now()
-	res, err = srv.BSendToSet(short, chs[2:], &codec.Packet{Type: 5, Body: []byte("late")})
+	res, err = srv.SendWait(short, tio.Of(chs[2:]...), &codec.Packet{Type: 5, Body: []byte("late")})
 	if !errors.Is(err, context.DeadlineExceeded) || res != (tio.SendResult{Failed: 2}) {
 		t.Fatalf("BSend on a blocked loop = %+v, %v", res, err)
 	}
@@ -320,14 +321,14 @@ func TestCloseByBinding(t *testing.T) {
 	ipc, ipch := p.binFrom("127.0.0.2")
 	s1c, s1 := p.bin()
 	keepc, keep := p.bin()
-	must(t, srv.BindUser(u1, "u"))
-	must(t, srv.BindUser(u2, "u"))
-	must(t, srv.BindGroup(g1, "g"))
-	must(t, srv.BindGroup(g2, "g"))
-	must(t, srv.BindGroup(keep, "g"))
-	must(t, srv.BindToken(tch, "t"))
+	must(t, srv.Bind(u1, tio.User("u")))
+	must(t, srv.Bind(u2, tio.User("u")))
+	must(t, srv.Bind(g1, tio.Group("g")))
+	must(t, srv.Bind(g2, tio.Group("g")))
+	must(t, srv.Bind(keep, tio.Group("g")))
+	must(t, srv.Bind(tch, tio.Token("t")))
 
-	if n := srv.CloseUser("u", channel.ReasonClosedByApp); n != 2 {
+	if n, _ := srv.Close(tio.User("u"), channel.ReasonClosedByApp); n != 2 {
 		t.Fatalf("CloseUser = %d", n)
 	}
 	if rest := expectClosed(t, ubin); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseNormal}) {
@@ -336,16 +337,16 @@ func TestCloseByBinding(t *testing.T) {
 	if _, _, err := uws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
 		t.Fatalf("ws got %v, want close 1000", err)
 	}
-	if n := srv.CloseGroup("g", channel.ReasonOverloaded, tio.Exclude(keep)); n != 2 {
+	if n, _ := srv.Close(tio.Group("g"), channel.ReasonOverloaded, tio.Exclude(keep)); n != 2 {
 		t.Fatalf("CloseGroup = %d", n)
 	}
-	if n := srv.CloseToken("t", channel.ReasonRateLimited); n != 1 {
+	if n, _ := srv.Close(tio.Token("t"), channel.ReasonRateLimited); n != 1 {
 		t.Fatalf("CloseToken = %d", n)
 	}
-	if n := srv.CloseIP(netip.MustParseAddr("127.0.0.2"), channel.ReasonTooManyConnections); n != 1 {
+	if n, _ := srv.Close(tio.IP(netip.MustParseAddr("127.0.0.2")), channel.ReasonTooManyConnections); n != 1 {
 		t.Fatalf("CloseIP = %d", n)
 	}
-	if n := srv.CloseSet([]*channel.Channel{s1}, channel.ReasonHeartbeatTimeout); n != 1 {
+	if n, _ := srv.Close(tio.Of(s1), channel.ReasonHeartbeatTimeout); n != 1 {
 		t.Fatalf("CloseSet = %d", n)
 	}
 	for _, c := range []*binClient{g1c, g2c, tc, ipc, s1c} {
@@ -366,8 +367,8 @@ func TestCloseByBinding(t *testing.T) {
 			c[channel.ReasonTooManyConnections] == 1 && c[channel.ReasonHeartbeatTimeout] == 1
 	})
 	// The survivor still works and is the group's only member.
-	if srv.CountGroup("g") != 1 || srv.Count() != 1 {
-		t.Fatalf("group %d, open %d", srv.CountGroup("g"), srv.Count())
+	if srv.Count(tio.Group("g")) != 1 || srv.Count(tio.All()) != 1 {
+		t.Fatalf("group %d, open %d", srv.Count(tio.Group("g")), srv.Count(tio.All()))
 	}
 	keepc.send(1, []byte("still here"))
 	if p := keepc.recv(); string(p.Body) != "still here" {
@@ -376,20 +377,20 @@ func TestCloseByBinding(t *testing.T) {
 }
 
 // A chat room: clients join groups and speak to the other members.
-func ExampleServer_SendToGroup() {
+func ExampleServer_Send() {
 	var srv *tio.Server
 	mux := handler.NewMux()
 	// A text message "join:ROOM" joins a room; any other is said to the
 	// rooms of the sender, whom the filter leaves out.
 	mux.Handle(tws.TypeText, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
 		if room, ok := strings.CutPrefix(string(p.Body), "join:"); ok {
-			_ = srv.BindGroup(ch, room)
+			_ = srv.Bind(ch, tio.Group(room))
 			_ = ch.Send(&codec.Packet{Type: tws.TypeText, Body: []byte("joined " + room)})
 			return
 		}
-		for _, room := range srv.GroupsOf(ch) {
+		for _, room := range srv.Bindings(ch).Groups {
 			msg := &codec.Packet{Type: tws.TypeText, Body: fmt.Appendf(nil, "%s: %s", room, p.Body)}
-			_, _ = srv.SendToGroup(room, msg, tio.Exclude(ch))
+			_, _ = srv.Send(tio.Group(room), msg, tio.Exclude(ch))
 		}
 	}))
 	srv = tio.NewServer("127.0.0.1:0", mux)
@@ -416,7 +417,7 @@ func ExampleServer_SendToGroup() {
 	_ = ann.WriteMessage(websocket.TextMessage, []byte("hello"))
 	_, m, _ := bob.ReadMessage()
 	fmt.Println("bob got:", string(m))
-	fmt.Println("members of go:", srv.CountGroup("go"), "of rust:", srv.CountGroup("rust"))
+	fmt.Println("members of go:", srv.Count(tio.Group("go")), "of rust:", srv.Count(tio.Group("rust")))
 	// Output:
 	// joined go
 	// joined go

@@ -34,6 +34,8 @@ import (
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/internal/counters"
+	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/internal/pool"
 	"github.com/tiogo/tio/internal/registry"
 	"github.com/tiogo/tio/internal/wheel"
@@ -54,14 +56,14 @@ type Server struct {
 	handler handler.Handler
 	router  handler.Router // handler as a Router, if it is one
 	cfg     config
-	env     channel.Env
+	env     link.Env
 	pool    *pool.Pool
-	stats   stats.Server
-	totals  channel.Totals
-	packets sync.Pool      // *codec.Packet scratch for onTraffic
-	ipStats *stats.IPTable // per-IP statistics (metrics.go); nil when off
+	stats   counters.Server
+	totals  link.Totals
+	packets sync.Pool         // *codec.Packet scratch for onTraffic
+	ipStats *counters.IPTable // per-IP statistics (metrics.go); nil when off
 	groups  *registry.Registry
-	black   blacklist // IPs refused at accept (blacklist.go)
+	black   Blacklist // IPs refused at accept (blacklist.go)
 	log     *slog.Logger
 
 	wheel    *wheel.Wheel[uint64] // channel ids: a closed channel is not held
@@ -69,7 +71,7 @@ type Server struct {
 	open     atomic.Int64         // open connections, for MaxConnections
 	ips      perIP
 	drainMu  sync.Mutex
-	draining map[*channel.Link]struct{}
+	draining map[*link.Link]struct{}
 	nextID   atomic.Uint64
 	started  atomic.Bool
 	closing  atomic.Bool
@@ -95,19 +97,23 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		addr:    addr,
 		handler: h,
 		cfg:     cfg,
-		env:     channel.Env{MaxOutbound: cfg.maxOutbound, OnSent: cfg.hooks.OnSent, DrainTimeout: cfg.drain, Codecs: cfg.codecs},
-		groups:  registry.New(registry.Listener{OnBind: cfg.hooks.OnBind, OnUnbind: cfg.hooks.OnUnbind}),
+		env:     link.Env{MaxOutbound: cfg.maxOutbound, DrainTimeout: cfg.drain, Codecs: cfg.codecs},
+		groups:  registry.New(bindListener(cfg.hooks)),
 		log:     cfg.logger,
 		booted:  make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	if f := cfg.hooks.OnSent; f != nil {
+		s.env.OnSent = func(l *link.Link, n int) { f((*channel.Channel)(l), n) }
+	}
+	s.black.s = s
 	s.router, _ = h.(handler.Router)
 	if cfg.stats {
 		s.env.Totals = &s.totals
 	}
 	s.packets.New = func() any { return new(codec.Packet) }
 	s.ips.m = make(map[netip.Addr]int32)
-	s.draining = make(map[*channel.Link]struct{})
+	s.draining = make(map[*link.Link]struct{})
 	s.wheel = wheel.New(wheelTick(cfg), 512, s.checkID)
 	s.initStats()
 	return s
@@ -205,13 +211,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	default:
 	}
-	s.Each(func(ch *channel.Channel) bool {
+	s.groups.Each(func(ch *channel.Channel) bool {
 		s.closeAfterQueued(ch, channel.ReasonServerShutdown)
 		return true
 	})
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for s.Count() > 0 && ctx.Err() == nil {
+	for s.groups.Len() > 0 && ctx.Err() == nil {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
@@ -220,7 +226,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ctx.Err() != nil {
 		// Out of time: close what is left (its queued bytes still go out
 		// while the engine stops).
-		s.Each(func(ch *channel.Channel) bool {
+		s.groups.Each(func(ch *channel.Channel) bool {
 			ch.Close(channel.ReasonServerShutdown)
 			return true
 		})
@@ -248,7 +254,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // closeAfterQueued closes ch for reason r once the packets it has on the
 // worker pool are handled (at once if it has none).
 func (s *Server) closeAfterQueued(ch *channel.Channel, r channel.Reason) {
-	l := (*channel.Link)(ch)
+	l := (*link.Link)(ch)
 	q := l.Queued()
 	if q == nil || !q.Busy() {
 		ch.Close(r)
@@ -259,23 +265,31 @@ func (s *Server) closeAfterQueued(ch *channel.Channel, r channel.Reason) {
 	}
 }
 
-// Stats returns a snapshot of the server's counters.
+// bindListener turns the binding hooks into the registry's listener.
+func bindListener(h Hooks) registry.Listener {
+	var l registry.Listener
+	if f := h.OnBind; f != nil {
+		l.OnBind = func(ch *channel.Channel, k registry.Kind, key string) { f(ch, targetOf(k, key)) }
+	}
+	if f := h.OnUnbind; f != nil {
+		l.OnUnbind = func(ch *channel.Channel, k registry.Kind, key string) { f(ch, targetOf(k, key)) }
+	}
+	return l
+}
+
+// Stats returns a snapshot of the server's counters. Each counter is read
+// atomically; the snapshot as a whole is not (counts move while it is
+// taken).
 func (s *Server) Stats() stats.Snapshot {
 	snap := s.stats.Snapshot()
-	snap.Traffic = s.totals.Snapshot()
+	snap.Traffic = counters.Traffic(&s.totals)
+	snap.Bindings = stats.Bindings(s.groups.Sizes())
 	s.statsIPs(&snap)
 	return snap
 }
 
-// Count returns the number of open connections.
-func (s *Server) Count() int { return s.groups.Len() }
-
 // Channel returns the open channel with the given id, or nil.
 func (s *Server) Channel(id uint64) *channel.Channel { return s.groups.Channel(id) }
-
-// Each calls f for every open channel until f returns false. It holds no
-// lock: connections opened or closed meanwhile may or may not be seen.
-func (s *Server) Each(f func(ch *channel.Channel) bool) { s.groups.Each(f) }
 
 // onBoot implements gnet.EventHandler.OnBoot.
 func (s *Server) onBoot(eng gnet.Engine) gnet.Action {
@@ -321,20 +335,21 @@ func boundAddr(eng gnet.Engine) net.Addr {
 // onOpen implements gnet.EventHandler.OnOpen.
 func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	// A channel's id holds its descriptor, the slot of the registry's
-	// table (see channel.MakeID).
+	// table (see link.MakeID).
+	s.env.NoteLoop(c.EventLoop()) // so that blocking sends can tell they are on a loop
 	fd := c.Fd()
-	l := channel.NewLink(c, channel.MakeID(s.nextID.Add(1), fd), &s.env)
+	l := link.New(c, link.MakeID(s.nextID.Add(1), fd), &s.env)
 	c.SetContext(l)
 	s.stats.Accepted()
 	s.trackIP(l)
-	ch := l.Channel()
+	ch := (*channel.Channel)(l)
 	s.open.Add(1)
-	if fd > channel.MaxSlot { // a process with over 16M descriptors open
-		l.Fail(channel.ReasonTooManyConnections, nil, false)
+	if fd > link.MaxSlot { // a process with over 16M descriptors open
+		l.Fail(link.ReasonTooManyConnections, nil, false)
 		return nil, gnet.Close
 	}
 	s.groups.Attach(ch)
-	if r := s.admit(ch); r != channel.ReasonNone {
+	if r := s.admit(ch); r != link.ReasonNone {
 		l.Fail(r, nil, false)
 		return nil, gnet.Close
 	}
@@ -349,18 +364,18 @@ func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 
 // onClose implements gnet.EventHandler.OnClose.
 func (s *Server) onClose(c gnet.Conn, err error) gnet.Action {
-	l, ok := c.Context().(*channel.Link)
+	l, ok := c.Context().(*link.Link)
 	if !ok {
 		return gnet.None
 	}
-	ch := l.Channel()
-	r := l.Closed(err)
+	ch := (*channel.Channel)(l)
+	r := l.OnClosed(err)
 	_, cerr := ch.Reason()
-	if r != channel.ReasonClosedByPeer && r != channel.ReasonClosedByApp && r != channel.ReasonServerShutdown {
+	if r != link.ReasonClosedByPeer && r != link.ReasonClosedByApp && r != link.ReasonServerShutdown {
 		s.log.Debug("tio: connection closed", "channel", ch.ID(), "remote", ch.RemoteAddr(), "reason", r.String(), "err", cerr)
 	}
 	if f := s.cfg.hooks.OnClose; f != nil {
-		f(ch, r, cerr)
+		f(ch, channel.Reason(r), cerr)
 	}
 	s.groups.Detach(ch)
 	s.release(ch)
@@ -376,11 +391,11 @@ func (s *Server) onClose(c gnet.Conn, err error) gnet.Action {
 // buffered for the connection, dispatches each, and flushes the replies in
 // one write.
 func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
-	l := c.Context().(*channel.Link)
+	l := c.Context().(*link.Link)
 	buf, _ := c.Peek(-1)
 	fresh, now := l.Begin(len(buf))
 	if fresh > 0 && s.cfg.hooks.OnReceived != nil {
-		s.cfg.hooks.OnReceived(l.Channel(), fresh)
+		s.cfg.hooks.OnReceived((*channel.Channel)(l), fresh)
 	}
 	consumed, decoded := 0, 0
 	if !l.HasCodec() && len(buf) > 0 {
@@ -396,15 +411,15 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 			n, ok, err := l.Decode(buf[consumed:], p)
 			consumed += n
 			if err != nil {
-				r := channel.ReasonOf(err)
-				if r != channel.ReasonClosedByPeer {
+				r := link.ReasonOf(err)
+				if r != link.ReasonClosedByPeer {
 					l.DecodeError()
 				}
 				l.Fail(r, err, false)
 				break
 			}
 			if l.TookReady() && s.cfg.hooks.OnConnected != nil {
-				s.cfg.hooks.OnConnected(l.Channel())
+				s.cfg.hooks.OnConnected((*channel.Channel)(l))
 			}
 			if ok {
 				decoded++
@@ -417,12 +432,12 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 							s.stats.RateLimited()
 							continue
 						}
-						l.Fail(channel.ReasonRateLimited, nil, true)
+						l.Fail(link.ReasonRateLimited, nil, true)
 						break
 					}
 				}
 				if f := s.cfg.hooks.OnDecoded; f != nil {
-					f(l.Channel(), p)
+					f((*channel.Channel)(l), p)
 				}
 				s.dispatch(l, p, &pass)
 			} else if n == 0 {
@@ -444,9 +459,9 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Discard(consumed)
 	}
 	switch l.End(len(buf)-consumed, decoded, end) {
-	case channel.Close:
+	case link.Close:
 		return gnet.Close
-	case channel.Draining:
+	case link.Draining:
 		s.drainMu.Lock()
 		s.draining[l] = struct{}{}
 		s.drainMu.Unlock()
@@ -466,7 +481,7 @@ type inlinePass struct {
 }
 
 // account records the inline packets of a pass as handled at time end.
-func (s *Server) account(l *channel.Link, pass *inlinePass, end int64) {
+func (s *Server) account(l *link.Link, pass *inlinePass, end int64) {
 	if pass.n == 0 {
 		return
 	}
@@ -489,7 +504,7 @@ func (s *Server) account(l *channel.Link, pass *inlinePass, end int64) {
 }
 
 // sniff chooses the connection's codec from its first bytes.
-func (s *Server) sniff(l *channel.Link, first []byte) {
+func (s *Server) sniff(l *link.Link, first []byte) {
 	more := false
 	for i, cd := range s.cfg.codecs {
 		sn, ok := cd.(codec.Sniffer)
@@ -505,12 +520,12 @@ func (s *Server) sniff(l *channel.Link, first []byte) {
 		}
 	}
 	if !more || len(first) >= s.cfg.sniffLimit {
-		l.Fail(channel.ReasonUnknownProtocol, fmt.Errorf("tio: first bytes %q match no codec", first[:min(len(first), 16)]), false)
+		l.Fail(link.ReasonUnknownProtocol, fmt.Errorf("tio: first bytes %q match no codec", first[:min(len(first), 16)]), false)
 	}
 }
 
 // dispatch routes one packet: inline on the loop, or copied to the pool.
-func (s *Server) dispatch(l *channel.Link, p *codec.Packet, pass *inlinePass) {
+func (s *Server) dispatch(l *link.Link, p *codec.Packet, pass *inlinePass) {
 	h, inline := s.handler, handler.IsInline(s.handler)
 	if s.router != nil {
 		h, inline = s.router.Route(p.Type)
@@ -540,14 +555,14 @@ func (s *Server) dispatch(l *channel.Link, p *codec.Packet, pass *inlinePass) {
 		Size:  len(pk.Body),
 	})
 	if err != nil {
-		l.Fail(channel.ReasonOverloaded, err, true)
+		l.Fail(link.ReasonOverloaded, err, true)
 	}
 }
 
 // recoverHandler turns a handler's panic into a close of its channel alone.
 func (s *Server) recoverHandler(ch *channel.Channel, p *codec.Packet) {
 	if v := recover(); v != nil {
-		closed := (*channel.Link)(ch).CloseFor(channel.ReasonHandlerPanic)
+		closed := (*link.Link)(ch).CloseFor(link.ReasonHandlerPanic)
 		s.stats.Panicked(closed)
 		s.log.Error("tio: handler panicked", "channel", ch.ID(), "type", p.Type, "panic", v, "stack", string(debug.Stack()))
 	}
@@ -555,16 +570,16 @@ func (s *Server) recoverHandler(ch *channel.Channel, p *codec.Packet) {
 
 // serveInline runs an inline handler; the pass accounts for its time.
 // It reports whether the handler returned (false: it panicked).
-func (s *Server) serveInline(l *channel.Link, h handler.Handler, p *codec.Packet) (returned bool) {
-	ch := l.Channel()
+func (s *Server) serveInline(l *link.Link, h handler.Handler, p *codec.Packet) (returned bool) {
+	ch := (*channel.Channel)(l)
 	defer s.recoverHandler(ch, p)
 	h.ServePacket(ch, p)
 	return true
 }
 
 // serve runs h and records the time it took.
-func (s *Server) serve(l *channel.Link, h handler.Handler, p *codec.Packet) {
-	ch := l.Channel()
+func (s *Server) serve(l *link.Link, h handler.Handler, p *codec.Packet) {
+	ch := (*channel.Channel)(l)
 	defer s.recoverHandler(ch, p)
 	begin := time.Now()
 	h.ServePacket(ch, p)

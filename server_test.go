@@ -64,7 +64,7 @@ func TestManyServersInOneProcess(t *testing.T) {
 		if got := c.recv(); string(got.Body) != fmt.Sprintf("s%d:hi", i) || got.Type != 7 {
 			t.Fatalf("server %d answered %d %q", i, got.Type, got.Body)
 		}
-		if n := srv.Count(); n != 1 {
+		if n := srv.Count(tio.All()); n != 1 {
 			t.Fatalf("server %d counts %d connections, want 1", i, n)
 		}
 	}
@@ -162,8 +162,8 @@ func TestClosedChannelRefusesSend(t *testing.T) {
 	if err := ch.Send(&codec.Packet{Type: 1}); !errors.Is(err, channel.ErrClosed) {
 		t.Fatalf("Send on closed channel = %v, want ErrClosed", err)
 	}
-	if err := ch.SendEncoded([]byte{1}); !errors.Is(err, channel.ErrClosed) {
-		t.Fatalf("SendEncoded on closed channel = %v, want ErrClosed", err)
+	if err := ch.SendWait(context.Background(), &codec.Packet{Type: 1}); !errors.Is(err, channel.ErrClosed) {
+		t.Fatalf("SendWait on closed channel = %v, want ErrClosed", err)
 	}
 	ch.Close(channel.ReasonClosedByApp) // no effect, no panic
 	if r, _ := ch.Reason(); r != channel.ReasonClosedByPeer {

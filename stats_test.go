@@ -188,7 +188,7 @@ func TestIPStatsWindows(t *testing.T) {
 			c.recv()
 		}
 	}
-	sum := func(ip string, w time.Duration) (acc uint64, tr channel.TotalsSnapshot) {
+	sum := func(ip string, w time.Duration) (acc uint64, tr stats.Traffic) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range reports {
@@ -293,7 +293,7 @@ func TestStatsOff(t *testing.T) {
 	}
 	eventually(t, "channel counters", func() bool { ch := got.Load(); return ch != nil && ch.Stats().PacketsHandled == 3 })
 	s := srv.Stats()
-	if s.Traffic != (channel.TotalsSnapshot{}) || s.Latency != nil || s.IPs != 0 {
+	if s.Traffic != (stats.Traffic{}) || s.Latency != nil || s.IPs != 0 {
 		t.Fatalf("statistics kept while off: %+v", s)
 	}
 	if s.Accepted != 1 || s.Active != 1 {

@@ -1,793 +1,171 @@
-// Package channel is one connection's context: its identity and addresses,
-// its codec and decoding state, user values, counters, an outbound queue that
-// is bounded and coalesced, and a close with a reason.
+// Package channel is one connection as applications see it: its identity and
+// addresses, user values, counters, sends that are queued, bounded and
+// coalesced, and a close with a reason.
 //
-// A [Channel] is what handlers and applications hold. Its methods are safe
-// for concurrent use: Send and Close may be called from any goroutine. Sends
-// are queued and written to the socket by the connection's event loop, several
-// frames in one write, so that a burst of sends (a group fan-out, a pipelined
-// echo) costs one system call per connection, not one per frame.
+// A [Channel] is what handlers, hooks and the server's queries hand you. Its
+// methods are safe for concurrent use: Send and Close may be called from any
+// goroutine, handlers and hooks included. A send never waits for the
+// network: it encodes the packet with the connection's codec and queues the
+// bytes, and the connection's event loop writes everything queued in one
+// write per pass, so that a burst of sends (a group fan-out, a pipelined
+// echo) costs one system call per connection, not one per frame. SendWait is
+// the one blocking send.
 //
-// A [Link] is the event-loop side of a channel: servers and clients built on
-// gnet drive it from their event handlers. Applications do not need it.
+// A channel lives as long as its connection. Once closed it refuses sends
+// (ErrClosed) and keeps its reason ([Channel.Reason]); the server's indexes
+// drop it at once, and it is garbage as soon as the application lets go of
+// it.
 package channel
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
-
 	"github.com/tiogo/tio/codec"
-	"github.com/tiogo/tio/internal/pool"
+	"github.com/tiogo/tio/internal/link"
 )
 
-// Errors returned by Send.
+// Errors returned by sends.
 var (
 	// ErrClosed: the channel is closed or closing.
-	ErrClosed = errors.New("channel: closed")
+	ErrClosed = link.ErrClosed
 	// ErrNotReady: the connection's protocol handshake has not completed.
-	ErrNotReady = errors.New("channel: handshake not complete")
-	// ErrSlowConsumer: the peer reads too slowly; the channel is being closed.
-	ErrSlowConsumer = errors.New("channel: slow consumer")
+	ErrNotReady = link.ErrNotReady
+	// ErrSlowConsumer: the bytes waiting for the peer are over the
+	// server's outbound limit; the channel is being closed.
+	ErrSlowConsumer = link.ErrSlowConsumer
+	// ErrOnLoop: a blocking send (SendWait) was called on an event loop —
+	// from an inline handler or a hook — where it would wait for the very
+	// loop it blocks. Nothing was sent.
+	ErrOnLoop = link.ErrOnLoop
 )
 
-func is(err, target error) bool { return errors.Is(err, target) }
-
-// Env holds what the channels of one server (or client) share.
-type Env struct {
-	// MaxOutbound is the high-water mark of bytes waiting to be sent to one
-	// peer (queued by tio plus buffered by gnet): every byte counts, packets
-	// and the protocol's own answers (pongs, heartbeat answers) alike. It
-	// bounds the backlog, not one packet: bytes are refused, and the
-	// channel closed with ReasonSlowConsumer, when the bytes already waiting
-	// exceed it, so a single packet of any size reaches a peer that reads.
-	// A peer can make the server hold at most MaxOutbound plus the largest
-	// packet sent to it. Zero means no limit.
-	MaxOutbound int
-	// OnSent, if set, runs on the event loop after it wrote n queued bytes.
-	OnSent func(ch *Channel, n int)
-	// Totals, if set, aggregates the traffic of every channel of the server.
-	Totals *Totals
-	// Codecs lists the codecs the channels may use; a channel keeps its
-	// codec and the codec's variant (codec.Variants) as an index into the
-	// list of every variant of every codec (at most MaxCodecs in all).
-	// Set it before the first channel is made, and do not change it.
-	Codecs []codec.Codec
-
-	slotsOnce sync.Once
-	slots     []slot  // every variant of every codec; see Init
-	base      []uint8 // index of each codec's first slot
-
-	// locals interns local addresses (a server has few): an immutable
-	// list, replaced under localsMu when an address is added.
-	locals   atomic.Pointer[[]netip.AddrPort]
-	localsMu sync.Mutex
-	bufs     sync.Pool // of *[]byte: outbound buffers, taken while a channel has bytes queued
-	// DrainTimeout bounds how long a channel closed by the application or
-	// by a shutdown waits for the bytes queued before its close to reach
-	// the peer (default 5 s).
-	DrainTimeout time.Duration
-}
-
-// channel states
-const (
-	stOpen uint8 = iota
-	stClosing
-	stClosed
-)
-
-// Channel is one connection.
+// Channel is one connection. The zero value is not usable: channels come
+// from the server (or client) that accepted (or dialled) their connection.
 //
-// Every idle connection holds one, so its size is watched (192 bytes, a
-// size class of its own; see TestChannelSize): rarely used state is behind
-// x, the codec and the local address are indexes into lists the server's
-// channels share, the remote address is kept packed, and the flags that mu
-// guards share a byte.
-type Channel struct {
-	id      uint64
-	conn    gnet.Conn
-	env     *Env
-	dec     codec.Decoder // loop only
-	created int64
-	cnt     counters
-	backlog atomic.Int64          // bytes gnet held unsent after our last write
-	x       atomic.Pointer[extra] // rarely used state, allocated on first use
-	partial atomic.Uint32         // ms after created when the packet under way began (+1); 0: none
-	flags   atomic.Uint32         // flagReady, flagClosing
+// Every idle connection holds one; its layout is tio's own business (the
+// server's event loop drives the same object).
+type Channel link.Link
 
-	mu       sync.Mutex
-	out      *[]byte // queued bytes, a pooled buffer; nil when empty
-	sends    uint32  // packets queued since the last flush
-	leftover int32   // loop only: bytes left buffered after the last pass
+func (ch *Channel) l() *link.Link { return (*link.Link)(ch) }
 
-	remoteIP   [16]byte // the remote address, packed (see RemoteAddr)
-	remotePort uint16   // with remoteIP all zeros: no address
-	codecIdx   uint8    // 1 + the index of the codec's variant in env.slots; 0: none yet
-	localIdx   uint8    // 1 + the local address's index in env's list; 0: in x
-	state      uint8
-	reason     Reason
-	bits       uint8 // mu: bitInLoop, bitWoken, bitFarewell
-	readyEdge  bool  // loop only: Ready was called during this pass
-}
-
-// Bits of Channel.bits, which mu guards.
-const (
-	bitInLoop   = 1 << iota // the loop is inside Begin/End and will flush
-	bitWoken                // a Wake is scheduled and will flush
-	bitFarewell             // say goodbye through the codec before closing
-)
-
-// Bits of Channel.flags.
-const (
-	flagReady   = 1 << iota // the handshake completed: sends are accepted
-	flagClosing             // mirrors state != stOpen, for the loop's hot path
-)
-
-func (ch *Channel) isReady() bool { return ch.flags.Load()&flagReady != 0 }
-
-// extra is the part of a channel that most connections never use; keeping it
-// behind a pointer keeps an idle connection small.
-type extra struct {
-	hbTimeout atomic.Int64   // per-connection heartbeat timeout, ns; 0: the server's
-	pinged    atomic.Int64   // when the last keepalive was sent, unix ns
-	ipTotals  *Totals        // aggregate of the channel's IP; set at accept
-	drainEnd  int64          // loop only: when a draining close gives up, unix ns
-	zoned     netip.AddrPort // a remote address with an IPv6 zone, which the packed form drops
-	local     netip.AddrPort // the local address, when env's list of them is full
-	rate      Limit          // loop only: the inbound rate limiter
-	closeErr  error          // mu
-	values    map[any]any    // mu
-	waiters   []func(error)  // mu: told when the bytes queued before them are written
-	queue     *pool.Queue    // the channel's tasks for the worker pool; set on the loop, under mu
-	encoder   codec.Encoder  // mu: the connection's own encoder, if its codec gave it one
-}
-
-// extLocked returns the channel's extra state, allocating it. mu is held.
-func (ch *Channel) extLocked() *extra {
-	x := ch.x.Load()
-	if x == nil {
-		x = new(extra)
-		ch.x.Store(x)
-	}
-	return x
-}
-
-// ext returns the channel's extra state, allocating it.
-func (ch *Channel) ext() *extra {
-	if x := ch.x.Load(); x != nil {
-		return x
-	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	return ch.extLocked()
-}
-
-// ipTotals returns the aggregate of the channel's IP, or nil.
-func (ch *Channel) ipTotals() *Totals {
-	if x := ch.x.Load(); x != nil {
-		return x.ipTotals
+// Of returns the channel of a codec.Conn that a server or client passed to a
+// decoder or a codec hook (a WebSocket handshake hook, say), or nil if c is
+// not one.
+func Of(c codec.Conn) *Channel {
+	if l, ok := c.(*link.Link); ok {
+		return (*Channel)(l)
 	}
 	return nil
 }
 
-// ID returns the channel's id, unique within its server. A server's ids
-// grow with the order in which connections were accepted; see [MakeID].
-func (ch *Channel) ID() uint64 { return ch.id }
-
-// Slot returns the low SlotBits bits of the channel's id: a number no other
-// open channel of its server has (for a server's channels, the socket's file
-// descriptor). Registries index channels by it.
-func (ch *Channel) Slot() int { return SlotOf(ch.id) }
-
-// SlotBits is the number of low bits of an id that hold its slot.
-const SlotBits = 24
-
-// MaxSlot is the largest slot an id can hold.
-const MaxSlot = 1<<SlotBits - 1
-
-// MakeID returns the id of the seq-th channel, in slot: seq in the high
-// bits, so that ids grow with seq, and slot in the low SlotBits bits. Slot
-// must be at most MaxSlot and unique among open channels; seq must grow.
-func MakeID(seq uint64, slot int) uint64 { return seq<<SlotBits | uint64(slot)&MaxSlot }
-
-// SlotOf returns the slot of an id.
-func SlotOf(id uint64) int { return int(id & MaxSlot) }
+// ID returns the channel's id, unique within its server (or client) for the
+// server's lifetime, growing with the order in which connections were
+// accepted.
+func (ch *Channel) ID() uint64 { return ch.l().ID() }
 
 // RemoteAddr returns the peer's address.
-func (ch *Channel) RemoteAddr() netip.AddrPort {
-	if ch.remotePort == 0 && ch.remoteIP == [16]byte{} {
-		return netip.AddrPort{} // no TCP peer has port 0
-	}
-	if x := ch.x.Load(); x != nil && x.zoned.IsValid() {
-		return x.zoned
-	}
-	// An IPv4 address is kept mapped and unmapped again: a real IPv6 peer's
-	// address is never mapped here (it was unmapped at accept).
-	return netip.AddrPortFrom(netip.AddrFrom16(ch.remoteIP).Unmap(), ch.remotePort)
-}
-
-// setRemote stores the remote address packed.
-func (ch *Channel) setRemote(a netip.AddrPort) {
-	if !a.Addr().IsValid() {
-		return
-	}
-	ch.remoteIP, ch.remotePort = a.Addr().As16(), a.Port()
-	if a.Addr().Zone() != "" {
-		ch.ext().zoned = a
-	}
-}
+func (ch *Channel) RemoteAddr() netip.AddrPort { return ch.l().RemoteAddr() }
 
 // LocalAddr returns the local address the peer connected to.
-func (ch *Channel) LocalAddr() netip.AddrPort {
-	if ch.localIdx > 0 {
-		return (*ch.env.locals.Load())[ch.localIdx-1]
-	}
-	if x := ch.x.Load(); x != nil {
-		return x.local
-	}
-	return netip.AddrPort{}
-}
+func (ch *Channel) LocalAddr() netip.AddrPort { return ch.l().LocalAddr() }
 
-// setLocal stores the local address as an index into env's list.
-func (ch *Channel) setLocal(a netip.AddrPort) {
-	if ch.localIdx = ch.env.intern(a); ch.localIdx == 0 {
-		ch.ext().local = a
-	}
-}
-
-// Codec returns the channel's codec, or nil while it is not yet chosen.
-func (ch *Channel) Codec() codec.Codec { return ch.env.codecAt(ch.codecIndex()) }
-
-// CodecIndex returns the index of the channel's codec and variant in its
-// server's list of every variant of every codec, or -1 while it is not yet
-// chosen. Channels with the same index encode a packet into the same bytes:
-// a fan-out encodes a packet once per index (channels with an encoder of
-// their own, see HasOwnEncoder, excepted).
-func (ch *Channel) CodecIndex() int { return int(ch.codecIndex()) - 1 }
-
-func (ch *Channel) codecIndex() uint8 {
-	if ch.isReady() {
-		// The codec is set once, before the handshake completes; the
-		// atomic ready flag publishes it, so no lock is needed (fan-outs
-		// call this for every target).
-		return ch.codecIdx
-	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	return ch.codecIdx
-}
+// Codec returns the channel's codec, or nil while it is not yet chosen (the
+// first bytes have not arrived).
+func (ch *Channel) Codec() codec.Codec { return ch.l().Codec() }
 
 // IsReady reports whether the protocol handshake has completed, so that
 // packets can be sent.
-func (ch *Channel) IsReady() bool { return ch.isReady() }
+func (ch *Channel) IsReady() bool { return ch.l().IsReady() }
 
 // Created returns when the connection was accepted.
-func (ch *Channel) Created() time.Time { return time.Unix(0, ch.created) }
+func (ch *Channel) Created() time.Time { return ch.l().Created() }
 
-// String returns a short description for logs.
-func (ch *Channel) String() string { return fmt.Sprintf("channel#%d(%s)", ch.id, ch.RemoteAddr()) }
+// String returns a short description for logs: "channel#42(10.0.0.1:5555)".
+func (ch *Channel) String() string { return ch.l().String() }
 
-// Stats returns a snapshot of the channel's counters.
-func (ch *Channel) Stats() Stats {
-	return Stats{
-		BytesIn:        ch.cnt.bytesIn.Load(),
-		BytesOut:       ch.cnt.bytesOut.Load(),
-		PacketsIn:      ch.cnt.packetsIn.Load(),
-		PacketsOut:     ch.cnt.packetsOut.Load(),
-		PacketsHandled: ch.cnt.handled.Load(),
-		Reads:          ch.cnt.reads.Load(),
-		Created:        time.Unix(0, ch.created),
-		LastReceived:   unixTime(ch.cnt.lastRecv.Load()),
-		LastSent:       unixTime(ch.cnt.lastSent.Load()),
-	}
+// Stats is a snapshot of one channel's counters (t-io's ChannelStat).
+type Stats struct {
+	BytesIn, BytesOut     uint64
+	PacketsIn, PacketsOut uint64
+	PacketsHandled        uint64
+	Reads                 uint64 // socket reads that delivered bytes
+	Created               time.Time
+	LastReceived          time.Time // zero if nothing was received
+	LastSent              time.Time // zero if nothing was sent
 }
+
+// Stats returns a snapshot of the channel's counters. Each counter is read
+// atomically; the snapshot as a whole is not (a pass of the event loop may
+// be half counted).
+func (ch *Channel) Stats() Stats { return Stats(ch.l().Stats()) }
 
 // SetValue stores a user value under key (any comparable key, as with
-// context.WithValue). A nil value deletes the key.
-func (ch *Channel) SetValue(key, value any) {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if value == nil {
-		if x := ch.x.Load(); x != nil {
-			delete(x.values, key)
-		}
-		return
-	}
-	x := ch.extLocked()
-	if x.values == nil {
-		x.values = make(map[any]any, 2)
-	}
-	x.values[key] = value
-}
+// context.WithValue). A nil value deletes the key. Safe from any goroutine.
+func (ch *Channel) SetValue(key, value any) { ch.l().SetValue(key, value) }
 
 // Value returns the value stored under key, or nil.
-func (ch *Channel) Value(key any) any {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if x := ch.x.Load(); x != nil {
-		return x.values[key]
-	}
-	return nil
-}
+func (ch *Channel) Value(key any) any { return ch.l().Value(key) }
 
 // Closed reports whether the channel is closed or closing.
-func (ch *Channel) Closed() bool {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	return ch.state != stOpen
-}
+func (ch *Channel) Closed() bool { return ch.l().Closed() }
 
 // Reason returns why the channel was closed (ReasonNone while open) and the
-// error behind it, if any.
+// error behind it, if any. The first reason recorded wins: a connection
+// closing for one reason keeps it whatever happens next.
 func (ch *Channel) Reason() (Reason, error) {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if x := ch.x.Load(); x != nil {
-		return ch.reason, x.closeErr
-	}
-	return ch.reason, nil
+	r, err := ch.l().Reason()
+	return Reason(r), err
 }
 
-// lockForSend locks the channel if it can take a send and returns its
-// outbound buffer; the caller finishes with queued, which unlocks. A
-// channel whose backlog is over the high-water mark takes nothing more: it
-// is closed as a slow consumer.
-func (ch *Channel) lockForSend() (*[]byte, error) {
-	if !ch.isReady() {
-		if ch.Closed() {
-			return nil, ErrClosed
-		}
-		return nil, ErrNotReady
-	}
-	ch.mu.Lock()
-	if ch.state != stOpen {
-		ch.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if ch.overLimit() {
-		ch.requestClose(ReasonSlowConsumer, nil, true)
-		ch.unlockAndWake()
-		return nil, ErrSlowConsumer
-	}
-	return ch.buffer(), nil
-}
+// Send encodes p with the channel's codec and queues it, from any
+// goroutine. It returns once the bytes are queued; the event loop writes
+// them, after everything queued before. It never blocks on the network.
+// Send fails with ErrClosed on a closed channel, ErrNotReady before the
+// handshake, and ErrSlowConsumer (closing the channel) when the bytes
+// already waiting for the peer are over the server's outbound limit — a
+// packet is never refused for its own size. p may be reused when Send
+// returns.
+func (ch *Channel) Send(p *codec.Packet) error { return ch.l().Send(p) }
 
-// overLimit reports whether the bytes waiting for the peer, queued here or
-// held by gnet, are past the high-water mark. Called with mu held.
-func (ch *Channel) overLimit() bool {
-	max := ch.env.MaxOutbound
-	if max <= 0 {
-		return false
-	}
-	n := int(ch.backlog.Load())
-	if ch.out != nil {
-		n += len(*ch.out)
-	}
-	return n > max
-}
-
-// Send encodes p with the channel's codec and queues it. It returns once the
-// bytes are queued; the event loop writes them. It never blocks on the
-// network. Send fails with ErrClosed on a closed channel, ErrNotReady before
-// the handshake, and ErrSlowConsumer (closing the channel) when the peer has
-// fallen too far behind.
-func (ch *Channel) Send(p *codec.Packet) error {
-	buf, err := ch.lockForSend()
-	if err != nil {
-		return err
-	}
-	before := len(*buf)
-	enc, err := ch.encode(*buf, p)
-	if err != nil {
-		*buf = (*buf)[:before]
-		ch.mu.Unlock()
-		return fmt.Errorf("channel: encode: %w", err)
-	}
-	*buf = enc
-	return ch.queued(true)
-}
-
-// SendEncoded queues bytes that this channel's codec already encoded, so that
-// a fan-out encodes a packet once and shares the bytes. b is copied.
-func (ch *Channel) SendEncoded(b []byte) error {
-	buf, err := ch.lockForSend()
-	if err != nil {
-		return err
-	}
-	*buf = append(*buf, b...)
-	return ch.queued(true)
-}
-
-// SendNotify is SendEncoded that also reports when the bytes have been
-// written to the connection by its event loop (to the kernel, or to gnet's
-// send buffer if the kernel's is full): done(nil) then, or done(err) if the
-// channel closes first. done runs exactly once, on the event loop, and must
-// not block. If SendNotify returns an error, done is not called.
-func (ch *Channel) SendNotify(b []byte, done func(error)) error {
-	buf, err := ch.lockForSend()
-	if err != nil {
-		return err
-	}
-	*buf = append(*buf, b...)
-	x := ch.extLocked()
-	x.waiters = append(x.waiters, done)
-	return ch.queued(true)
-}
-
-// SendPacketNotify is Send that also reports when the bytes have been
-// written to the connection by its event loop, like SendNotify.
-func (ch *Channel) SendPacketNotify(p *codec.Packet, done func(error)) error {
-	buf, err := ch.lockForSend()
-	if err != nil {
-		return err
-	}
-	before := len(*buf)
-	enc, err := ch.encode(*buf, p)
-	if err != nil {
-		*buf = (*buf)[:before]
-		ch.mu.Unlock()
-		return fmt.Errorf("channel: encode: %w", err)
-	}
-	*buf = enc
-	x := ch.extLocked()
-	x.waiters = append(x.waiters, done)
-	return ch.queued(true)
-}
-
-// SendWait encodes p, queues it, and waits until the event loop has written
-// it to the connection, the channel closes, or ctx ends.
+// SendWait is Send, then a wait until the event loop has written the bytes
+// to the connection (to the kernel, or to gnet's buffer when the kernel's is
+// full), the channel closes, or ctx ends. It blocks: called on an event loop
+// (from an inline handler or a hook) it fails at once with ErrOnLoop, since
+// it would wait for the loop it blocks.
 func (ch *Channel) SendWait(ctx context.Context, p *codec.Packet) error {
-	done := make(chan error, 1)
-	if err := ch.SendPacketNotify(p, func(err error) { done <- err }); err != nil {
-		return err
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return ch.l().SendWait(ctx, p)
 }
 
 // SendHeartbeat queues the codec's keepalive (a WebSocket ping, the binary
-// protocol's heartbeat byte). It returns codec.ErrUnsupported if the codec
-// has none.
-func (ch *Channel) SendHeartbeat() error {
-	cd := ch.Codec()
-	hb, ok := cd.(codec.Heartbeater)
-	if !ok {
-		return fmt.Errorf("channel: %T has no heartbeat: %w", cd, codec.ErrUnsupported)
-	}
-	buf, err := ch.lockForSend()
-	if err != nil {
-		return err
-	}
-	*buf = hb.AppendHeartbeat(*buf)
-	ch.extLocked().pinged.Store(time.Now().UnixNano())
-	return ch.queued(false)
-}
+// protocol's heartbeat byte). It returns an error wrapping
+// codec.ErrUnsupported if the codec has none.
+func (ch *Channel) SendHeartbeat() error { return ch.l().SendHeartbeat() }
 
 // SetHeartbeatTimeout sets this connection's heartbeat timeout, overriding
 // the server's (zero restores the server's). It takes effect at the next
 // check of the connection.
-func (ch *Channel) SetHeartbeatTimeout(d time.Duration) { ch.ext().hbTimeout.Store(int64(d)) }
+func (ch *Channel) SetHeartbeatTimeout(d time.Duration) { ch.l().SetHeartbeatTimeout(d) }
 
 // HeartbeatTimeout returns the timeout set by SetHeartbeatTimeout, or zero.
-func (ch *Channel) HeartbeatTimeout() time.Duration {
-	if x := ch.x.Load(); x != nil {
-		return time.Duration(x.hbTimeout.Load())
-	}
-	return 0
-}
+func (ch *Channel) HeartbeatTimeout() time.Duration { return ch.l().HeartbeatTimeout() }
 
 // LastReceived returns when bytes last arrived (the accept time if none has).
-func (ch *Channel) LastReceived() time.Time {
-	if ns := ch.cnt.lastRecv.Load(); ns != 0 {
-		return time.Unix(0, ns)
-	}
-	return time.Unix(0, ch.created)
-}
+func (ch *Channel) LastReceived() time.Time { return ch.l().LastReceived() }
 
 // LastHeartbeatSent returns when SendHeartbeat last queued a keepalive, or
 // the zero time.
-func (ch *Channel) LastHeartbeatSent() time.Time {
-	if x := ch.x.Load(); x != nil {
-		return unixTime(x.pinged.Load())
-	}
-	return time.Time{}
-}
+func (ch *Channel) LastHeartbeatSent() time.Time { return ch.l().LastHeartbeatSent() }
 
-// queued finishes a send (of a packet, or of protocol bytes): it makes sure
-// the loop will flush. Called with mu held; unlocks it.
-func (ch *Channel) queued(packet bool) error {
-	if packet {
-		ch.sends++
-	}
-	ch.unlockAndWake()
-	return nil
-}
-
-// unlockAndWake unlocks mu and makes sure the event loop will run a pass over
-// the connection (to flush, or to close): the loop is inside one already, or
-// a wake-up is scheduled, or this call schedules one. Called with mu held.
-func (ch *Channel) unlockAndWake() {
-	wake := ch.bits&(bitInLoop|bitWoken) == 0
-	if wake {
-		ch.bits |= bitWoken
-	}
-	ch.mu.Unlock()
-	if wake {
-		_ = ch.conn.Wake(nil)
-	}
-}
-
-// Close closes the channel for reason r, from any goroutine. Bytes already
+// Close closes the channel for reason r (ReasonNone means
+// ReasonClosedByApp), from any goroutine, without waiting. Bytes already
 // queued are written first, then the codec says goodbye (a WebSocket close
-// frame, for example), then the connection is closed. Closing a closed
-// channel does nothing.
+// frame with r's code and text, for example), then the connection is
+// closed. Closing a closed channel does nothing.
 func (ch *Channel) Close(r Reason) {
 	if r == ReasonNone {
 		r = ReasonClosedByApp
 	}
-	(*Link)(ch).CloseFor(r)
-}
-
-// requestClose marks the channel closing. Called with mu held.
-func (ch *Channel) requestClose(r Reason, err error, farewell bool) {
-	if ch.state != stOpen {
-		return
-	}
-	ch.state, ch.reason = stClosing, r
-	if farewell {
-		ch.bits |= bitFarewell
-	}
-	if err != nil {
-		ch.extLocked().closeErr = err
-	}
-	ch.flags.Or(flagClosing)
-}
-
-// buffer returns the outbound buffer, taking one from the pool if needed.
-// Called with mu held.
-func (ch *Channel) buffer() *[]byte {
-	if ch.out == nil {
-		ch.out = ch.env.getBuf()
-	}
-	return ch.out
-}
-
-// Write implements codec.Conn: the decoder's protocol answers (a handshake
-// response, pongs, heartbeat answers, close frames). They count toward the
-// high-water mark like packets: past it the channel is closed as a slow
-// consumer and b is dropped, whatever made the bytes. A closing channel
-// still takes its farewell. The loop flushes at the end of its pass.
-func (ch *Channel) Write(b []byte) error {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	switch {
-	case ch.state == stClosed:
-		return ErrClosed
-	case ch.state == stOpen && ch.overLimit():
-		ch.requestClose(ReasonSlowConsumer, nil, true)
-		return ErrSlowConsumer
-	}
-	buf := ch.buffer()
-	*buf = append(*buf, b...)
-	return nil
-}
-
-// WriteLast implements codec.Conn: the decoder's last bytes (a close
-// frame, an HTTP error response), queued whatever the backlog.
-func (ch *Channel) WriteLast(b []byte) error {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if ch.state == stClosed {
-		return ErrClosed
-	}
-	buf := ch.buffer()
-	*buf = append(*buf, b...)
-	return nil
-}
-
-// Ready implements codec.Conn.
-func (ch *Channel) Ready() {
-	ch.flags.Or(flagReady)
-	ch.readyEdge = true
-}
-
-const maxPooledBuffer = 1 << 20
-
-// getBuf returns an empty outbound buffer from the env's pool.
-func (e *Env) getBuf() *[]byte {
-	if b, _ := e.bufs.Get().(*[]byte); b != nil {
-		return b
-	}
-	b := make([]byte, 0, 4096)
-	return &b
-}
-
-// putBuf gives an outbound buffer back to the env's pool, unless it grew
-// large.
-func (e *Env) putBuf(b *[]byte) {
-	if cap(*b) <= maxPooledBuffer {
-		*b = (*b)[:0]
-		e.bufs.Put(b)
-	}
-}
-
-// intern returns 1 + the index of a local address in the env's list, adding
-// it; 0 once the list holds maxLocals addresses. The list only grows, and
-// each version is a new slice, so an index stays valid for good.
-func (e *Env) intern(a netip.AddrPort) uint8 {
-	if i := indexOf(e.locals.Load(), a); i > 0 {
-		return i
-	}
-	e.localsMu.Lock()
-	defer e.localsMu.Unlock()
-	old := e.locals.Load()
-	if i := indexOf(old, a); i > 0 {
-		return i
-	}
-	var list []netip.AddrPort
-	if old != nil {
-		list = *old
-	}
-	if len(list) >= maxLocals {
-		return 0
-	}
-	list = append(list[:len(list):len(list)], a)
-	e.locals.Store(&list)
-	return uint8(len(list))
-}
-
-const maxLocals = 64
-
-func indexOf(list *[]netip.AddrPort, a netip.AddrPort) uint8 {
-	if list == nil {
-		return 0
-	}
-	for i, b := range *list {
-		if b == a {
-			return uint8(i + 1)
-		}
-	}
-	return 0
-}
-
-// addrPort converts a gnet address without allocating for TCP.
-func addrPort(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(t.IP)
-		ip = ip.Unmap()
-		if t.Zone != "" && ip.Is6() {
-			ip = ip.WithZone(t.Zone)
-		}
-		return netip.AddrPortFrom(ip, uint16(t.Port))
-	}
-	if a == nil {
-		return netip.AddrPort{}
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
-}
-
-// MaxCodecs is the most codec variants an Env lists, every variant of
-// every codec counted.
-const MaxCodecs = 255
-
-// slot is one variant of one codec.
-type slot struct {
-	codec   codec.Codec
-	vars    codec.Variants // codec's Variants, when variant > 0
-	variant int
-}
-
-// Init lays out the variants of the env's codecs. It returns an error if
-// there are more than MaxCodecs. Call it before the first channel is made;
-// it runs once.
-func (e *Env) Init() error {
-	var err error
-	e.slotsOnce.Do(func() {
-		for _, cd := range e.Codecs {
-			n := 1
-			v, ok := cd.(codec.Variants)
-			if ok {
-				n = max(1, v.NumVariants())
-			}
-			e.base = append(e.base, uint8(min(len(e.slots), 255)))
-			for i := range n {
-				e.slots = append(e.slots, slot{codec: cd, vars: v, variant: i})
-			}
-		}
-		if len(e.slots) > MaxCodecs {
-			err = fmt.Errorf("channel: %d codec variants, at most %d", len(e.slots), MaxCodecs)
-		}
-	})
-	return err
-}
-
-// codecAt returns the codec of a channel's codecIdx, or nil for none.
-func (e *Env) codecAt(i uint8) codec.Codec {
-	if i == 0 {
-		return nil
-	}
-	return e.slots[i-1].codec
-}
-
-// EncodeAt appends p encoded by the codec variant with the given index (a
-// CodecIndex) to dst.
-func (e *Env) EncodeAt(i int, dst []byte, p *codec.Packet) ([]byte, error) {
-	s := &e.slots[i]
-	if s.variant == 0 {
-		return s.codec.Encode(dst, p)
-	}
-	return s.vars.EncodeVariant(dst, p, s.variant)
-}
-
-// encode appends p encoded for the channel: by its own encoder if it has
-// one, else by its codec's variant. Called with mu held.
-func (ch *Channel) encode(dst []byte, p *codec.Packet) ([]byte, error) {
-	if x := ch.x.Load(); x != nil && x.encoder != nil {
-		return x.encoder.Encode(dst, p)
-	}
-	return ch.env.EncodeAt(int(ch.codecIdx)-1, dst, p)
-}
-
-// HasOwnEncoder reports whether packets to the channel are encoded by an
-// encoder of its own (codec.Conn.SetEncoder), which a fan-out cannot share.
-func (ch *Channel) HasOwnEncoder() bool {
-	x := ch.x.Load()
-	if x == nil || !ch.isReady() {
-		return false
-	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	return x.encoder != nil
-}
-
-// SetVariant implements codec.Conn.
-func (ch *Channel) SetVariant(v int) {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if ch.codecIdx == 0 {
-		return
-	}
-	s := ch.env.slots[ch.codecIdx-1]
-	n := 1
-	if s.vars != nil {
-		n = s.vars.NumVariants()
-	}
-	if v < 0 || v >= n {
-		return
-	}
-	ch.codecIdx = ch.codecIdx - uint8(s.variant) + uint8(v)
-}
-
-// SetEncoder implements codec.Conn.
-func (ch *Channel) SetEncoder(e codec.Encoder) {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	ch.extLocked().encoder = e
-}
-
-// PartialFor reports how long the packet now arriving has been under way:
-// since the end of the event loop's pass that first found it begun and not
-// whole. ok is false when no packet is partly received. Safe from any
-// goroutine.
-func (ch *Channel) PartialFor(now time.Time) (d time.Duration, ok bool) {
-	p := ch.partial.Load()
-	if p == 0 {
-		return 0, false
-	}
-	// Milliseconds since created, modulo 2^32: the difference is right for
-	// any packet under way for less than 49 days.
-	nowMs := uint32((now.UnixNano() - ch.created) / 1e6)
-	return time.Duration(nowMs-p) * time.Millisecond, true
+	ch.l().Close(link.Reason(r))
 }

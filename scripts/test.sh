@@ -43,12 +43,14 @@ go test -race -count=1 -timeout 10m ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -race -count=1 -timeout 5m ./...)
 echo "== allocation counts, without the race detector (it changes them)"
 go test -count=1 -run='Garbage|Allocate' ./...
-for pkg in ./codec/websocket ./codec/binary; do
-  echo "== fuzz $pkg for $fuzztime"
+# Every decoder has a fuzz target: package:target.
+for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTarget; do
+  pkg=${pt%%:*} target=${pt##*:}
+  echo "== fuzz $pkg $target for $fuzztime"
   # New inputs are minimized for at most 5 s (60 s by default): a fuzz
   # target that runs each input several ways makes minimizing slow, and the
   # bounded time is better spent exploring.
-  go test -run='^$' -fuzz='^FuzzDecode$' -fuzztime="$fuzztime" -fuzzminimizetime=5s "$pkg"
+  go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" -fuzzminimizetime=5s "$pkg"
 done
 echo "== benchmarks compile and run once"
 go test -run='^$' -bench=. -benchtime=1x ./...

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/internal/link"
 )
 
 // Metric names, as exported by the collector. docs/metrics.md explains each.
@@ -113,8 +113,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.active, float64(s.Active))
 	// Every reason, zeros included, so that rate() sees a series from the
 	// first scrape rather than from the first close of each kind.
-	for r := 1; r < channel.NumReasons; r++ {
-		counter(c.closed, s.Closed[r], channel.Reason(r).String())
+	for r := 1; r < link.NumReasons; r++ {
+		counter(c.closed, s.Closed[r], link.Reason(r).String())
 	}
 	t := s.Traffic
 	counter(c.bytesIn, t.BytesIn)

@@ -10,32 +10,15 @@
 package stats
 
 import (
-	"sync/atomic"
-	"time"
-
-	"github.com/tiogo/tio/channel"
-	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/internal/link"
 )
-
-// Server holds one server's counters. Its zero value is ready to use.
-type Server struct {
-	accepted atomic.Uint64
-	active   atomic.Int64
-	closed   [channel.NumReasons]atomic.Uint64
-	panics   atomic.Uint64
-	lateP    atomic.Uint64 // panics on a connection already closing
-	slow     atomic.Uint64 // handlers that ran past the slow-handler threshold
-	dropped  atomic.Uint64 // packets with no handler
-	limited  atomic.Uint64 // packets dropped by the rate limit
-	latency  *latency      // nil: latency not kept
-}
 
 // Snapshot is a point-in-time copy of a server's counters.
 type Snapshot struct {
 	Accepted uint64
 	Active   int64
 	// Closed counts closed connections by reason, indexed by channel.Reason.
-	Closed [channel.NumReasons]uint64
+	Closed [link.NumReasons]uint64
 	// HandlerPanics counts every handler panic. A panic closes its
 	// connection as channel.ReasonHandlerPanic unless the connection was
 	// already closing for another reason, which then stays its reason (the
@@ -51,7 +34,7 @@ type Snapshot struct {
 	// RateLimited counts packets dropped by a rate limit set to drop.
 	RateLimited uint64
 	// Traffic is the server's aggregate traffic (zero with statistics off).
-	Traffic channel.TotalsSnapshot
+	Traffic Traffic
 	// Latency holds the handler latency histograms, one per packet type (see
 	// LatencyTypes), ordered by type, the overflow histogram last (nil with
 	// statistics off).
@@ -61,79 +44,61 @@ type Snapshot struct {
 	// track because IPConfig.MaxIPs addresses were tracked already.
 	IPs          int
 	IPsUntracked uint64
+	// Bindings counts the entries of the server's binding indexes. Once
+	// every connection has closed, all are zero.
+	Bindings Bindings
 }
 
-// Accepted counts an accepted connection (which is now active).
-func (s *Server) Accepted() { s.accepted.Add(1); s.active.Add(1) }
-
-// Closed counts a closed connection by reason.
-func (s *Server) Closed(r channel.Reason) {
-	s.active.Add(-1)
-	if int(r) < len(s.closed) {
-		s.closed[r].Add(1)
-	}
+// Bindings counts the entries of a server's binding indexes.
+type Bindings struct {
+	Users  int // user ids with at least one channel
+	Groups int // groups with at least one channel
+	Tokens int // tokens with at least one channel
+	BsIDs  int // business ids bound
+	IPs    int // IPs with at least one open channel, once a query by IP has built that index
+	Bound  int // channels with at least one binding
 }
 
-// Panicked counts a handler panic; closed tells whether the panic closed
-// its connection (false: it was closing already).
-func (s *Server) Panicked(closed bool) {
-	s.panics.Add(1)
-	if !closed {
-		s.lateP.Add(1)
-	}
+// Traffic is the traffic of many connections — a whole server, or all the
+// connections from one IP address — over their lifetime or over a window.
+type Traffic struct {
+	BytesIn, BytesOut     uint64
+	PacketsIn, PacketsOut uint64
+	// Reads counts socket reads that delivered bytes: BytesIn/Reads and
+	// PacketsIn/Reads are t-io's bytes-per-read and packets-per-read, which
+	// expose peers that trickle bytes.
+	Reads uint64
+	// Handled counts packets whose handler returned; HandleNanos sums the
+	// time they took.
+	Handled, HandleNanos uint64
+	// DecodeErrors counts connections closed for undecodable or
+	// protocol-breaking input.
+	DecodeErrors uint64
 }
 
-// SlowHandler counts a handler that ran past the slow-handler threshold.
-func (s *Server) SlowHandler() { s.slow.Add(1) }
-
-// Dropped counts a packet that no handler took.
-func (s *Server) Dropped() { s.dropped.Add(1) }
-
-// RateLimited counts a packet dropped by the rate limit.
-func (s *Server) RateLimited() { s.limited.Add(1) }
-
-// KeepLatency makes Observe keep a latency histogram per packet type. Call
-// it before the server starts; without it Observe does nothing.
-func (s *Server) KeepLatency() {
-	if s.latency == nil {
-		s.latency = new(latency)
-	}
-}
-
-// Observe records that a handler for packets of type t took d: two atomic
-// adds, no lock, no allocation (but for the first packet of each of the
-// first LatencyTypes types).
-func (s *Server) Observe(t codec.Type, d time.Duration) {
-	if l := s.latency; l != nil {
-		l.observe(t, d)
+// Sub returns s − o, counter by counter: the traffic of a window given
+// snapshots at its two ends.
+func (s Traffic) Sub(o Traffic) Traffic {
+	return Traffic{
+		BytesIn: s.BytesIn - o.BytesIn, BytesOut: s.BytesOut - o.BytesOut,
+		PacketsIn: s.PacketsIn - o.PacketsIn, PacketsOut: s.PacketsOut - o.PacketsOut,
+		Reads: s.Reads - o.Reads, Handled: s.Handled - o.Handled, HandleNanos: s.HandleNanos - o.HandleNanos,
+		DecodeErrors: s.DecodeErrors - o.DecodeErrors,
 	}
 }
 
-// ObserveN records n packets of type t whose handlers took each on average
-// (packets handled in one event-loop pass, timed together): two atomic adds
-// in all.
-func (s *Server) ObserveN(t codec.Type, each time.Duration, n int) {
-	if l := s.latency; l != nil && n > 0 {
-		l.find(t).observeN(each, uint64(n))
+// BytesPerRead returns BytesIn/Reads (0 without reads).
+func (s Traffic) BytesPerRead() float64 {
+	if s.Reads == 0 {
+		return 0
 	}
+	return float64(s.BytesIn) / float64(s.Reads)
 }
 
-// Snapshot returns the current values.
-func (s *Server) Snapshot() Snapshot {
-	snap := Snapshot{
-		Accepted:           s.accepted.Load(),
-		Active:             s.active.Load(),
-		HandlerPanics:      s.panics.Load(),
-		PanicsWhileClosing: s.lateP.Load(),
-		SlowHandlers:       s.slow.Load(),
-		DroppedPackets:     s.dropped.Load(),
-		RateLimited:        s.limited.Load(),
+// PacketsPerRead returns PacketsIn/Reads (0 without reads).
+func (s Traffic) PacketsPerRead() float64 {
+	if s.Reads == 0 {
+		return 0
 	}
-	for i := range s.closed {
-		snap.Closed[i] = s.closed[i].Load()
-	}
-	if s.latency != nil {
-		snap.Latency = s.latency.snapshot()
-	}
-	return snap
+	return float64(s.PacketsIn) / float64(s.Reads)
 }

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/tiogo/tio"
-	"github.com/tiogo/tio/channel"
-	"github.com/tiogo/tio/stats"
+	"github.com/tiogo/tio/internal/counters"
+	"github.com/tiogo/tio/internal/link"
 )
 
 var modes = []string{"off", "on", "on+ip"}
@@ -83,7 +83,7 @@ func BenchmarkEcho(b *testing.B) {
 
 // BenchmarkPassStats isolates what statistics add to one event-loop pass of
 // the echo workload (one read of 16 packets, one write of their echoes): the
-// atomic adds of channel.Link's Begin, count and Handled on the server's
+// atomic adds of link.Link's Begin, count and Handled on the server's
 // totals (and the IP's, for on+ip), and the latency histogram's ObserveN, on
 // parallel goroutines sharing the totals as the event loops do. Compare its
 // ns/op with the server's CPU time per pass (16 × ns/msg of the command).
@@ -91,14 +91,14 @@ func BenchmarkPassStats(b *testing.B) {
 	const packets, bytes = 16, 16 * (7 + 64)
 	for _, mode := range modes {
 		b.Run(mode, func(b *testing.B) {
-			var server, ip channel.Totals
-			var st stats.Server
-			var totals []*channel.Totals
+			var server, ip link.Totals
+			var st counters.Server
+			var totals []*link.Totals
 			switch mode {
 			case "on":
-				totals = []*channel.Totals{&server}
+				totals = []*link.Totals{&server}
 			case "on+ip":
-				totals = []*channel.Totals{&server, &ip}
+				totals = []*link.Totals{&server, &ip}
 			}
 			if mode != "off" {
 				st.KeepLatency()

@@ -303,7 +303,7 @@ func TestShutdownFarewell(t *testing.T) {
 	open.handshake()
 	early := dial(t, addr)
 	waitFor := time.Now().Add(2 * time.Second)
-	for srv.Count() != 2 && time.Now().Before(waitFor) {
+	for srv.Count(tio.All()) != 2 && time.Now().Before(waitFor) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

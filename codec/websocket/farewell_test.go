@@ -42,7 +42,7 @@ func TestShutdownFarewell(t *testing.T) {
 	roundTrip(t, c, gorilla.TextMessage, []byte("x"), gorilla.TextMessage, []byte("x"))
 	rc := dialRaw(t, addr)
 	rc.write([]byte("GET / HTTP/1.1\r\nHost: x\r\n"))
-	waitFor(t, "both connections open", func() bool { return srv.Count() == 2 })
+	waitFor(t, "both connections open", func() bool { return srv.Count(tio.All()) == 2 })
 	time.Sleep(20 * time.Millisecond) // let the partial request be read
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

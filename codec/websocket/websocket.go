@@ -129,8 +129,9 @@ func Reject(status int, reason string) error { return &RejectError{Status: statu
 type requestKey struct{}
 
 // RequestOf returns the upgrade request of a connection whose codec was
-// configured with KeepRequest, or nil.
-func RequestOf(c codec.Conn) *Request {
+// configured with KeepRequest, or nil. c is its *channel.Channel (or the
+// codec.Conn a hook was given).
+func RequestOf(c interface{ Value(key any) any }) *Request {
 	r, _ := c.Value(requestKey{}).(*Request)
 	return r
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/tiogo/tio"
 )
 
 // The echo example's contract: WebSocket messages come back with the same
@@ -101,7 +103,7 @@ func TestBroadcast(t *testing.T) {
 	// Every connection has completed its handshake once the server counts
 	// it and the WebSocket dials returned; wait for the binary one too.
 	deadline := time.Now().Add(5 * time.Second)
-	for len(srv.Channels()) != 4 && time.Now().Before(deadline) {
+	for len(srv.Channels(tio.All())) != 4 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 

@@ -253,6 +253,32 @@ func (r *Registry) fire(evs []event) {
 	}
 }
 
+// Bind binds ch to key of kind k (see BindUser, BindGroup, BindToken and
+// BindBsID).
+func (r *Registry) Bind(ch *channel.Channel, k Kind, key string) error {
+	if k == KindGroup {
+		return r.BindGroup(ch, key)
+	}
+	return r.bindOne(ch, k, key)
+}
+
+// Unbind unbinds ch from key of kind k, or, with an empty key, from
+// whatever it is bound to of that kind (every group, for KindGroup). It
+// reports whether ch was bound to anything it unbound.
+func (r *Registry) Unbind(ch *channel.Channel, k Kind, key string) bool {
+	if k == KindGroup {
+		if key != "" {
+			return r.UnbindGroup(ch, key)
+		}
+		any := false
+		for _, g := range r.GroupsOf(ch) {
+			any = r.UnbindGroup(ch, g) || any
+		}
+		return any
+	}
+	return r.unbindOne(ch, k, key) != ""
+}
+
 // BindUser binds ch to user id, replacing the user it was bound to. A user
 // may have any number of channels.
 func (r *Registry) BindUser(ch *channel.Channel, id string) error {
@@ -357,16 +383,18 @@ func (r *Registry) prune(rs *recShard, ch *channel.Channel, rc *rec) {
 
 // UnbindUser unbinds ch from its user and returns the user id it had ("" if
 // none).
-func (r *Registry) UnbindUser(ch *channel.Channel) string { return r.unbindOne(ch, KindUser) }
+func (r *Registry) UnbindUser(ch *channel.Channel) string { return r.unbindOne(ch, KindUser, "") }
 
 // UnbindToken unbinds ch from its token and returns the token ("" if none).
-func (r *Registry) UnbindToken(ch *channel.Channel) string { return r.unbindOne(ch, KindToken) }
+func (r *Registry) UnbindToken(ch *channel.Channel) string { return r.unbindOne(ch, KindToken, "") }
 
 // UnbindBsID unbinds ch from its business id and returns it ("" if none,
 // or if another channel has taken it since).
-func (r *Registry) UnbindBsID(ch *channel.Channel) string { return r.unbindOne(ch, KindBsID) }
+func (r *Registry) UnbindBsID(ch *channel.Channel) string { return r.unbindOne(ch, KindBsID, "") }
 
-func (r *Registry) unbindOne(ch *channel.Channel, k Kind) string {
+// unbindOne unbinds ch from its binding of kind k if it is want (any, if
+// want is empty) and returns the key it had.
+func (r *Registry) unbindOne(ch *channel.Channel, k Kind, want string) string {
 	rs := r.recShard(ch)
 	rs.mu.Lock()
 	rc := rs.m[ch.ID()]
@@ -376,6 +404,10 @@ func (r *Registry) unbindOne(ch *channel.Channel, k Kind) string {
 	}
 	f := rc.field(k)
 	old := *f
+	if want != "" && old != want {
+		rs.mu.Unlock()
+		return ""
+	}
 	*f = ""
 	removed := old != "" && r.removeOne(ch, k, old)
 	r.prune(rs, ch, rc)

@@ -3,7 +3,6 @@ package registry_test
 import (
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -14,6 +13,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/internal/registry"
 )
 
@@ -26,11 +26,11 @@ type fakeConn struct {
 func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
 func (c fakeConn) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9001} }
 
-var env channel.Env
+var env link.Env
 
 // newChannel makes a channel from ip with id, attached to r.
 func newChannel(r *registry.Registry, id uint64, ip string) *channel.Channel {
-	ch := channel.NewLink(fakeConn{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000 + int(id)}}, id, &env).Channel()
+	ch := (*channel.Channel)(link.New(fakeConn{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000 + int(id)}}, id, &env))
 	r.Attach(ch)
 	return ch
 }
@@ -215,7 +215,7 @@ func TestListener(t *testing.T) {
 	}
 }
 
-func TestPaginate(t *testing.T) {
+func TestSortByID(t *testing.T) {
 	r := registry.New(registry.Listener{})
 	var chs []*channel.Channel
 	for i := range 10 {
@@ -226,25 +226,6 @@ func TestPaginate(t *testing.T) {
 		if ch.ID() != uint64(i+1) {
 			t.Fatalf("SortByID: %v", idsOf(sorted))
 		}
-	}
-	for _, c := range []struct{ number, size, items, pages int }{
-		{1, 4, 4, 3}, {2, 4, 4, 3}, {3, 4, 2, 3}, {4, 4, 0, 3}, {0, 4, 4, 3}, {1, 0, 0, 0}, {1, 100, 10, 1},
-		// sizes and numbers whose products and sums overflow an int
-		{1 << 30, 1 << 30, 0, 1}, {1, math.MaxInt, 10, 1}, {2, math.MaxInt, 0, 1}, {math.MaxInt, math.MaxInt, 0, 1},
-	} {
-		p := registry.Paginate(sorted, c.number, c.size)
-		if len(p.Items) != c.items || p.Total != 10 || p.Pages() != c.pages {
-			t.Fatalf("page %d of %d: %d items, total %d, %d pages; want %d items, %d pages",
-				c.number, c.size, len(p.Items), p.Total, p.Pages(), c.items, c.pages)
-		}
-	}
-	p := registry.Paginate(sorted, 3, 4)
-	if p.Items[0].ID() != 9 || p.Pages() != 3 {
-		t.Fatalf("page 3: first %d, pages %d", p.Items[0].ID(), p.Pages())
-	}
-	m := registry.MapPage(p, func(ch *channel.Channel) uint64 { return ch.ID() })
-	if !slices.Equal(m.Items, []uint64{9, 10}) || m.Number != 3 || m.Total != 10 {
-		t.Fatalf("MapPage %+v", m)
 	}
 }
 
@@ -381,21 +362,21 @@ func TestAttachDetachDoNotAllocate(t *testing.T) {
 // slot (a reused descriptor) for it.
 func TestChannelBySlot(t *testing.T) {
 	r := registry.New(registry.Listener{})
-	slots := []int{0, 1, 1023, 1024, 5000, 70000, channel.MaxSlot}
+	slots := []int{0, 1, 1023, 1024, 5000, 70000, link.MaxSlot}
 	var chs []*channel.Channel
 	for i, slot := range slots {
-		chs = append(chs, newChannel(r, channel.MakeID(uint64(i+1), slot), "10.0.0.1"))
+		chs = append(chs, newChannel(r, link.MakeID(uint64(i+1), slot), "10.0.0.1"))
 	}
 	if r.Len() != len(slots) {
 		t.Fatalf("Len %d, want %d", r.Len(), len(slots))
 	}
 	for i, ch := range chs {
-		if ch.Slot() != slots[i] || r.Channel(ch.ID()) != ch {
-			t.Fatalf("slot %d: Slot %d, Channel %v", slots[i], ch.Slot(), r.Channel(ch.ID()))
+		if link.SlotOf(ch.ID()) != slots[i] || r.Channel(ch.ID()) != ch {
+			t.Fatalf("slot %d: Slot %d, Channel %v", slots[i], link.SlotOf(ch.ID()), r.Channel(ch.ID()))
 		}
 	}
 	var seen []int
-	r.Each(func(ch *channel.Channel) bool { seen = append(seen, ch.Slot()); return true })
+	r.Each(func(ch *channel.Channel) bool { seen = append(seen, link.SlotOf(ch.ID())); return true })
 	if !slices.Equal(seen, slots) {
 		t.Fatalf("Each saw slots %v, want %v", seen, slots)
 	}
@@ -404,7 +385,7 @@ func TestChannelBySlot(t *testing.T) {
 	if r.Channel(old.ID()) != nil || r.Len() != len(slots)-1 {
 		t.Fatalf("detached channel still found (Len %d)", r.Len())
 	}
-	reused := newChannel(r, channel.MakeID(100, old.Slot()), "10.0.0.2")
+	reused := newChannel(r, link.MakeID(100, link.SlotOf(old.ID())), "10.0.0.2")
 	if r.Channel(old.ID()) != nil || r.Channel(reused.ID()) != reused || reused.ID() <= old.ID() {
 		t.Fatal("a reused slot confused the old and the new channel")
 	}
@@ -413,7 +394,7 @@ func TestChannelBySlot(t *testing.T) {
 	}
 	// A channel still in its slot when another takes it (evicted) is
 	// detached without disturbing the newcomer.
-	newer := newChannel(r, channel.MakeID(101, old.Slot()), "10.0.0.3")
+	newer := newChannel(r, link.MakeID(101, link.SlotOf(old.ID())), "10.0.0.3")
 	r.Detach(reused)
 	if r.Channel(newer.ID()) != newer || r.Len() != len(slots) {
 		t.Fatalf("evicted channel's Detach removed the newcomer (Len %d)", r.Len())
@@ -431,7 +412,7 @@ func TestIPIndexBuiltUnderChurn(t *testing.T) {
 		const n = 400
 		chs := make([]*channel.Channel, n)
 		for i := range n {
-			chs[i] = channel.NewLink(fakeConn{remote: &net.TCPAddr{IP: net.IPv4(10, 0, 0, byte(i%4)), Port: 1000 + i}}, channel.MakeID(uint64(i+1), i), &env).Channel()
+			chs[i] = (*channel.Channel)(link.New(fakeConn{remote: &net.TCPAddr{IP: net.IPv4(10, 0, 0, byte(i%4)), Port: 1000 + i}}, link.MakeID(uint64(i+1), i), &env))
 			if i%2 == 0 {
 				r.Attach(chs[i]) // the even ones start attached
 			}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/internal/link"
 )
 
 // table holds every attached channel, indexed by its slot (channel.Slot: the
@@ -44,7 +45,7 @@ func (t *table) cell(slot int) *atomic.Pointer[channel.Channel] {
 // put stores ch in its slot. A channel still in the slot is evicted (its
 // remove then finds the slot taken and does nothing).
 func (t *table) put(ch *channel.Channel) {
-	slot := ch.Slot()
+	slot := link.SlotOf(ch.ID())
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	pi := slot >> pageBits
@@ -66,7 +67,7 @@ func (t *table) put(ch *channel.Channel) {
 
 // remove empties ch's slot if ch holds it, and reports whether it did.
 func (t *table) remove(ch *channel.Channel) bool {
-	c := t.cell(ch.Slot())
+	c := t.cell(link.SlotOf(ch.ID()))
 	if c == nil || !c.CompareAndSwap(ch, nil) {
 		return false
 	}
@@ -76,13 +77,13 @@ func (t *table) remove(ch *channel.Channel) bool {
 
 // contains reports whether ch is attached.
 func (t *table) contains(ch *channel.Channel) bool {
-	c := t.cell(ch.Slot())
+	c := t.cell(link.SlotOf(ch.ID()))
 	return c != nil && c.Load() == ch
 }
 
 // get returns the attached channel with id, or nil.
 func (t *table) get(id uint64) *channel.Channel {
-	c := t.cell(channel.SlotOf(id))
+	c := t.cell(link.SlotOf(id))
 	if c == nil {
 		return nil
 	}

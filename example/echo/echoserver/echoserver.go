@@ -34,7 +34,7 @@ func New(addr string, opts ...tio.Option) *tio.Server {
 	// connections).
 	mux.Handle(websocket.TypeText, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) {
 		if bytes.HasPrefix(p.Body, BroadcastPrefix) {
-			_, _ = srv.SendToAll(p)
+			_, _ = srv.Send(tio.All(), p)
 			return
 		}
 		_ = ch.Send(p)

@@ -6,6 +6,8 @@ import (
 	"github.com/tiogo/tio/channel"
 )
 
+// Every reason has a distinct name; the public set covers every reason the
+// server can record.
 func TestReasonNamesAreDistinct(t *testing.T) {
 	seen := map[string]channel.Reason{}
 	for r := channel.Reason(0); int(r) < channel.NumReasons; r++ {
@@ -20,5 +22,8 @@ func TestReasonNamesAreDistinct(t *testing.T) {
 	}
 	if channel.Reason(200).String() != "unknown" {
 		t.Fatal("out-of-range reason not reported as unknown")
+	}
+	if channel.ReasonHandshakeRefused != channel.Reason(channel.NumReasons-1) {
+		t.Fatal("a reason was added internally without its public constant")
 	}
 }

@@ -1,4 +1,4 @@
-package channel
+package link
 
 import (
 	"sync/atomic"

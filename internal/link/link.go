@@ -1,4 +1,4 @@
-package channel
+package link
 
 import (
 	"time"
@@ -9,14 +9,12 @@ import (
 	"github.com/tiogo/tio/internal/pool"
 )
 
-// Link is the event-loop side of a channel. Its methods must be called on the
-// connection's event loop (from gnet's event handlers), except where noted.
-// It is the same object as its Channel, seen from the loop's side.
-type Link Channel
+// The loop-side methods below must be called on the connection's event loop
+// (from gnet's event handlers), except where noted.
 
-// NewLink creates a channel for c, which was just opened. Call it in OnOpen.
-func NewLink(c gnet.Conn, id uint64, env *Env) *Link {
-	ch := &Channel{
+// New creates the link of c, which was just opened. Call it in OnOpen.
+func New(c gnet.Conn, id uint64, env *Env) *Link {
+	ch := &Link{
 		id:      id,
 		conn:    c,
 		env:     env,
@@ -24,16 +22,13 @@ func NewLink(c gnet.Conn, id uint64, env *Env) *Link {
 	}
 	ch.setRemote(addrPort(c.RemoteAddr()))
 	ch.setLocal(addrPort(c.LocalAddr()))
-	return (*Link)(ch)
+	return ch
 }
-
-// Channel returns the channel. Safe from any goroutine.
-func (l *Link) Channel() *Channel { return (*Channel)(l) }
 
 // SetCodec sets the codec once it is chosen: the i-th of Env.Codecs, in
 // its variant 0 until the decoder picks another (codec.Conn.SetVariant).
 func (l *Link) SetCodec(i int) {
-	ch := (*Channel)(l)
+	ch := l
 	cd := ch.env.Codecs[i]
 	ch.env.Init() // once; an error was reported by the server's Start
 	ch.mu.Lock()
@@ -43,14 +38,14 @@ func (l *Link) SetCodec(i int) {
 }
 
 // HasCodec reports whether a codec is set.
-func (l *Link) HasCodec() bool { return (*Channel)(l).dec != nil }
+func (l *Link) HasCodec() bool { return l.dec != nil }
 
 // Queue returns the channel's queue of tasks for the worker pool,
 // allocating it on first use. Call it on the loop.
 func (l *Link) Queue() *pool.Queue {
-	x := (*Channel)(l).ext()
+	x := l.ext()
 	if x.queue == nil {
-		ch := (*Channel)(l)
+		ch := l
 		ch.mu.Lock()
 		x.queue = new(pool.Queue)
 		ch.mu.Unlock()
@@ -61,7 +56,7 @@ func (l *Link) Queue() *pool.Queue {
 // Queued returns the channel's queue of tasks for the worker pool, or nil
 // if it never had one. Safe from any goroutine.
 func (l *Link) Queued() *pool.Queue {
-	ch := (*Channel)(l)
+	ch := l
 	x := ch.x.Load()
 	if x == nil {
 		return nil
@@ -75,7 +70,7 @@ func (l *Link) Queued() *pool.Queue {
 // the worker pool: its next packet must go there too, to keep its order.
 // Call it on the loop (which alone sets the queue).
 func (l *Link) Busy() bool {
-	x := (*Channel)(l).x.Load()
+	x := l.x.Load()
 	return x != nil && x.queue != nil && x.queue.Busy()
 }
 
@@ -84,7 +79,7 @@ func (l *Link) Busy() bool {
 // clock if it is needed. The packet deadline counts from the pass that
 // first found it partial.
 func (l *Link) SetPartial(partial bool, now int64) {
-	ch := (*Channel)(l)
+	ch := l
 	if !partial {
 		if ch.partial.Load() != 0 {
 			ch.partial.Store(0)
@@ -105,7 +100,7 @@ func (l *Link) SetPartial(partial bool, now int64) {
 // now buffered, it returns how many arrived since the last pass and, if any
 // did, the time (unix ns) it read the clock for them (else 0).
 func (l *Link) Begin(buffered int) (fresh int, now int64) {
-	ch := (*Channel)(l)
+	ch := l
 	ch.mu.Lock()
 	ch.bits |= bitInLoop
 	ch.mu.Unlock()
@@ -128,18 +123,18 @@ func (l *Link) Begin(buffered int) (fresh int, now int64) {
 // Decode runs the channel's decoder. The caller counts the packets it
 // decodes in a pass and gives the count to End.
 func (l *Link) Decode(in []byte, p *codec.Packet) (int, bool, error) {
-	return (*Channel)(l).dec.Decode((*Channel)(l), in, p)
+	return l.dec.Decode(l, in, p)
 }
 
 // TookReady reports, once, that the handshake completed during this pass.
 func (l *Link) TookReady() bool {
-	r := (*Channel)(l).readyEdge
-	(*Channel)(l).readyEdge = false
+	r := l.readyEdge
+	l.readyEdge = false
 	return r
 }
 
 // Closing reports whether the channel is closing (checked between packets).
-func (l *Link) Closing() bool { return (*Channel)(l).flags.Load()&flagClosing != 0 }
+func (l *Link) Closing() bool { return l.flags.Load()&flagClosing != 0 }
 
 // Limit is a token bucket for one connection's inbound packets, kept by its
 // event loop.
@@ -169,29 +164,29 @@ func (b *Limit) Allow(now int64, rate float64, burst int) bool {
 // error (whose farewell the decoder already wrote), a sniffing failure, a
 // limit. farewell asks the codec to say goodbye.
 func (l *Link) Fail(r Reason, err error, farewell bool) {
-	(*Channel)(l).mu.Lock()
-	(*Channel)(l).requestClose(r, err, farewell)
-	(*Channel)(l).mu.Unlock()
+	l.mu.Lock()
+	l.requestClose(r, err, farewell)
+	l.mu.Unlock()
 }
 
 // SetIPTotals makes the channel add its traffic to t too (the aggregate of
 // its IP address). Call it in OnOpen, before the first pass.
 func (l *Link) SetIPTotals(t *Totals) {
 	if t != nil {
-		(*Channel)(l).ext().ipTotals = t
+		l.ext().ipTotals = t
 	}
 }
 
 // Allow takes a token from the connection's inbound rate limiter (see
 // Limit.Allow).
 func (l *Link) Allow(now int64, rate float64, burst int) bool {
-	return (*Channel)(l).ext().rate.Allow(now, rate, burst)
+	return l.ext().rate.Allow(now, rate, burst)
 }
 
 // Handled counts n handled packets and the time their handlers took. Safe
 // from any goroutine.
 func (l *Link) Handled(n int, cost time.Duration) {
-	ch := (*Channel)(l)
+	ch := l
 	ch.cnt.handled.Add(uint64(n))
 	for _, t := range [2]*Totals{ch.env.Totals, ch.ipTotals()} {
 		if t != nil {
@@ -203,7 +198,7 @@ func (l *Link) Handled(n int, cost time.Duration) {
 
 // DecodeError counts a connection closed for bad input.
 func (l *Link) DecodeError() {
-	for _, t := range [2]*Totals{(*Channel)(l).env.Totals, (*Channel)(l).ipTotals()} {
+	for _, t := range [2]*Totals{l.env.Totals, l.ipTotals()} {
 		if t != nil {
 			t.DecodeErrors.Add(1)
 		}
@@ -213,7 +208,7 @@ func (l *Link) DecodeError() {
 // count adds a pass's packets and written bytes to the counters; now is the
 // time of the write (0: read the clock if needed).
 func (l *Link) count(in, sends uint64, written int, now int64) {
-	ch := (*Channel)(l)
+	ch := l
 	if in > 0 {
 		ch.cnt.packetsIn.Add(in)
 	}
@@ -247,7 +242,7 @@ func (l *Link) count(in, sends uint64, written int, now int64) {
 
 // Wake makes the loop run a pass over the connection soon (to flush, or to
 // check a draining close). Safe from any goroutine.
-func (l *Link) Wake() { _ = (*Channel)(l).conn.Wake(nil) }
+func (l *Link) Wake() { _ = l.conn.Wake(nil) }
 
 // drains reports whether a close for reason r first waits for queued bytes to
 // reach the peer: closes the application asked for, shutdown, and a peer's
@@ -268,7 +263,7 @@ func drains(r Reason) bool {
 // Draining while gnet still holds bytes for the peer (until
 // Env.DrainTimeout), and the caller must Wake the link later to check again.
 func (l *Link) End(leftover, decoded int, now int64) Next {
-	ch := (*Channel)(l)
+	ch := l
 	l.leftover = int32(leftover)
 	ch.mu.Lock()
 	closing := ch.state == stClosing
@@ -347,8 +342,8 @@ const (
 
 // Closed records that the connection is closed. Call it in OnClose; err is
 // gnet's error. It returns the final reason.
-func (l *Link) Closed(err error) Reason {
-	ch := (*Channel)(l)
+func (l *Link) OnClosed(err error) Reason {
+	ch := l
 	ch.flags.And(^uint32(flagReady))
 	ch.mu.Lock()
 	if ch.state == stOpen {
@@ -380,7 +375,7 @@ func (l *Link) Closed(err error) Reason {
 // whether this call closed it (false: it was closing or closed already).
 // Safe from any goroutine.
 func (l *Link) CloseFor(r Reason) bool {
-	ch := (*Channel)(l)
+	ch := l
 	ch.mu.Lock()
 	if ch.state != stOpen {
 		ch.mu.Unlock()
@@ -394,6 +389,6 @@ func (l *Link) CloseFor(r Reason) bool {
 // DecoderPartial reports whether the channel's decoder holds a packet that
 // has begun and is not yet whole (see codec.Partial). Call it on the loop.
 func (l *Link) DecoderPartial() bool {
-	p, ok := (*Channel)(l).dec.(codec.Partial)
+	p, ok := l.dec.(codec.Partial)
 	return ok && p.Partial()
 }

@@ -1,6 +1,4 @@
-package registry
-
-import "github.com/tiogo/tio/channel"
+package tio
 
 // Page is one page of a listing, like t-io's Page: page Number (counted
 // from 1) of pages of Size items, its Items, and the Total number of items
@@ -25,20 +23,21 @@ func pages(total, size int) int {
 }
 
 // Paginate returns page number (from 1; less is taken as 1) of size items of
-// chs, which must already be in the order wanted (see SortByID). A size of
-// zero or less gives an empty page that still reports the total.
-func Paginate(chs []*channel.Channel, number, size int) Page[*channel.Channel] {
+// items, which must already be in the order wanted. A size of zero or less
+// gives an empty page that still reports the total. The page's Items are a
+// fresh slice.
+func Paginate[T any](items []T, number, size int) Page[T] {
 	number = max(number, 1)
-	p := Page[*channel.Channel]{Number: number, Size: size, Total: len(chs)}
+	p := Page[T]{Number: number, Size: size, Total: len(items)}
 	if size <= 0 {
 		return p
 	}
-	if number-1 >= pages(len(chs), size) { // past the last page
+	if number-1 >= pages(len(items), size) { // past the last page
 		return p
 	}
 	lo := (number - 1) * size
-	hi := min(lo+size, len(chs))
-	p.Items = append(make([]*channel.Channel, 0, hi-lo), chs[lo:hi]...)
+	hi := min(lo+size, len(items))
+	p.Items = append(make([]T, 0, hi-lo), items[lo:hi]...)
 	return p
 }
 

@@ -1,4 +1,4 @@
-package channel
+package link
 
 import "sync/atomic"
 
@@ -22,7 +22,8 @@ type Totals struct {
 	DecodeErrors atomic.Uint64
 }
 
-// TotalsSnapshot is a copy of Totals' values.
+// TotalsSnapshot is a copy of Totals' values (converted to stats.Traffic
+// for users).
 type TotalsSnapshot struct {
 	BytesIn, BytesOut     uint64
 	PacketsIn, PacketsOut uint64
@@ -39,31 +40,4 @@ func (t *Totals) Snapshot() TotalsSnapshot {
 		Reads: t.Reads.Load(), Handled: t.Handled.Load(), HandleNanos: t.HandleNanos.Load(),
 		DecodeErrors: t.DecodeErrors.Load(),
 	}
-}
-
-// Sub returns s − o, counter by counter: the traffic of a window given
-// snapshots at its two ends.
-func (s TotalsSnapshot) Sub(o TotalsSnapshot) TotalsSnapshot {
-	return TotalsSnapshot{
-		BytesIn: s.BytesIn - o.BytesIn, BytesOut: s.BytesOut - o.BytesOut,
-		PacketsIn: s.PacketsIn - o.PacketsIn, PacketsOut: s.PacketsOut - o.PacketsOut,
-		Reads: s.Reads - o.Reads, Handled: s.Handled - o.Handled, HandleNanos: s.HandleNanos - o.HandleNanos,
-		DecodeErrors: s.DecodeErrors - o.DecodeErrors,
-	}
-}
-
-// BytesPerRead returns BytesIn/Reads (0 without reads).
-func (s TotalsSnapshot) BytesPerRead() float64 {
-	if s.Reads == 0 {
-		return 0
-	}
-	return float64(s.BytesIn) / float64(s.Reads)
-}
-
-// PacketsPerRead returns PacketsIn/Reads (0 without reads).
-func (s TotalsSnapshot) PacketsPerRead() float64 {
-	if s.Reads == 0 {
-		return 0
-	}
-	return float64(s.PacketsIn) / float64(s.Reads)
 }

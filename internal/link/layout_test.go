@@ -1,4 +1,4 @@
-package channel
+package link
 
 import (
 	"net"
@@ -14,8 +14,8 @@ import (
 // Every idle connection holds a Channel: it must stay within the 192-byte
 // size class (the next one is 208).
 func TestChannelSize(t *testing.T) {
-	if n := unsafe.Sizeof(Channel{}); n > 192 {
-		t.Fatalf("Channel is %d bytes, want at most 192", n)
+	if n := unsafe.Sizeof(Link{}); n > 192 {
+		t.Fatalf("Link is %d bytes, want at most 192", n)
 	}
 }
 
@@ -43,7 +43,7 @@ func TestRemoteAddrPacked(t *testing.T) {
 		{&net.TCPAddr{IP: net.ParseIP("::"), Port: 8}, "[::]:8"},
 		{nil, "invalid AddrPort"},
 	} {
-		ch := NewLink(addrConn{remote: tc.addr}, 1, &env).Channel()
+		ch := New(addrConn{remote: tc.addr}, 1, &env)
 		if got := ch.RemoteAddr().String(); got != tc.want {
 			t.Errorf("%v: RemoteAddr %s, want %s", tc.addr, got, tc.want)
 		}
@@ -66,14 +66,14 @@ func (*nopCodec) Encode(dst []byte, _ *codec.Packet) ([]byte, error) { return ds
 func TestCodecIndex(t *testing.T) {
 	a, b := &nopCodec{"a"}, &nopCodec{"b"}
 	env := Env{Codecs: []codec.Codec{a, b}}
-	chs := make([]*Channel, 4)
+	chs := make([]*Link, 4)
 	for i, idx := range []int{0, 1, 0, 1} {
-		l := NewLink(addrConn{}, uint64(i), &env)
-		if l.Channel().Codec() != nil || l.Channel().CodecIndex() != -1 {
+		l := New(addrConn{}, uint64(i), &env)
+		if l.Codec() != nil || l.CodecIndex() != -1 {
 			t.Fatal("codec before SetCodec")
 		}
 		l.SetCodec(idx)
-		chs[i] = l.Channel()
+		chs[i] = l
 	}
 	if chs[0].Codec() != a || chs[1].Codec() != b || chs[2].Codec() != a || chs[3].Codec() != b {
 		t.Fatal("wrong codec back")
@@ -98,7 +98,7 @@ func TestLocalAddrInterned(t *testing.T) {
 	for round := range 2 {
 		for i := range 70 {
 			a := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i)), Port: 9001}
-			ch := NewLink(localConn{local: a}, uint64(i), &env).Channel()
+			ch := New(localConn{local: a}, uint64(i), &env)
 			if got, want := ch.LocalAddr(), netip.MustParseAddrPort(a.String()); got != want {
 				t.Fatalf("round %d, address %d: LocalAddr %v, want %v", round, i, got, want)
 			}
