@@ -308,6 +308,9 @@ func DecodeTarget(b []byte) (Target, int, error) {
 	if w <= 0 {
 		return short()
 	}
+	if w != len(binary.AppendUvarint(nil, l)) {
+		return Target{}, 0, fmt.Errorf("%w: length not in its shortest form", ErrInvalidTarget)
+	}
 	n += w
 	if k == KindIDs {
 		if l > MaxTargetKey/8 {
