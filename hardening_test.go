@@ -470,7 +470,7 @@ func TestPacketMustCompleteInTime(t *testing.T) {
 		hdr := packet(1, make([]byte, 100))[:tbin.HeaderSize+1]
 		c.write(hdr)
 		begin := time.Now()
-		got, closed := trickle(c, []byte{0}, 200*time.Millisecond, 5*time.Second)
+		got, closed := trickle(c, []byte{0}, 200*time.Millisecond, 5*time.Second, func(got []byte) bool { return len(got) > 0 })
 		if !closed {
 			t.Fatal("a packet trickled a byte at a time for 5 s was not cut")
 		}
@@ -485,7 +485,9 @@ func TestPacketMustCompleteInTime(t *testing.T) {
 		c := dialRaw(t, srv)
 		upgradeRaw(t, c)
 		_, _ = c.Write(maskedFrame(0x2, false, []byte{7, 'a'})) // a message begins
-		got, closed := trickle(c, maskedFrame(0x9, true, nil), 200*time.Millisecond, 5*time.Second)
+		got, closed := trickle(c, maskedFrame(0x9, true, nil), 200*time.Millisecond, 5*time.Second, func(got []byte) bool {
+			return bytes.Contains(got, []byte{0x88}) // a close frame has begun
+		})
 		if !closed {
 			t.Fatal("a fragmented message kept open with pings for 5 s was not cut")
 		}
@@ -497,31 +499,50 @@ func TestPacketMustCompleteInTime(t *testing.T) {
 }
 
 // trickle writes b every interval, up to limit, while it reads what the
-// server sends; it returns what was read and whether the server closed.
-func trickle(c net.Conn, b []byte, interval, limit time.Duration) (got []byte, closed bool) {
-	type result struct {
-		b   []byte
-		err error
-	}
-	read := make(chan result, 1)
+// server sends, and stops writing once done says what it read is the end
+// (so that no write of ours meets a closed socket, whose reset would
+// discard what the server sent last). It returns what was read and whether
+// the server closed.
+func trickle(c net.Conn, b []byte, interval, limit time.Duration, done func(got []byte) bool) (got []byte, closed bool) {
+	var mu sync.Mutex
+	var buf []byte
+	read := make(chan error, 1)
 	_ = c.SetReadDeadline(time.Now().Add(limit + 2*time.Second))
 	go func() {
-		b, err := io.ReadAll(c)
-		read <- result{b, err}
+		chunk := make([]byte, 4096)
+		for {
+			n, err := c.Read(chunk)
+			mu.Lock()
+			buf = append(buf, chunk[:n]...)
+			mu.Unlock()
+			if err != nil {
+				read <- err
+				return
+			}
+		}
 	}()
+	result := func(err error) ([]byte, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	end := time.After(limit)
 	for {
 		select {
-		case r := <-read:
-			return r.b, r.err == nil
+		case err := <-read:
+			return result(err)
 		case <-end:
-			r := <-read
-			return r.b, false
+			return result(<-read)
 		case <-tick.C:
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write(b)
+			mu.Lock()
+			stop := done(buf)
+			mu.Unlock()
+			if !stop {
+				_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = c.Write(b)
+			}
 		}
 	}
 }

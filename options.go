@@ -1,7 +1,11 @@
 package tio
 
 import (
+	"cmp"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"time"
 
@@ -20,6 +24,10 @@ type Option func(*config)
 type config struct {
 	codecs        []codec.Codec
 	fixed         bool
+	codecOpt      string            // the option that set codecs, for error messages
+	wsConfig      *websocket.Config // WithWebSocket
+	binConfig     *binary.Config    // WithBinary
+	errs          []error           // options given wrong values, returned by Start
 	loops         int
 	multicore     bool
 	workers       int
@@ -67,22 +75,53 @@ func defaultConfig() config {
 }
 
 // WithCodec fixes the server to one codec: every connection speaks it, and
-// nothing is sniffed.
+// nothing is sniffed. It cannot be combined with WithCodecs, WithWebSocket,
+// WithBinary or the codec fields of Limits (Start says so).
 func WithCodec(c codec.Codec) Option {
-	return func(o *config) { o.codecs, o.fixed = []codec.Codec{c}, true }
+	return func(o *config) { o.setCodecs("WithCodec", []codec.Codec{c}, true) }
 }
 
-// WithCodecs serves several protocols on one port: each connection's codec is
-// the first of cs whose Sniff matches the connection's first bytes (each must
-// implement codec.Sniffer). The default is a WebSocket codec and a binary
-// protocol codec with their default configurations.
+// WithCodecs serves the protocols of cs on one port: each connection's codec
+// is the first of cs whose Sniff matches the connection's first bytes, so
+// each must implement codec.Sniffer (Start returns an error for one that
+// does not). Without it a server speaks WebSocket and the binary protocol
+// (see WithWebSocket and WithBinary to configure them); a codec given here
+// carries its own limits, so it cannot be combined with the codec fields of
+// Limits.
 func WithCodecs(cs ...codec.Codec) Option {
-	return func(o *config) { o.codecs, o.fixed = cs, false }
+	return func(o *config) { o.setCodecs("WithCodecs", cs, false) }
 }
 
-// WithEventLoops sets the number of event loops (default: one per CPU).
+func (o *config) setCodecs(opt string, cs []codec.Codec, fixed bool) {
+	if o.codecOpt != "" {
+		o.errs = append(o.errs, fmt.Errorf("%w: %s and %s both choose the codecs", ErrConfig, o.codecOpt, opt))
+	}
+	o.codecs, o.fixed, o.codecOpt = cs, fixed, opt
+}
+
+// WithWebSocket configures the server's default WebSocket codec (the binary
+// protocol keeps its place on the port). Limits' codec fields apply to the
+// fields cfg leaves zero.
+func WithWebSocket(cfg websocket.Config) Option {
+	return func(o *config) { o.wsConfig = &cfg }
+}
+
+// WithBinary configures the server's default binary-protocol codec (the
+// WebSocket codec keeps its place on the port). Limits.MaxPacket applies if
+// cfg leaves MaxBody zero.
+func WithBinary(cfg binary.Config) Option {
+	return func(o *config) { o.binConfig = &cfg }
+}
+
+// WithEventLoops sets the number of event loops (default, or zero: one per
+// CPU).
 func WithEventLoops(n int) Option {
-	return func(o *config) { o.loops = n }
+	return func(o *config) {
+		if n < 0 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithEventLoops(%d)", ErrConfig, n))
+		}
+		o.loops = n
+	}
 }
 
 // WithWorkers sizes the worker pool that runs handlers not declared inline:
@@ -93,7 +132,17 @@ func WithEventLoops(n int) Option {
 // the other workers. A connection whose queue is full, or holds more than
 // Limits.MaxQueued bytes, is closed as channel.ReasonOverloaded.
 func WithWorkers(workers, depth int) Option {
-	return func(o *config) { o.workers, o.depth = workers, depth }
+	return func(o *config) {
+		if workers < 0 || depth < 0 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithWorkers(%d, %d)", ErrConfig, workers, depth))
+		}
+		if workers > 0 {
+			o.workers = workers
+		}
+		if depth > 0 {
+			o.depth = depth
+		}
+	}
 }
 
 // WithSlowHandler sets how long a handler on the worker pool may run before
@@ -138,7 +187,9 @@ func WithGnetOptions(opts ...gnet.Option) Option {
 	return func(o *config) { o.gnetOptions = append(o.gnetOptions, opts...) }
 }
 
-// Limits bound what one server accepts. A zero field keeps its default.
+// Limits bound what one server accepts. In every field zero keeps the
+// default and a negative value removes the limit (the same rule as in the
+// codecs' own Configs).
 type Limits struct {
 	// MaxConnections bounds open connections (default: no limit). A
 	// connection past it is closed at accept and counted as
@@ -154,20 +205,20 @@ type Limits struct {
 	// the connection closed as channel.ReasonSlowConsumer, only when the
 	// bytes already waiting exceed it, so one packet as large as the
 	// largest message accepted always reaches a peer that reads. A peer
-	// can make the server hold MaxOutbound plus one packet. Negative
-	// disables it.
+	// can make the server hold MaxOutbound plus one packet.
 	MaxOutbound int
 	// MaxQueued bounds the bytes of one connection's packets waiting for
 	// the worker pool (default 4 MiB), by the same rule: a packet is refused,
 	// and the connection closed as channel.ReasonOverloaded, when the bytes
-	// already waiting exceed it. Negative disables it.
+	// already waiting exceed it.
 	MaxQueued int
 	// MaxHandshake bounds a WebSocket upgrade request (default 8 KiB: 431
 	// past it); MaxFrame and MaxMessage bound a WebSocket frame's payload
 	// and a reassembled message (default 16 MiB: close 1009 past it);
 	// MaxPacket bounds a binary-protocol packet's body (default 16 MiB).
-	// These four configure the default codecs; codecs passed to WithCodec
-	// or WithCodecs carry their own limits.
+	// These four configure the default codecs (fields that WithWebSocket
+	// or WithBinary leave zero); codecs passed to WithCodec or WithCodecs
+	// carry their own limits, so setting these with them is an error.
 	MaxHandshake int
 	MaxFrame     int64
 	MaxMessage   int64
@@ -179,10 +230,10 @@ func WithLimits(l Limits) Option {
 	return func(o *config) {
 		o.limits = l
 		if l.MaxOutbound != 0 {
-			o.maxOutbound = max(l.MaxOutbound, 0)
+			o.maxOutbound = l.MaxOutbound // negative: none (link.Env's rule: ≤ 0)
 		}
 		if l.MaxQueued != 0 {
-			o.maxQueued = max(l.MaxQueued, 0)
+			o.maxQueued = max(l.MaxQueued, 0) // 0: none, for the pool
 		}
 	}
 }
@@ -215,16 +266,23 @@ func WithKeepalive(interval time.Duration) Option {
 }
 
 // WithRateLimit limits each connection's inbound packets to rate a second
-// with bursts of burst (default: no limit). Past it the connection is closed
-// as channel.ReasonRateLimited, or, with drop, the packet is dropped and
+// with bursts of burst (at least 1; default: no limit; a rate of zero or
+// less: no limit). Past it the connection is closed as
+// channel.ReasonRateLimited, or, with drop, the packet is dropped and
 // counted (Stats().RateLimited).
 func WithRateLimit(rate float64, burst int, drop bool) Option {
-	return func(o *config) { o.rate, o.burst, o.rateDrop = rate, max(burst, 1), drop }
+	return func(o *config) {
+		if rate > 0 && burst < 1 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithRateLimit burst %d, want at least 1", ErrConfig, burst))
+		}
+		o.rate, o.burst, o.rateDrop = max(rate, 0), max(burst, 1), drop
+	}
 }
 
-// WithDrainTimeout bounds how long a connection closed by the application or
-// by Shutdown waits for its queued bytes to reach the peer before it is
-// closed anyway (default 5 s).
+// WithDrainTimeout bounds how long a connection closed by the application,
+// by its peer's protocol close or by Shutdown waits for its queued bytes to
+// reach the peer before it is closed anyway (default 5 s; zero or less: it
+// does not wait).
 func WithDrainTimeout(d time.Duration) Option {
 	return func(o *config) { o.drain = d }
 }
@@ -237,13 +295,85 @@ func WithStats(on bool) Option {
 	return func(o *config) { o.stats = on }
 }
 
+// ErrConfig is wrapped by the errors Start returns for a configuration that
+// cannot work: options that conflict, or values out of range.
+var ErrConfig = errors.New("tio: bad configuration")
+
+// check returns the configuration's errors, joined.
+func (o *config) check() error {
+	errs := append([]error(nil), o.errs...)
+	l := o.limits
+	if o.codecOpt != "" {
+		if o.wsConfig != nil || o.binConfig != nil {
+			errs = append(errs, fmt.Errorf("%w: WithWebSocket and WithBinary configure the default codecs, which %s replaces", ErrConfig, o.codecOpt))
+		}
+		for name, v := range map[string]int64{"MaxHandshake": int64(l.MaxHandshake), "MaxFrame": l.MaxFrame, "MaxMessage": l.MaxMessage, "MaxPacket": int64(l.MaxPacket)} {
+			if v != 0 {
+				errs = append(errs, fmt.Errorf("%w: Limits.%s configures the default codecs; the codecs given to %s carry their own limits in their Config", ErrConfig, name, o.codecOpt))
+			}
+		}
+		if len(o.codecs) == 0 {
+			errs = append(errs, fmt.Errorf("%w: %s with no codec", ErrConfig, o.codecOpt))
+		}
+		for i, cd := range o.codecs {
+			if cd == nil {
+				errs = append(errs, fmt.Errorf("%w: %s: codec %d is nil", ErrConfig, o.codecOpt, i))
+			} else if _, ok := cd.(codec.Sniffer); !ok && !o.fixed {
+				errs = append(errs, fmt.Errorf("%w: WithCodecs: %s (%T) cannot recognise its connections (it implements no codec.Sniffer); serve it alone with WithCodec", ErrConfig, cd.Name(), cd))
+			}
+		}
+	}
+	if c := o.wsConfig; c != nil {
+		errs = append(errs, conflict("MaxHandshake", int64(c.MaxHandshake), int64(l.MaxHandshake)),
+			conflict("MaxFrame", c.MaxFrame, l.MaxFrame), conflict("MaxMessage", c.MaxMessage, l.MaxMessage))
+	}
+	if c := o.binConfig; c != nil {
+		errs = append(errs, conflict("MaxPacket", int64(c.MaxBody), int64(l.MaxPacket)))
+	}
+	return errors.Join(errs...)
+}
+
+// conflict reports a codec Config field and a Limits field both set, to
+// different values.
+func conflict(name string, cfg, lim int64) error {
+	if cfg != 0 && lim != 0 && cfg != lim {
+		return fmt.Errorf("%w: Limits.%s is %d but the codec's Config says %d", ErrConfig, name, lim, cfg)
+	}
+	return nil
+}
+
 // DefaultCodecs returns the codecs a server sniffs when none are given: a
 // WebSocket codec and a binary protocol codec, default configurations.
-func DefaultCodecs() []codec.Codec { return defaultCodecs(Limits{}) }
+func DefaultCodecs() []codec.Codec { return defaultCodecs(&config{}) }
 
-func defaultCodecs(l Limits) []codec.Codec {
-	return []codec.Codec{
-		websocket.New(websocket.Config{MaxHandshake: l.MaxHandshake, MaxFrame: l.MaxFrame, MaxMessage: l.MaxMessage}),
-		binary.New(binary.Config{MaxBody: l.MaxPacket}),
+// defaultCodecs builds the default codecs from WithWebSocket's and
+// WithBinary's configurations and the codec fields of Limits.
+func defaultCodecs(o *config) []codec.Codec {
+	var ws websocket.Config
+	if o.wsConfig != nil {
+		ws = *o.wsConfig
 	}
+	var bin binary.Config
+	if o.binConfig != nil {
+		bin = *o.binConfig
+	}
+	l := o.limits
+	// A negative limit is none: the largest value each field holds.
+	if l.MaxHandshake < 0 {
+		l.MaxHandshake = math.MaxInt32
+	}
+	if l.MaxFrame < 0 {
+		l.MaxFrame = math.MaxInt64
+	}
+	if l.MaxMessage < 0 {
+		l.MaxMessage = math.MaxInt64
+	}
+	if l.MaxPacket < 0 {
+		l.MaxPacket = math.MaxInt32
+	}
+	ws.MaxHandshake = cmp.Or(ws.MaxHandshake, l.MaxHandshake)
+	ws.MaxFrame = cmp.Or(ws.MaxFrame, l.MaxFrame)
+	ws.MaxMessage = cmp.Or(ws.MaxMessage, l.MaxMessage)
+	bin.MaxBody = cmp.Or(bin.MaxBody, l.MaxPacket)
+	return []codec.Codec{websocket.New(ws), binary.New(bin)}
 }

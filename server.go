@@ -90,8 +90,8 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if len(cfg.codecs) == 0 {
-		cfg.codecs = defaultCodecs(cfg.limits)
+	if cfg.codecOpt == "" {
+		cfg.codecs = defaultCodecs(&cfg)
 	}
 	s := &Server{
 		addr:    addr,
@@ -122,8 +122,11 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 // Start starts serving in the background and returns once the server is
 // listening (or failed to).
 func (s *Server) Start() error {
+	if err := s.cfg.check(); err != nil {
+		return err
+	}
 	if err := s.env.Init(); err != nil {
-		return fmt.Errorf("tio: %w", err)
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrStarted
