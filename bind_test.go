@@ -22,6 +22,7 @@ import (
 	tbin "github.com/tiogo/tio/codec/binary"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/stats"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // peers runs a server and pairs each client a test dials with the server's
@@ -43,7 +44,7 @@ func newPeers(t testing.TB, h handler.Handler, hooks tio.Hooks, opts ...tio.Opti
 		}
 		p.got <- ch
 	}
-	p.srv = start(t, h, append([]tio.Option{tio.WithHooks(hooks)}, opts...)...)
+	p.srv = tiotest.NewServer(t, h, append([]tio.Option{tio.WithHooks(hooks)}, opts...)...)
 	return p
 }
 
@@ -58,25 +59,16 @@ func (p *peers) next() *channel.Channel {
 	}
 }
 
-func (p *peers) bin() (*binClient, *channel.Channel) {
+func (p *peers) bin() (*tiotest.BinaryConn, *channel.Channel) {
 	p.t.Helper()
-	c := dialBinary(p.t, p.srv)
+	c := tiotest.DialBinary(p.t, p.srv)
 	return c, p.next()
 }
 
 // binFrom dials from a local address such as 127.0.0.2 (another IP).
-func (p *peers) binFrom(local string) (*binClient, *channel.Channel) {
+func (p *peers) binFrom(local string) (*tiotest.BinaryConn, *channel.Channel) {
 	p.t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", p.srv.Addr().String())
-	if err != nil {
-		p.t.Fatalf("dial from %s: %v", local, err)
-	}
-	p.t.Cleanup(func() { c.Close() })
-	bc := &binClient{t: p.t, Conn: c}
-	bc.write([]byte{tbin.TagHandshake})
-	bc.readN(1)
-	return bc, p.next()
+	return tiotest.DialBinaryFrom(p.t, p.srv, local), p.next()
 }
 
 func (p *peers) ws() (*websocket.Conn, *channel.Channel) {
@@ -227,7 +219,7 @@ func TestBindQueries(t *testing.T) {
 
 	// Closing removes a channel from every index by itself.
 	phoneC.Close()
-	eventually(t, "phone detached", func() bool { return srv.Count(tio.User("alice")) == 1 })
+	tiotest.Eventually(t, "phone detached", func() bool { return srv.Count(tio.User("alice")) == 1 })
 	if srv.Count(tio.Group("room1")) != 0 || srv.Count(tio.Token("tok")) != 0 || srv.Bindings(phone).Groups != nil || srv.Count(tio.IP(localhost)) != 2 {
 		t.Fatalf("closed channel still indexed: sizes %+v", srv.Stats().Bindings)
 	}
@@ -346,20 +338,20 @@ func TestListenerHooks(t *testing.T) {
 	}
 	defer srv.Shutdown(t.Context())
 
-	a := dialBinary(t, srv)
-	b := dialBinary(t, srv)
-	eventually(t, "connected", func() bool { return bindsInHookOK.Load() == 2 })
+	a := tiotest.DialBinary(t, srv)
+	b := tiotest.DialBinary(t, srv)
+	tiotest.Eventually(t, "connected", func() bool { return bindsInHookOK.Load() == 2 })
 	chs := srv.Channels(tio.Group("lobby"))
 	chA, chB := chs[0], chs[1]
-	a.send(1, []byte("ping"))
-	if p := a.recv(); string(p.Body) != "ping" {
+	a.Send(1, []byte("ping"))
+	if p := a.Recv(); string(p.Body) != "ping" {
 		t.Fatalf("echo %q", p.Body)
 	}
-	eventually(t, "handled", func() bool { return handled.Load() == 1 })
+	tiotest.Eventually(t, "handled", func() bool { return handled.Load() == 1 })
 	if decoded.Load() != 1 || received.Load() != 2+tbin.HeaderSize+4 || !costSeen.Load() {
 		t.Fatalf("decoded %d received %d cost %v", decoded.Load(), received.Load(), costSeen.Load())
 	}
-	eventually(t, "sent", func() bool { return sent.Load() == 2+tbin.HeaderSize+4 }) // two handshake answers and the echo
+	tiotest.Eventually(t, "sent", func() bool { return sent.Load() == 2+tbin.HeaderSize+4 }) // two handshake answers and the echo
 
 	must(t, srv.Bind(chA, tio.User("u")))
 	must(t, srv.Bind(chA, tio.BsID("x")))
@@ -369,7 +361,7 @@ func TestListenerHooks(t *testing.T) {
 	if r := <-closed; r != channel.ReasonClosedByPeer {
 		t.Fatalf("close reason %v", r)
 	}
-	eventually(t, "unbinds of the closed channel", func() bool {
+	tiotest.Eventually(t, "unbinds of the closed channel", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(evs) == 9
@@ -397,7 +389,7 @@ func TestListenerHooks(t *testing.T) {
 	if !slices.Equal(rest, []ev{{tio.KindUser, "u", false, chA.ID()}, {tio.KindGroup, "lobby", false, chA.ID()}}) {
 		t.Fatalf("close events %v", rest)
 	}
-	eventually(t, "b unbound", func() bool {
+	tiotest.Eventually(t, "b unbound", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(evs) == 10 && evs[9] == ev{tio.KindBsID, "x", false, chB.ID()}
@@ -515,7 +507,7 @@ func TestBindSendCloseHammer(t *testing.T) {
 		c.Close()
 	}
 	readers.Wait()
-	eventually(t, "all closed", func() bool { return srv.Count(tio.All()) == 0 })
+	tiotest.Eventually(t, "all closed", func() bool { return srv.Count(tio.All()) == 0 })
 	if got := srv.Stats().Bindings; got != (stats.Bindings{}) {
 		t.Fatalf("indexes not empty after every close: %+v", got)
 	}
@@ -593,7 +585,7 @@ func TestFiveThousandConnections(t *testing.T) {
 	if err, _ := failed.Load().(error); err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	eventually(t, "all bound", func() bool { return bound.Load() == n })
+	tiotest.Eventually(t, "all bound", func() bool { return bound.Load() == n })
 	sz := srv.Stats().Bindings
 	if sz != (stats.Bindings{Users: 1000, Groups: 51, Tokens: 2000, BsIDs: n, IPs: 1, Bound: n}) || srv.Count(tio.Group("everyone")) != n || srv.Count(tio.IP(localhost)) != n {
 		t.Fatalf("sizes %+v, everyone %d", sz, srv.Count(tio.Group("everyone")))
@@ -606,7 +598,7 @@ func TestFiveThousandConnections(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	eventually20(t, "all closed", func() bool { return srv.Count(tio.All()) == 0 })
+	tiotest.EventuallyWithin(t, 20*time.Second, "all closed", func() bool { return srv.Count(tio.All()) == 0 })
 	if got := srv.Stats().Bindings; got != (stats.Bindings{}) {
 		t.Fatalf("indexes not empty: %+v", got)
 	}
@@ -614,18 +606,6 @@ func TestFiveThousandConnections(t *testing.T) {
 		t.Fatal("queries still see closed channels")
 	}
 	t.Logf("%d connections opened and bound in %v, all closed and unbound in %v", n, opened, time.Since(begin)-opened)
-}
-
-// eventually20 is eventually with 20 s.
-func eventually20(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // raiseNoFile raises the soft limit of open files towards need (up to the

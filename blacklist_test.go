@@ -9,6 +9,7 @@ import (
 
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // Blacklisting an IP closes its live connections and refuses new ones at
@@ -28,8 +29,8 @@ func TestBlacklist(t *testing.T) {
 	if n := srv.Blacklist().Add(bad); n != 2 {
 		t.Fatalf("Blacklist closed %d connections, want 2", n)
 	}
-	expectClosed(t, b1)
-	expectClosed(t, b2)
+	tiotest.ExpectClosed(t, b1)
+	tiotest.ExpectClosed(t, b2)
 	// A new connection from the IP is refused at accept, before any byte.
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
 	c, err := d.Dial("tcp", srv.Addr().String())
@@ -37,16 +38,16 @@ func TestBlacklist(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if rest := expectClosed(t, c); len(rest) != 0 {
+	if rest := tiotest.ExpectClosed(t, c); len(rest) != 0 {
 		t.Fatalf("refused connection got %q", rest)
 	}
-	eventually(t, "blacklist closes counted", func() bool { return srv.Stats().Closed[channel.ReasonBlacklisted] == 3 })
+	tiotest.Eventually(t, "blacklist closes counted", func() bool { return srv.Stats().Closed[channel.ReasonBlacklisted] == 3 })
 	if srv.Count(tio.IP(bad)) != 0 {
 		t.Fatal("refused connection still indexed")
 	}
 	// Other IPs keep working.
-	good.send(1, []byte("ok"))
-	if p := good.recv(); string(p.Body) != "ok" {
+	good.Send(1, []byte("ok"))
+	if p := good.Recv(); string(p.Body) != "ok" {
 		t.Fatalf("got %q", p.Body)
 	}
 
@@ -62,8 +63,8 @@ func TestBlacklist(t *testing.T) {
 		t.Fatal("Unblacklist")
 	}
 	again, _ := p.binFrom("127.0.0.2")
-	again.send(1, []byte("back"))
-	if p := again.recv(); string(p.Body) != "back" {
+	again.Send(1, []byte("back"))
+	if p := again.Recv(); string(p.Body) != "back" {
 		t.Fatalf("got %q", p.Body)
 	}
 	if n := srv.Stats().Closed[channel.ReasonBlacklisted]; n != 3 {

@@ -15,6 +15,7 @@ import (
 	"github.com/tiogo/tio/codec"
 	tbin "github.com/tiogo/tio/codec/binary"
 	tws "github.com/tiogo/tio/codec/websocket"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // lines is a user codec: connections that start with '#' speak
@@ -58,9 +59,9 @@ func (d *linesDecoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bo
 // WebSocket and the binary protocol, a text packet from any of them is
 // encoded by each receiver's own codec, and a fan-out reaches all three.
 func TestUserCodecSharesThePort(t *testing.T) {
-	srv := start(t, echoMux(), tio.WithCodecs(tws.New(tws.Config{}), tbin.New(tbin.Config{}), lines{}))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithCodecs(tws.New(tws.Config{}), tbin.New(tbin.Config{}), lines{}))
 
-	lc := dialRaw(t, srv)
+	lc := tiotest.Dial(t, srv)
 	_ = lc.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprint(lc, "#hello\nwor")
 	fmt.Fprint(lc, "ld\n")
@@ -78,9 +79,9 @@ func TestUserCodecSharesThePort(t *testing.T) {
 		t.Fatalf("ws echo %d %q %v", op, m, err)
 	}
 
-	bc := dialBinary(t, srv)
-	bc.send(tws.TypeText, []byte("from binary"))
-	if p := bc.recv(); p.Type != tws.TypeText || string(p.Body) != "from binary" {
+	bc := tiotest.DialBinary(t, srv)
+	bc.Send(tws.TypeText, []byte("from binary"))
+	if p := bc.Recv(); p.Type != tws.TypeText || string(p.Body) != "from binary" {
 		t.Fatalf("binary echo %d %q", p.Type, p.Body)
 	}
 
@@ -94,7 +95,7 @@ func TestUserCodecSharesThePort(t *testing.T) {
 	if op, m, err := ws.ReadMessage(); err != nil || op != websocket.TextMessage || string(m) != "to all" {
 		t.Fatalf("ws fan-out %d %q %v", op, m, err)
 	}
-	if p := bc.recv(); p.Type != tws.TypeText || string(p.Body) != "to all" {
+	if p := bc.Recv(); p.Type != tws.TypeText || string(p.Body) != "to all" {
 		t.Fatalf("binary fan-out %d %q", p.Type, p.Body)
 	}
 }
@@ -153,17 +154,17 @@ func (d *shoutyDecoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, b
 // encoding, in order.
 func TestCodecVariantsEncodeOncePerVariant(t *testing.T) {
 	var encodings atomic.Int32
-	srv := start(t, echoMux(), tio.WithCodec(shouty{encodings: &encodings}))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithCodec(shouty{encodings: &encodings}))
 	var readers []*bufio.Reader
 	for _, first := range []string{"#", "#", "#", "!", "!", "@"} {
-		c := dialRaw(t, srv)
+		c := tiotest.Dial(t, srv)
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		fmt.Fprint(c, first)
 		readers = append(readers, bufio.NewReader(c))
 	}
-	eventually(t, "all connected", func() bool { return srv.Count(tio.All()) == 6 })
+	tiotest.Eventually(t, "all connected", func() bool { return srv.Count(tio.All()) == 6 })
 	for _, ch := range srv.Channels(tio.All()) {
-		eventually(t, "ready", ch.IsReady)
+		tiotest.Eventually(t, "ready", ch.IsReady)
 	}
 	encodings.Store(0)
 	for range 2 {

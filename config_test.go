@@ -12,6 +12,7 @@ import (
 	"github.com/tiogo/tio/codec"
 	tbin "github.com/tiogo/tio/codec/binary"
 	tws "github.com/tiogo/tio/codec/websocket"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // noSniff is a codec that cannot recognise its connections.
@@ -55,10 +56,10 @@ func TestStartRejectsBadConfiguration(t *testing.T) {
 // Configuring the default WebSocket codec keeps the binary protocol on the
 // port and the Limits on the codec.
 func TestWithWebSocketKeepsTheBinaryProtocolAndLimits(t *testing.T) {
-	srv := start(t, echoMux(), tio.WithWebSocket(tws.Config{Mapping: tws.Raw{}}), tio.WithLimits(tio.Limits{MaxMessage: 1 << 10}))
-	bc := dialBinary(t, srv)
-	bc.send(3, []byte("still here"))
-	if p := bc.recv(); string(p.Body) != "still here" {
+	srv := tiotest.NewServer(t, echoMux(), tio.WithWebSocket(tws.Config{Mapping: tws.Raw{}}), tio.WithLimits(tio.Limits{MaxMessage: 1 << 10}))
+	bc := tiotest.DialBinary(t, srv)
+	bc.Send(3, []byte("still here"))
+	if p := bc.Recv(); string(p.Body) != "still here" {
 		t.Fatalf("binary echo %q", p.Body)
 	}
 	ws := dialWS(t, srv, "/")

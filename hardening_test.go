@@ -28,6 +28,7 @@ import (
 	tws "github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/stats"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // maskedFrame returns a final client frame with the given opcode and payload.
@@ -117,8 +118,8 @@ func TestAutomaticAnswersObeyTheOutboundLimit(t *testing.T) {
 		}, bytes.Repeat([]byte{tbin.TagHeartbeat}, 64<<10)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := start(t, echoMux(), tio.WithCodec(tc.codec), tio.WithLimits(tio.Limits{MaxOutbound: limit}))
-			c := dialRaw(t, srv)
+			srv := tiotest.NewServer(t, echoMux(), tio.WithCodec(tc.codec), tio.WithLimits(tio.Limits{MaxOutbound: limit}))
+			c := tiotest.Dial(t, srv)
 			tc.connect(c)
 			runtime.GC()
 			before := rssBytes(t)
@@ -130,7 +131,7 @@ func TestAutomaticAnswersObeyTheOutboundLimit(t *testing.T) {
 			if grown > bound {
 				t.Fatalf("RSS grew by %d MB, bound %d MB", grown>>20, bound>>20)
 			}
-			eventually(t, "closed as a slow consumer", func() bool {
+			tiotest.Eventually(t, "closed as a slow consumer", func() bool {
 				return srv.Stats().Closed[channel.ReasonSlowConsumer] == 1
 			})
 		})
@@ -142,7 +143,7 @@ func TestAutomaticAnswersObeyTheOutboundLimit(t *testing.T) {
 // limit: the limit bounds the backlog, not one packet. Sent whole and in
 // 1,024 fragments.
 func TestOneMessageLargerThanTheOutboundLimit(t *testing.T) {
-	srv := start(t, echoMux())
+	srv := tiotest.NewServer(t, echoMux())
 	for _, size := range []int{4 << 20, 8 << 20, tws.DefaultMaxMessage} {
 		for _, frags := range []int{1, 1024} {
 			t.Run(fmt.Sprintf("%dMiB/%d", size>>20, frags), func(t *testing.T) {
@@ -269,8 +270,8 @@ func TestRestartBindsItsPortAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restart on %s: %v", addr, err)
 	}
-	c := dialBinary(t, again)
-	expectClosed(t, c)
+	c := tiotest.DialBinary(t, again)
+	tiotest.ExpectClosed(t, c)
 	if err := again.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -288,14 +289,14 @@ func TestShutdownWithAStuckHandler(t *testing.T) {
 	srv := tio.NewServer("127.0.0.1:0", mux)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	eventually(t, "listening", func() bool { return srv.Addr() != nil })
-	stuck := dialBinary(t, srv)
-	stuck.send(1, nil)
-	others := make([]*binClient, 8)
+	tiotest.Eventually(t, "listening", func() bool { return srv.Addr() != nil })
+	stuck := tiotest.DialBinary(t, srv)
+	stuck.Send(1, nil)
+	others := make([]*tiotest.BinaryConn, 8)
 	for i := range others {
-		others[i] = dialBinary(t, srv)
-		others[i].send(2, []byte("hi"))
-		others[i].recv()
+		others[i] = tiotest.DialBinary(t, srv)
+		others[i].Send(2, []byte("hi"))
+		others[i].Recv()
 	}
 	time.Sleep(20 * time.Millisecond) // the stuck handler is running
 	for _, ch := range srv.Channels(tio.All()) {
@@ -307,10 +308,10 @@ func TestShutdownWithAStuckHandler(t *testing.T) {
 	begin := time.Now()
 	go func() { shut <- srv.Shutdown(ctx) }()
 	for i, c := range others {
-		if p := c.recv(); string(p.Body) != "bye" {
+		if p := c.Recv(); string(p.Body) != "bye" {
 			t.Fatalf("connection %d: %q before the close", i, p.Body)
 		}
-		if rest := expectClosed(t, c); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseGoingAway}) {
+		if rest := tiotest.ExpectClosed(t, c); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseGoingAway}) {
 			t.Fatalf("connection %d: farewell % x", i, rest)
 		}
 	}
@@ -331,7 +332,7 @@ func TestShutdownWithAStuckHandler(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("Serve did not return after Shutdown")
 	}
-	expectClosed(t, stuck)
+	tiotest.ExpectClosed(t, stuck)
 }
 
 // One connection's pooled handler blocks for good; 64 other connections
@@ -350,25 +351,25 @@ func TestAStuckHandlerStallsOnlyItsConnection(t *testing.T) {
 	mux := handler.NewMux()
 	mux.HandleFunc(9, func(*channel.Channel, *codec.Packet) { <-block })
 	mux.HandleFunc(2, func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) })
-	srv := start(t, mux, tio.WithWorkers(4, 16), tio.WithSlowHandler(100*time.Millisecond), tio.WithLogger(log))
-	stuck := dialBinary(t, srv)
-	stuck.send(9, nil)
-	stuck.send(2, []byte("after")) // waits behind its own stuck handler
-	others := make([]*binClient, 64)
+	srv := tiotest.NewServer(t, mux, tio.WithWorkers(4, 16), tio.WithSlowHandler(100*time.Millisecond), tio.WithLogger(log))
+	stuck := tiotest.DialBinary(t, srv)
+	stuck.Send(9, nil)
+	stuck.Send(2, []byte("after")) // waits behind its own stuck handler
+	others := make([]*tiotest.BinaryConn, 64)
 	for i := range others {
-		others[i] = dialBinary(t, srv)
+		others[i] = tiotest.DialBinary(t, srv)
 	}
 	for round := range 5 {
 		for _, c := range others {
-			c.send(2, []byte("ping"))
+			c.Send(2, []byte("ping"))
 		}
 		for i, c := range others {
-			if p := c.recv(); string(p.Body) != "ping" {
+			if p := c.Recv(); string(p.Body) != "ping" {
 				t.Fatalf("round %d, connection %d: %q", round, i, p.Body)
 			}
 		}
 	}
-	eventually(t, "the stuck handler reported", func() bool { return srv.Stats().SlowHandlers == 1 })
+	tiotest.Eventually(t, "the stuck handler reported", func() bool { return srv.Stats().SlowHandlers == 1 })
 	logMu.Lock()
 	text := logs.String()
 	logMu.Unlock()
@@ -403,7 +404,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // couple of seconds (the heartbeat wheel does not hold closed channels
 // until their handshake deadline).
 func TestChurnLeavesNoGarbage(t *testing.T) {
-	srv := start(t, echoMux())
+	srv := tiotest.NewServer(t, echoMux())
 	addr := srv.Addr().String()
 	heap := func() uint64 {
 		runtime.GC()
@@ -431,14 +432,14 @@ func TestChurnLeavesNoGarbage(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		eventually(t, "every connection closed", func() bool { return srv.Count(tio.All()) == 0 })
+		tiotest.Eventually(t, "every connection closed", func() bool { return srv.Count(tio.All()) == 0 })
 	}
 	cycle(2000) // warm up pools and tables
 	time.Sleep(100 * time.Millisecond)
 	base := heap()
 	goroutines, fds := runtime.NumGoroutine(), openFiles(t)
 	cycle(20000)
-	eventually(t, "goroutines and descriptors back to where they were", func() bool {
+	tiotest.Eventually(t, "goroutines and descriptors back to where they were", func() bool {
 		return runtime.NumGoroutine() <= goroutines+2 && openFiles(t) <= fds+2
 	})
 	var after uint64
@@ -462,13 +463,13 @@ func TestChurnLeavesNoGarbage(t *testing.T) {
 // as packet_timeout (WebSocket 1008, binary close code 4).
 func TestPacketMustCompleteInTime(t *testing.T) {
 	const timeout = 600 * time.Millisecond
-	srv := start(t, echoMux(), tio.WithPacketTimeout(timeout))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithPacketTimeout(timeout))
 	t.Run("binary", func(t *testing.T) {
-		c := dialBinary(t, srv)
-		c.send(1, []byte("whole")) // a whole packet is fine
-		c.recv()
-		hdr := packet(1, make([]byte, 100))[:tbin.HeaderSize+1]
-		c.write(hdr)
+		c := tiotest.DialBinary(t, srv)
+		c.Send(1, []byte("whole")) // a whole packet is fine
+		c.Recv()
+		hdr := tiotest.Packet(1, make([]byte, 100))[:tbin.HeaderSize+1]
+		c.SendRaw(hdr)
 		begin := time.Now()
 		got, closed := trickle(c, []byte{0}, 200*time.Millisecond, 5*time.Second, func(got []byte) bool { return len(got) > 0 })
 		if !closed {
@@ -482,7 +483,7 @@ func TestPacketMustCompleteInTime(t *testing.T) {
 		}
 	})
 	t.Run("websocket", func(t *testing.T) {
-		c := dialRaw(t, srv)
+		c := tiotest.Dial(t, srv)
 		upgradeRaw(t, c)
 		_, _ = c.Write(maskedFrame(0x2, false, []byte{7, 'a'})) // a message begins
 		got, closed := trickle(c, maskedFrame(0x9, true, nil), 200*time.Millisecond, 5*time.Second, func(got []byte) bool {
@@ -495,7 +496,7 @@ func TestPacketMustCompleteInTime(t *testing.T) {
 			t.Fatalf("no close 1008 at the end of % x", got)
 		}
 	})
-	eventually(t, "both counted", func() bool { return srv.Stats().Closed[channel.ReasonPacketTimeout] == 2 })
+	tiotest.Eventually(t, "both counted", func() bool { return srv.Stats().Closed[channel.ReasonPacketTimeout] == 2 })
 }
 
 // trickle writes b every interval, up to limit, while it reads what the
@@ -557,13 +558,13 @@ func TestPanicCountersAddUp(t *testing.T) {
 		ch.Close(channel.ReasonClosedByApp)
 		panic("while closing")
 	})
-	srv := start(t, mux, tio.WithLogger(slog.New(slog.DiscardHandler)))
-	a, b := dialBinary(t, srv), dialBinary(t, srv)
-	a.send(1, nil)
-	b.send(2, nil)
-	expectClosed(t, a)
-	expectClosed(t, b)
-	eventually(t, "both closes counted", func() bool { return srv.Count(tio.All()) == 0 })
+	srv := tiotest.NewServer(t, mux, tio.WithLogger(slog.New(slog.DiscardHandler)))
+	a, b := tiotest.DialBinary(t, srv), tiotest.DialBinary(t, srv)
+	a.Send(1, nil)
+	b.Send(2, nil)
+	tiotest.ExpectClosed(t, a)
+	tiotest.ExpectClosed(t, b)
+	tiotest.Eventually(t, "both closes counted", func() bool { return srv.Count(tio.All()) == 0 })
 	s := srv.Stats()
 	if s.HandlerPanics != 2 || s.PanicsWhileClosing != 1 || s.Closed[channel.ReasonHandlerPanic] != 1 || s.Closed[channel.ReasonClosedByApp] != 1 {
 		t.Fatalf("panics %d, while closing %d, closed handler_panic %d, closed_by_app %d; want 2, 1, 1, 1",

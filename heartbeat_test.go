@@ -15,6 +15,7 @@ import (
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/channel"
 	tbin "github.com/tiogo/tio/codec/binary"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // A connection that sends nothing for the heartbeat timeout is closed with
@@ -22,12 +23,12 @@ import (
 // WebSocket pings stays.
 func TestHeartbeatTimeout(t *testing.T) {
 	closed := make(chan channel.Reason, 8)
-	srv := start(t, echoMux(),
+	srv := tiotest.NewServer(t, echoMux(),
 		tio.WithHeartbeat(time.Second, nil),
 		tio.WithOnClose(func(_ *channel.Channel, r channel.Reason, _ error) { closed <- r }))
 
-	idle := dialBinary(t, srv)
-	if rest := expectClosed(t, idle); len(rest) != 2 || rest[0] != tbin.TagClose || rest[1] != tbin.ClosePolicy {
+	idle := tiotest.DialBinary(t, srv)
+	if rest := tiotest.ExpectClosed(t, idle); len(rest) != 2 || rest[0] != tbin.TagClose || rest[1] != tbin.ClosePolicy {
 		t.Fatalf("idle connection's farewell % x, want a4 04", rest)
 	}
 	if r := <-closed; r != channel.ReasonHeartbeatTimeout {
@@ -37,17 +38,17 @@ func TestHeartbeatTimeout(t *testing.T) {
 	// Alive by heartbeat bytes (binary) and by pings (WebSocket): 2.5
 	// timeouts long, beating 20 times per timeout (margin for a loaded
 	// machine).
-	beating := dialBinary(t, srv)
+	beating := tiotest.DialBinary(t, srv)
 	ws := dialWS(t, srv, "/")
 	for range 50 {
 		time.Sleep(50 * time.Millisecond)
-		beating.write([]byte{tbin.TagHeartbeat})
+		beating.SendRaw([]byte{tbin.TagHeartbeat})
 		if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)); err != nil {
 			t.Fatalf("ping: %v", err)
 		}
 	}
-	beating.send(1, []byte("alive"))
-	if p := beating.recv(); string(p.Body) != "alive" {
+	beating.Send(1, []byte("alive"))
+	if p := beating.Recv(); string(p.Body) != "alive" {
 		t.Fatalf("got %q", p.Body)
 	}
 	_ = ws.WriteMessage(websocket.TextMessage, []byte("alive"))
@@ -63,7 +64,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 // a connection.
 func TestHeartbeatPerConnectionAndHook(t *testing.T) {
 	var kept, seq atomic.Int32
-	srv := start(t, echoMux(),
+	srv := tiotest.NewServer(t, echoMux(),
 		tio.WithHeartbeat(100*time.Millisecond, func(ch *channel.Channel) bool {
 			if ch.Value("vip") != nil && kept.Add(1) <= 2 {
 				return true // keep it twice, then let it go
@@ -78,20 +79,20 @@ func TestHeartbeatPerConnectionAndHook(t *testing.T) {
 				ch.SetValue("vip", true)
 			}
 		}))
-	long := dialBinary(t, srv)  // the 1st: an hour
-	vip := dialBinary(t, srv)   // the 2nd: kept twice by the hook
-	plain := dialBinary(t, srv) // the 3rd: the server's 100 ms
+	long := tiotest.DialBinary(t, srv)  // the 1st: an hour
+	vip := tiotest.DialBinary(t, srv)   // the 2nd: kept twice by the hook
+	plain := tiotest.DialBinary(t, srv) // the 3rd: the server's 100 ms
 	begin := time.Now()
-	expectClosed(t, plain)
-	expectClosed(t, vip)
+	tiotest.ExpectClosed(t, plain)
+	tiotest.ExpectClosed(t, vip)
 	if elapsed := time.Since(begin); elapsed < 250*time.Millisecond {
 		t.Fatalf("vip closed after %v: the hook did not keep it", elapsed)
 	}
 	if kept.Load() != 3 {
 		t.Fatalf("hook called %d times, want 3", kept.Load())
 	}
-	long.send(1, []byte("still"))
-	if p := long.recv(); string(p.Body) != "still" {
+	long.Send(1, []byte("still"))
+	if p := long.Recv(); string(p.Body) != "still" {
 		t.Fatalf("got %q", p.Body)
 	}
 }
@@ -99,35 +100,35 @@ func TestHeartbeatPerConnectionAndHook(t *testing.T) {
 // Slowloris: connections that never finish their handshake are closed at the
 // handshake deadline, while a normal client keeps echoing all along.
 func TestHandshakeDeadline(t *testing.T) {
-	srv := start(t, echoMux(), tio.WithHandshakeTimeout(300*time.Millisecond), tio.WithHeartbeat(0, nil))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithHandshakeTimeout(300*time.Millisecond), tio.WithHeartbeat(0, nil))
 	const slow = 200
 	var conns []net.Conn
 	for i := range slow {
-		c := dialRaw(t, srv)
+		c := tiotest.Dial(t, srv)
 		if i%2 == 0 {
 			_, _ = c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")) // never ends
 		} // the other half sends nothing at all
 		conns = append(conns, c)
 	}
-	good := dialBinary(t, srv)
+	good := tiotest.DialBinary(t, srv)
 	stop := time.Now().Add(600 * time.Millisecond)
 	for i := 0; time.Now().Before(stop); i++ {
 		body := fmt.Appendf(nil, "%d", i)
-		good.send(1, body)
-		if p := good.recv(); string(p.Body) != string(body) {
+		good.Send(1, body)
+		if p := good.Recv(); string(p.Body) != string(body) {
 			t.Fatalf("echo %q, want %q", p.Body, body)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	for i, c := range conns {
-		got := expectClosed(t, c)
+		got := tiotest.ExpectClosed(t, c)
 		// The sniffed WebSocket requests are told 408; the silent ones had
 		// no protocol yet and get nothing.
 		if want := i%2 == 0; strings.HasPrefix(string(got), "HTTP/1.1 408 ") != want {
 			t.Fatalf("slow connection %d got %q", i, got)
 		}
 	}
-	eventually(t, "handshake timeouts counted", func() bool {
+	tiotest.Eventually(t, "handshake timeouts counted", func() bool {
 		return srv.Stats().Closed[channel.ReasonHandshakeTimeout] == slow
 	})
 }
@@ -135,7 +136,7 @@ func TestHandshakeDeadline(t *testing.T) {
 // With keepalive on, an idle WebSocket client receives pings and an idle
 // binary client heartbeat bytes; answering them keeps the connection alive.
 func TestKeepalive(t *testing.T) {
-	srv := start(t, echoMux(), tio.WithKeepalive(50*time.Millisecond), tio.WithHeartbeat(time.Second, nil))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithKeepalive(50*time.Millisecond), tio.WithHeartbeat(time.Second, nil))
 	ws := dialWS(t, srv, "/")
 	pings := make(chan struct{}, 100)
 	ws.SetPingHandler(func(data string) error {
@@ -149,16 +150,16 @@ func TestKeepalive(t *testing.T) {
 			}
 		}
 	}()
-	bc := dialBinary(t, srv)
+	bc := tiotest.DialBinary(t, srv)
 	deadline := time.Now().Add(2500 * time.Millisecond) // 2.5 heartbeat timeouts
 	beats := 0
 	for time.Now().Before(deadline) {
-		b := bc.readN(1)
+		b := bc.ReadN(1)
 		if b[0] != tbin.TagHeartbeat {
-			t.Fatalf("binary client got % x, want heartbeats", append(b, bc.readN(1)...))
+			t.Fatalf("binary client got % x, want heartbeats", append(b, bc.ReadN(1)...))
 		}
 		beats++
-		bc.write([]byte{tbin.TagHeartbeat}) // answer: alive
+		bc.SendRaw([]byte{tbin.TagHeartbeat}) // answer: alive
 	}
 	if beats < 5 || len(pings) < 5 {
 		t.Fatalf("%d heartbeats, %d pings in 2.5 s with a 50 ms keepalive", beats, len(pings))
@@ -178,18 +179,18 @@ func TestHeartbeatAtScale(t *testing.T) {
 		n = 500
 	}
 	raiseNoFile(t, 2*n+200)
-	srv := start(t, echoMux(), tio.WithHeartbeat(time.Second, nil), tio.WithHandshakeTimeout(0))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithHeartbeat(time.Second, nil), tio.WithHandshakeTimeout(0))
 	conns := make([]net.Conn, 0, n)
 	hs := []byte{tbin.TagHandshake}
 	for range n {
-		c := dialRaw(t, srv)
+		c := tiotest.Dial(t, srv)
 		_, _ = c.Write(hs)
 		conns = append(conns, c)
 	}
 	begin := time.Now()
 	for _, c := range conns {
-		expectClosed(t, c)
+		tiotest.ExpectClosed(t, c)
 	}
 	t.Logf("%d idle connections closed %v after the last connect", n, time.Since(begin))
-	eventually(t, "all counted", func() bool { return srv.Stats().Closed[channel.ReasonHeartbeatTimeout] == uint64(n) })
+	tiotest.Eventually(t, "all counted", func() bool { return srv.Stats().Closed[channel.ReasonHeartbeatTimeout] == uint64(n) })
 }

@@ -23,23 +23,13 @@ import (
 	tbin "github.com/tiogo/tio/codec/binary"
 	tws "github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/tiotest"
 )
-
-func dialFrom(t testing.TB, srv *tio.Server, local string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", srv.Addr().String())
-	if err != nil {
-		t.Fatalf("dial from %s: %v", local, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // Connections past the total or the per-IP limit are refused at accept and
 // counted; closing one makes room again.
 func TestConnectionLimits(t *testing.T) {
-	srv := start(t, echoMux(), tio.WithLimits(tio.Limits{MaxConnections: 3, MaxConnectionsPerIP: 2}))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithLimits(tio.Limits{MaxConnections: 3, MaxConnectionsPerIP: 2}))
 	handshake := func(c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := c.Write([]byte{tbin.TagHandshake}); err != nil {
@@ -49,26 +39,26 @@ func TestConnectionLimits(t *testing.T) {
 		_, err := c.Read(b)
 		return err
 	}
-	a1, a2 := dialFrom(t, srv, "127.0.0.1"), dialFrom(t, srv, "127.0.0.1")
+	a1, a2 := tiotest.DialFrom(t, srv, "127.0.0.1"), tiotest.DialFrom(t, srv, "127.0.0.1")
 	for _, c := range []net.Conn{a1, a2} {
 		if err := handshake(c); err != nil {
 			t.Fatalf("connection within limits refused: %v", err)
 		}
 	}
-	if err := handshake(dialFrom(t, srv, "127.0.0.1")); err == nil {
+	if err := handshake(tiotest.DialFrom(t, srv, "127.0.0.1")); err == nil {
 		t.Fatal("third connection from one IP accepted with a per-IP limit of 2")
 	}
-	b1 := dialFrom(t, srv, "127.0.0.2")
+	b1 := tiotest.DialFrom(t, srv, "127.0.0.2")
 	if err := handshake(b1); err != nil {
 		t.Fatalf("connection from another IP refused: %v", err)
 	}
-	if err := handshake(dialFrom(t, srv, "127.0.0.3")); err == nil {
+	if err := handshake(tiotest.DialFrom(t, srv, "127.0.0.3")); err == nil {
 		t.Fatal("fourth connection accepted with a total limit of 3")
 	}
-	eventually(t, "refusals counted", func() bool { return srv.Stats().Closed[channel.ReasonTooManyConnections] == 2 })
+	tiotest.Eventually(t, "refusals counted", func() bool { return srv.Stats().Closed[channel.ReasonTooManyConnections] == 2 })
 	a1.Close()
-	eventually(t, "room again", func() bool { return srv.Count(tio.All()) == 2 })
-	if err := handshake(dialFrom(t, srv, "127.0.0.1")); err != nil {
+	tiotest.Eventually(t, "room again", func() bool { return srv.Count(tio.All()) == 2 })
+	if err := handshake(tiotest.DialFrom(t, srv, "127.0.0.1")); err != nil {
 		t.Fatalf("connection refused after another closed: %v", err)
 	}
 }
@@ -76,7 +66,7 @@ func TestConnectionLimits(t *testing.T) {
 // Limits configure the default codecs: a big upgrade request gets 431, a
 // big WebSocket message 1009, a big binary packet the too-big close code.
 func TestMessageLimitsAsOptions(t *testing.T) {
-	srv := start(t, echoMux(), tio.WithLimits(tio.Limits{MaxHandshake: 1024, MaxMessage: 1000, MaxPacket: 500}))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithLimits(tio.Limits{MaxHandshake: 1024, MaxMessage: 1000, MaxPacket: 500}))
 	hdr := map[string][]string{"X-Pad": {strings.Repeat("p", 2000)}}
 	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", hdr); err == nil || resp == nil || resp.StatusCode != 431 {
 		t.Fatalf("big upgrade: %v %v, want 431", resp, err)
@@ -90,43 +80,43 @@ func TestMessageLimitsAsOptions(t *testing.T) {
 	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
 		t.Fatalf("message over the limit: %v, want 1009", err)
 	}
-	bc := dialBinary(t, srv)
-	bc.send(1, make([]byte, 501))
-	if rest := expectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseTooBig}) {
+	bc := tiotest.DialBinary(t, srv)
+	bc.Send(1, make([]byte, 501))
+	if rest := tiotest.ExpectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseTooBig}) {
 		t.Fatalf("big packet farewell % x", rest)
 	}
-	eventually(t, "too big counted", func() bool { return srv.Stats().Closed[channel.ReasonTooBig] == 3 })
+	tiotest.Eventually(t, "too big counted", func() bool { return srv.Stats().Closed[channel.ReasonTooBig] == 3 })
 }
 
 // The rate limit closes a flooding connection, or drops its excess packets
 // and counts them.
 func TestRateLimit(t *testing.T) {
-	flood := func(c *binClient, n int) {
+	flood := func(c *tiotest.BinaryConn, n int) {
 		var b []byte
 		for i := range n {
-			b = append(b, packet(1, []byte{byte(i)})...)
+			b = append(b, tiotest.Packet(1, []byte{byte(i)})...)
 		}
-		c.write(b)
+		c.SendRaw(b)
 	}
-	closing := start(t, echoMux(), tio.WithRateLimit(10, 5, false))
-	c := dialBinary(t, closing)
+	closing := tiotest.NewServer(t, echoMux(), tio.WithRateLimit(10, 5, false))
+	c := tiotest.DialBinary(t, closing)
 	flood(c, 50)
 	for range 5 { // the burst is served
-		c.recv()
+		c.Recv()
 	}
-	expectClosed(t, c)
-	eventually(t, "rate close counted", func() bool { return closing.Stats().Closed[channel.ReasonRateLimited] == 1 })
+	tiotest.ExpectClosed(t, c)
+	tiotest.Eventually(t, "rate close counted", func() bool { return closing.Stats().Closed[channel.ReasonRateLimited] == 1 })
 
-	dropping := start(t, echoMux(), tio.WithRateLimit(10, 5, true))
-	d := dialBinary(t, dropping)
+	dropping := tiotest.NewServer(t, echoMux(), tio.WithRateLimit(10, 5, true))
+	d := tiotest.DialBinary(t, dropping)
 	flood(d, 50)
 	for range 5 {
-		d.recv()
+		d.Recv()
 	}
-	eventually(t, "drops counted", func() bool { return dropping.Stats().RateLimited == 45 })
+	tiotest.Eventually(t, "drops counted", func() bool { return dropping.Stats().RateLimited == 45 })
 	time.Sleep(150 * time.Millisecond) // refills at least one token
-	d.send(2, []byte("later"))
-	if p := d.recv(); string(p.Body) != "later" {
+	d.Send(2, []byte("later"))
+	if p := d.Recv(); string(p.Body) != "later" {
 		t.Fatalf("got %q after the bucket refilled", p.Body)
 	}
 }
@@ -153,16 +143,16 @@ func TestSlowConsumerIsCut(t *testing.T) {
 	const maxOutbound = 4 << 20
 	var slowCh atomic.Pointer[channel.Channel]
 	var seq atomic.Int32
-	srv := start(t, echoMux(),
+	srv := tiotest.NewServer(t, echoMux(),
 		tio.WithLimits(tio.Limits{MaxOutbound: maxOutbound}),
 		tio.WithOnConnect(func(ch *channel.Channel) {
 			if seq.Add(1) == 1 {
 				slowCh.Store(ch)
 			}
 		}))
-	slow := dialBinary(t, srv) // never reads from here on
-	eventually(t, "slow client connected", func() bool { return slowCh.Load() != nil })
-	other := dialBinary(t, srv)
+	slow := tiotest.DialBinary(t, srv) // never reads from here on
+	tiotest.Eventually(t, "slow client connected", func() bool { return slowCh.Load() != nil })
+	other := tiotest.DialBinary(t, srv)
 
 	runtime.GC()
 	before := rssBytes(t)
@@ -176,8 +166,8 @@ func TestSlowConsumerIsCut(t *testing.T) {
 		pushed += len(chunk.Body)
 		if pushed%(2<<20) == 0 { // the other connection's round trip meanwhile
 			begin := time.Now()
-			other.send(2, []byte("ping"))
-			other.recv()
+			other.Send(2, []byte("ping"))
+			other.Recv()
 			worst = max(worst, time.Since(begin))
 		}
 	}
@@ -194,7 +184,7 @@ func TestSlowConsumerIsCut(t *testing.T) {
 	if worst > 500*time.Millisecond {
 		t.Fatalf("the other connection waited %v for an echo", worst)
 	}
-	eventually(t, "slow consumer closed and counted", func() bool {
+	tiotest.Eventually(t, "slow consumer closed and counted", func() bool {
 		r, _ := slowCh.Load().Reason()
 		return r == channel.ReasonSlowConsumer && srv.Stats().Closed[channel.ReasonSlowConsumer] == 1
 	})
@@ -218,10 +208,10 @@ func TestGracefulShutdownDeliversQueued(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	bc := dialBinary(t, srv)
+	bc := tiotest.DialBinary(t, srv)
 	ws := dialWS(t, srv, "/")
-	eventually(t, "both connected", func() bool { return srv.Count(tio.All()) == 2 })
-	bc.send(5, nil)
+	tiotest.Eventually(t, "both connected", func() bool { return srv.Count(tio.All()) == 2 })
+	bc.Send(5, nil)
 	chans.Range(func(_, v any) bool {
 		ch := v.(*channel.Channel)
 		for i := range queued {
@@ -248,15 +238,15 @@ func TestGracefulShutdownDeliversQueued(t *testing.T) {
 		defer wg.Done()
 		_ = bc.SetReadDeadline(time.Now().Add(10 * time.Second))
 		for i := range queued {
-			if p := bc.recv(); string(p.Body[:4]) != fmt.Sprintf("%04d", i) {
+			if p := bc.Recv(); string(p.Body[:4]) != fmt.Sprintf("%04d", i) {
 				t.Errorf("binary: packet %d is %q", i, p.Body[:4])
 				return
 			}
 		}
-		if p := bc.recv(); string(p.Body) != "late" {
+		if p := bc.Recv(); string(p.Body) != "late" {
 			t.Errorf("binary: in-flight handler's reply %q", p.Body)
 		}
-		if rest := expectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseGoingAway}) {
+		if rest := tiotest.ExpectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseGoingAway}) {
 			t.Errorf("binary farewell % x, want a4 01", rest)
 		}
 	}()
@@ -294,8 +284,8 @@ func TestShutdownHonoursDeadline(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := dialBinary(t, srv) // never reads
-	eventually(t, "connected", func() bool { return got.Load() != nil })
+	c := tiotest.DialBinary(t, srv) // never reads
+	tiotest.Eventually(t, "connected", func() bool { return got.Load() != nil })
 	for range 64 {
 		if err := got.Load().Send(&codec.Packet{Type: 1, Body: make([]byte, 1<<20)}); err != nil {
 			t.Fatal(err)

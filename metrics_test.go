@@ -20,6 +20,7 @@ import (
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/stats"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // scrape fetches srv's metrics through its MetricsHandler.
@@ -46,26 +47,26 @@ func scrape(t testing.TB, srv *tio.Server) string {
 // handler latency for several types, closes for several reasons, per-IP
 // statistics.
 func busyServer(t *testing.T) *tio.Server {
-	srv := start(t, statsMux(), tio.WithIPStats(stats.IPConfig{Windows: []time.Duration{time.Minute}}))
-	c := dialBinary(t, srv)
+	srv := tiotest.NewServer(t, statsMux(), tio.WithIPStats(stats.IPConfig{Windows: []time.Duration{time.Minute}}))
+	c := tiotest.DialBinary(t, srv)
 	for i := range 10 {
-		c.send(1, []byte{byte(i)})
-		c.recv()
+		c.Send(1, []byte{byte(i)})
+		c.Recv()
 	}
-	c.send(2, []byte("slow"))
-	c.recv()
-	c.send(9, nil) // dropped
-	bad := dialBinary(t, srv)
-	bad.write([]byte{0xEE})
-	expectClosed(t, bad)
-	eventually(t, "counted", func() bool {
+	c.Send(2, []byte("slow"))
+	c.Recv()
+	c.Send(9, nil) // dropped
+	bad := tiotest.DialBinary(t, srv)
+	bad.SendRaw([]byte{0xEE})
+	tiotest.ExpectClosed(t, bad)
+	tiotest.Eventually(t, "counted", func() bool {
 		s := srv.Stats()
 		return s.Traffic.Handled == 11 && s.Closed[channel.ReasonDecodeError] == 1 && s.DroppedPackets == 1
 	})
 	return srv
 }
 
-// Point 4: the exposition passes promtool's linter. CI installs Debian's
+// The exposition passes promtool's linter. CI installs Debian's
 // prometheus package (.ci/run), so there the test must run: it skips only
 // when promtool is missing and CI is unset.
 func TestMetricsPromtool(t *testing.T) {
@@ -78,9 +79,9 @@ func TestMetricsPromtool(t *testing.T) {
 	}
 	srv := busyServer(t)
 	// Enough packet types to fill the histograms and use the overflow one.
-	c := dialBinary(t, srv)
+	c := tiotest.DialBinary(t, srv)
 	for ty := range stats.LatencyTypes + 5 {
-		c.send(codec.Type(100+ty), nil)
+		c.Send(codec.Type(100+ty), nil)
 	}
 	check := func(exposition string) (string, error) {
 		cmd := exec.Command(promtool, "check", "metrics")
@@ -118,7 +119,7 @@ func metricValue(t testing.TB, body, series string) string {
 	return ""
 }
 
-// Point 4: the metrics carry the server's counters under the documented
+// The metrics carry the server's counters under the documented
 // names, with the close reasons and packet types as labels.
 func TestMetricsValues(t *testing.T) {
 	srv := busyServer(t)
@@ -159,16 +160,16 @@ func TestMetricsValues(t *testing.T) {
 	}
 }
 
-// Point 4: the type label stays low-cardinality whatever types peers send.
+// The type label stays low-cardinality whatever types peers send.
 func TestMetricsTypeCardinality(t *testing.T) {
 	mux := handler.NewMux()
 	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
-	srv := start(t, mux)
-	c := dialBinary(t, srv)
+	srv := tiotest.NewServer(t, mux)
+	c := tiotest.DialBinary(t, srv)
 	const types = 500
 	for ty := range types {
-		c.send(codec.Type(ty*131), nil)
-		c.recv()
+		c.Send(codec.Type(ty*131), nil)
+		c.Recv()
 	}
 	body := scrape(t, srv)
 	if n := strings.Count(body, "tio_handler_duration_seconds_count{"); n != stats.LatencyTypes+1 {
@@ -213,7 +214,7 @@ func ExampleServer_MetricsHandler() {
 	// tio_connections_active 0
 }
 
-// Point 5: the docs page explains every exported metric, and the Grafana
+// The docs page explains every exported metric, and the Grafana
 // dashboard (valid JSON) queries only metrics that exist.
 func TestMetricsDocsAndDashboard(t *testing.T) {
 	body := scrape(t, busyServer(t))

@@ -19,6 +19,7 @@ import (
 	tbin "github.com/tiogo/tio/codec/binary"
 	tws "github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // countingCodec counts the packets a codec encodes.
@@ -58,11 +59,11 @@ func (r wsRecv) next(t testing.TB) (codec.Type, string) {
 	return codec.Type(m[0]), string(m[1:])
 }
 
-type binRecv struct{ *binClient }
+type binRecv struct{ *tiotest.BinaryConn }
 
 func (r binRecv) next(t testing.TB) (codec.Type, string) {
 	t.Helper()
-	p := r.recv()
+	p := r.Recv()
 	return p.Type, string(p.Body)
 }
 
@@ -238,7 +239,7 @@ func TestBlockingSendResult(t *testing.T) {
 	}))
 	p := newPeers(t, mux, tio.Hooks{}, tio.WithEventLoops(1))
 	srv := p.srv
-	var clients []*binClient
+	var clients []*tiotest.BinaryConn
 	var chs []*channel.Channel
 	for range 4 {
 		c, ch := p.bin()
@@ -259,7 +260,7 @@ func TestBlockingSendResult(t *testing.T) {
 		if got := ch.Stats().BytesOut - out[i]; got < tbin.HeaderSize+4 {
 			t.Fatalf("target %d: %d bytes written when BSend returned", i, got)
 		}
-		if p := clients[i].recv(); string(p.Body) != "sync" {
+		if p := clients[i].Recv(); string(p.Body) != "sync" {
 			t.Fatalf("target %d got %q", i, p.Body)
 		}
 	}
@@ -268,14 +269,14 @@ func TestBlockingSendResult(t *testing.T) {
 	// its id names; one that is closing (closed by the application a moment
 	// ago) is, and fails; the others succeed.
 	clients[0].Close()
-	eventually(t, "target 0 closed", func() bool { return chs[0].Closed() })
+	tiotest.Eventually(t, "target 0 closed", func() bool { return chs[0].Closed() })
 	chs[1].Close(channel.ReasonClosedByApp)
 	res, err = srv.SendWait(ctx, tio.Of(chs...), &codec.Packet{Type: 5, Body: []byte("two")})
 	if err != nil || res.OK != 2 || res.Failed > 1 { // the closing one may have closed by now
 		t.Fatalf("SendWait to ids with a closed and a closing channel = %+v, %v", res, err)
 	}
 	for _, c := range clients[2:] {
-		if p := c.recv(); string(p.Body) != "two" {
+		if p := c.Recv(); string(p.Body) != "two" {
 			t.Fatalf("got %q", p.Body)
 		}
 	}
@@ -286,7 +287,7 @@ func TestBlockingSendResult(t *testing.T) {
 
 	// The event loop is busy: the blocking send gives up when its context
 	// ends and counts the unconfirmed targets as failed.
-	clients[2].send(9, nil)
+	clients[2].Send(9, nil)
 	<-blocked
 	short, cancelShort := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancelShort()
@@ -301,7 +302,7 @@ func TestBlockingSendResult(t *testing.T) {
 	close(block)
 	// Queued bytes are still delivered once the loop is free.
 	for _, c := range clients[2:] {
-		if p := c.recv(); string(p.Body) != "late" {
+		if p := c.Recv(); string(p.Body) != "late" {
 			t.Fatalf("got %q", p.Body)
 		}
 	}
@@ -331,7 +332,7 @@ func TestCloseByBinding(t *testing.T) {
 	if n, _ := srv.Close(tio.User("u"), channel.ReasonClosedByApp); n != 2 {
 		t.Fatalf("CloseUser = %d", n)
 	}
-	if rest := expectClosed(t, ubin); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseNormal}) {
+	if rest := tiotest.ExpectClosed(t, ubin); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseNormal}) {
 		t.Fatalf("binary farewell % x", rest)
 	}
 	if _, _, err := uws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
@@ -349,8 +350,8 @@ func TestCloseByBinding(t *testing.T) {
 	if n, _ := srv.Close(tio.Of(s1), channel.ReasonHeartbeatTimeout); n != 1 {
 		t.Fatalf("CloseSet = %d", n)
 	}
-	for _, c := range []*binClient{g1c, g2c, tc, ipc, s1c} {
-		expectClosed(t, c)
+	for _, c := range []*tiotest.BinaryConn{g1c, g2c, tc, ipc, s1c} {
+		tiotest.ExpectClosed(t, c)
 	}
 	for ch, want := range map[*channel.Channel]channel.Reason{
 		u1: channel.ReasonClosedByApp, u2: channel.ReasonClosedByApp,
@@ -361,7 +362,7 @@ func TestCloseByBinding(t *testing.T) {
 			t.Fatalf("%v closed for %v, want %v", ch, r, want)
 		}
 	}
-	eventually(t, "closes counted", func() bool {
+	tiotest.Eventually(t, "closes counted", func() bool {
 		c := srv.Stats().Closed
 		return c[channel.ReasonClosedByApp] == 2 && c[channel.ReasonOverloaded] == 2 && c[channel.ReasonRateLimited] == 1 &&
 			c[channel.ReasonTooManyConnections] == 1 && c[channel.ReasonHeartbeatTimeout] == 1
@@ -370,8 +371,8 @@ func TestCloseByBinding(t *testing.T) {
 	if srv.Count(tio.Group("g")) != 1 || srv.Count(tio.All()) != 1 {
 		t.Fatalf("group %d, open %d", srv.Count(tio.Group("g")), srv.Count(tio.All()))
 	}
-	keepc.send(1, []byte("still here"))
-	if p := keepc.recv(); string(p.Body) != "still here" {
+	keepc.Send(1, []byte("still here"))
+	if p := keepc.Recv(); string(p.Body) != "still here" {
 		t.Fatalf("got %q", p.Body)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	tbin "github.com/tiogo/tio/codec/binary"
 	tws "github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/tiotest"
 )
 
 func dialWS(t testing.TB, srv *tio.Server, path string) *websocket.Conn {
@@ -45,7 +46,7 @@ func TestManyServersInOneProcess(t *testing.T) {
 		srv := tio.NewServer("127.0.0.1:0", mux)
 		errc := make(chan error, 1)
 		go func() { errc <- srv.Serve() }()
-		eventually(t, "server listening", func() bool { return srv.Addr() != nil })
+		tiotest.Eventually(t, "server listening", func() bool { return srv.Addr() != nil })
 		servers = append(servers, srv)
 		t.Cleanup(func() {
 			select {
@@ -59,9 +60,9 @@ func TestManyServersInOneProcess(t *testing.T) {
 		})
 	}
 	for i, srv := range servers {
-		c := dialBinary(t, srv)
-		c.send(7, []byte("hi"))
-		if got := c.recv(); string(got.Body) != fmt.Sprintf("s%d:hi", i) || got.Type != 7 {
+		c := tiotest.DialBinary(t, srv)
+		c.Send(7, []byte("hi"))
+		if got := c.Recv(); string(got.Body) != fmt.Sprintf("s%d:hi", i) || got.Type != 7 {
 			t.Fatalf("server %d answered %d %q", i, got.Type, got.Body)
 		}
 		if n := srv.Count(tio.All()); n != 1 {
@@ -79,7 +80,7 @@ func TestManyServersInOneProcess(t *testing.T) {
 
 // Start on a busy address fails with the bind error, not a hang.
 func TestStartOnBusyAddress(t *testing.T) {
-	srv := start(t, echoMux())
+	srv := tiotest.NewServer(t, echoMux())
 	other := tio.NewServer(srv.Addr().String(), echoMux())
 	done := make(chan error, 1)
 	go func() { done <- other.Start() }()
@@ -99,9 +100,9 @@ func TestConcurrentSendsAndStats(t *testing.T) {
 	const senders, each = 8, 200
 	var got atomic.Pointer[channel.Channel]
 	mux := handler.NewMux()
-	srv := start(t, mux, tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
-	c := dialBinary(t, srv)
-	eventually(t, "connect hook", func() bool { return got.Load() != nil })
+	srv := tiotest.NewServer(t, mux, tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
+	c := tiotest.DialBinary(t, srv)
+	tiotest.Eventually(t, "connect hook", func() bool { return got.Load() != nil })
 	ch := got.Load()
 
 	var wg sync.WaitGroup
@@ -119,7 +120,7 @@ func TestConcurrentSendsAndStats(t *testing.T) {
 	}
 	next := make([]int, senders)
 	for range senders * each {
-		p := c.recv()
+		p := c.Recv()
 		if want := fmt.Sprint(next[p.Type]); string(p.Body) != want {
 			t.Fatalf("sender %d: got %q, want %q", p.Type, p.Body, want)
 		}
@@ -144,11 +145,11 @@ func TestConcurrentSendsAndStats(t *testing.T) {
 func TestClosedChannelRefusesSend(t *testing.T) {
 	var got atomic.Pointer[channel.Channel]
 	closed := make(chan channel.Reason, 1)
-	srv := start(t, echoMux(),
+	srv := tiotest.NewServer(t, echoMux(),
 		tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }),
 		tio.WithOnClose(func(_ *channel.Channel, r channel.Reason, _ error) { closed <- r }))
-	c := dialBinary(t, srv)
-	eventually(t, "connect hook", func() bool { return got.Load() != nil })
+	c := tiotest.DialBinary(t, srv)
+	tiotest.Eventually(t, "connect hook", func() bool { return got.Load() != nil })
 	c.Close()
 	select {
 	case r := <-closed:
@@ -169,7 +170,7 @@ func TestClosedChannelRefusesSend(t *testing.T) {
 	if r, _ := ch.Reason(); r != channel.ReasonClosedByPeer {
 		t.Fatalf("reason changed to %v", r)
 	}
-	eventually(t, "close counted", func() bool { return srv.Stats().Closed[channel.ReasonClosedByPeer] == 1 })
+	tiotest.Eventually(t, "close counted", func() bool { return srv.Stats().Closed[channel.ReasonClosedByPeer] == 1 })
 }
 
 // Close from another goroutine says goodbye in the codec's words: WebSocket
@@ -184,14 +185,14 @@ func TestCloseFromAnyGoroutine(t *testing.T) {
 		_ = ch.Send(p)
 		go ch.Close(channel.ReasonClosedByApp)
 	})
-	srv := start(t, mux)
+	srv := tiotest.NewServer(t, mux)
 
-	bc := dialBinary(t, srv)
-	bc.send(1, []byte("last"))
-	if p := bc.recv(); string(p.Body) != "last" {
+	bc := tiotest.DialBinary(t, srv)
+	bc.Send(1, []byte("last"))
+	if p := bc.Recv(); string(p.Body) != "last" {
 		t.Fatalf("got %q", p.Body)
 	}
-	if rest := expectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseNormal}) {
+	if rest := tiotest.ExpectClosed(t, bc); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseNormal}) {
 		t.Fatalf("binary farewell % x, want a4 00", rest)
 	}
 
@@ -204,7 +205,7 @@ func TestCloseFromAnyGoroutine(t *testing.T) {
 	if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
 		t.Fatalf("got %v, want close 1000", err)
 	}
-	eventually(t, "closes counted", func() bool { return srv.Stats().Closed[channel.ReasonClosedByApp] == 2 })
+	tiotest.Eventually(t, "closes counted", func() bool { return srv.Stats().Closed[channel.ReasonClosedByApp] == 2 })
 }
 
 // Handlers on the pool see each connection's packets in arrival order, even
@@ -218,12 +219,12 @@ func TestPoolKeepsPerConnectionOrder(t *testing.T) {
 		_ = ch.Send(p)
 	})
 	mux.Handle(2, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
-	srv := start(t, mux, tio.WithWorkers(4, 4096))
+	srv := tiotest.NewServer(t, mux, tio.WithWorkers(4, 4096))
 
 	const conns, n = 4, 300
 	var wg sync.WaitGroup
 	for range conns {
-		c := dialBinary(t, srv)
+		c := tiotest.DialBinary(t, srv)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -233,11 +234,11 @@ func TestPoolKeepsPerConnectionOrder(t *testing.T) {
 				if i%3 == 0 {
 					typ = 2
 				}
-				all = append(all, packet(typ, []byte{byte(i), byte(i >> 8)})...)
+				all = append(all, tiotest.Packet(typ, []byte{byte(i), byte(i >> 8)})...)
 			}
-			c.write(all) // many packets in one write
+			c.SendRaw(all) // many packets in one write
 			for i := range n {
-				p := c.recv()
+				p := c.Recv()
 				if got := int(p.Body[0]) | int(p.Body[1])<<8; got != i {
 					t.Errorf("packet %d arrived as %d", got, i)
 					return
@@ -255,24 +256,24 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	mux.Handle(9, handler.InlineFunc(func(*channel.Channel, *codec.Packet) { panic("boom") }))
 	mux.HandleFunc(10, func(*channel.Channel, *codec.Packet) { panic("pool boom") })
 	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
-	srv := start(t, mux)
+	srv := tiotest.NewServer(t, mux)
 
-	other := dialBinary(t, srv)
+	other := tiotest.DialBinary(t, srv)
 	bad := dialWS(t, srv, "/")
 	_ = bad.WriteMessage(websocket.BinaryMessage, []byte{9, 'x'})
 	if _, _, err := bad.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseInternalServerErr) {
 		t.Fatalf("got %v, want close 1011", err)
 	}
-	bad2 := dialBinary(t, srv)
-	bad2.send(10, nil)
-	if rest := expectClosed(t, bad2); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseInternal}) {
+	bad2 := tiotest.DialBinary(t, srv)
+	bad2.Send(10, nil)
+	if rest := tiotest.ExpectClosed(t, bad2); !bytes.Equal(rest, []byte{tbin.TagClose, tbin.CloseInternal}) {
 		t.Fatalf("farewell % x, want a4 05", rest)
 	}
-	other.send(3, []byte("still here"))
-	if p := other.recv(); string(p.Body) != "still here" {
+	other.Send(3, []byte("still here"))
+	if p := other.Recv(); string(p.Body) != "still here" {
 		t.Fatalf("got %q", p.Body)
 	}
-	eventually(t, "panics counted", func() bool {
+	tiotest.Eventually(t, "panics counted", func() bool {
 		st := srv.Stats()
 		return st.HandlerPanics == 2 && st.Closed[channel.ReasonHandlerPanic] == 2
 	})
@@ -285,11 +286,11 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 func TestUnknownTypeDropped(t *testing.T) {
 	mux := handler.NewMux()
 	mux.Handle(1, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
-	srv := start(t, mux)
-	c := dialBinary(t, srv)
-	c.send(2, []byte("nobody"))
-	c.send(1, []byte("somebody"))
-	if p := c.recv(); string(p.Body) != "somebody" {
+	srv := tiotest.NewServer(t, mux)
+	c := tiotest.DialBinary(t, srv)
+	c.Send(2, []byte("nobody"))
+	c.Send(1, []byte("somebody"))
+	if p := c.Recv(); string(p.Body) != "somebody" {
 		t.Fatalf("got %q", p.Body)
 	}
 	if d := srv.Stats().DroppedPackets; d != 1 {
@@ -310,10 +311,10 @@ func TestMiddlewareOrder(t *testing.T) {
 	mux := handler.NewMux()
 	mux.Use(tag("a"), tag("b"))
 	mux.Handle(1, handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
-	srv := start(t, mux)
-	c := dialBinary(t, srv)
-	c.send(1, []byte(">"))
-	if p := c.recv(); string(p.Body) != ">ab" {
+	srv := tiotest.NewServer(t, mux)
+	c := tiotest.DialBinary(t, srv)
+	c.Send(1, []byte(">"))
+	if p := c.Recv(); string(p.Body) != ">ab" {
 		t.Fatalf("got %q, want >ab", p.Body)
 	}
 }
@@ -325,40 +326,40 @@ func TestOverloadedPoolClosesNotBlocks(t *testing.T) {
 	mux := handler.NewMux()
 	mux.HandleFunc(1, func(*channel.Channel, *codec.Packet) { <-release })
 	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
-	srv := start(t, mux, tio.WithWorkers(1, 2))
+	srv := tiotest.NewServer(t, mux, tio.WithWorkers(1, 2))
 	defer close(release)
 
-	slow := dialBinary(t, srv)
+	slow := tiotest.DialBinary(t, srv)
 	var burst []byte
 	for range 10 {
-		burst = append(burst, packet(1, nil)...)
+		burst = append(burst, tiotest.Packet(1, nil)...)
 	}
-	slow.write(burst)
-	expectClosed(t, slow)
-	fast := dialBinary(t, srv)
-	fast.send(2, []byte("ok"))
-	if p := fast.recv(); string(p.Body) != "ok" {
+	slow.SendRaw(burst)
+	tiotest.ExpectClosed(t, slow)
+	fast := tiotest.DialBinary(t, srv)
+	fast.Send(2, []byte("ok"))
+	if p := fast.Recv(); string(p.Body) != "ok" {
 		t.Fatalf("got %q", p.Body)
 	}
-	eventually(t, "overload counted", func() bool { return srv.Stats().Closed[channel.ReasonOverloaded] == 1 })
+	tiotest.Eventually(t, "overload counted", func() bool { return srv.Stats().Closed[channel.ReasonOverloaded] == 1 })
 }
 
 // A server fixed to one codec does not sniff: a WebSocket request sent to a
 // binary-only server is refused. Garbage is refused by a sniffing server.
 func TestFixedCodecAndUnknownProtocol(t *testing.T) {
-	bin := start(t, echoMux(), tio.WithCodec(tbin.New(tbin.Config{})))
+	bin := tiotest.NewServer(t, echoMux(), tio.WithCodec(tbin.New(tbin.Config{})))
 	_, resp, err := websocket.DefaultDialer.Dial("ws://"+bin.Addr().String()+"/", nil)
 	if err == nil {
 		t.Fatal("WebSocket upgrade succeeded on a binary-only server")
 	}
 	_ = resp
-	eventually(t, "handshake failure counted", func() bool { return bin.Stats().Closed[channel.ReasonHandshakeFailed] == 1 })
+	tiotest.Eventually(t, "handshake failure counted", func() bool { return bin.Stats().Closed[channel.ReasonHandshakeFailed] == 1 })
 
-	sniff := start(t, echoMux())
-	c := dialRaw(t, sniff)
+	sniff := tiotest.NewServer(t, echoMux())
+	c := tiotest.Dial(t, sniff)
 	_, _ = c.Write([]byte("\x00\x01garbage"))
-	expectClosed(t, c)
-	eventually(t, "unknown protocol counted", func() bool { return sniff.Stats().Closed[channel.ReasonUnknownProtocol] == 1 })
+	tiotest.ExpectClosed(t, c)
+	tiotest.Eventually(t, "unknown protocol counted", func() bool { return sniff.Stats().Closed[channel.ReasonUnknownProtocol] == 1 })
 }
 
 // The connect hook runs after the protocol handshake, with the upgrade
@@ -366,7 +367,7 @@ func TestFixedCodecAndUnknownProtocol(t *testing.T) {
 func TestConnectHookSeesHandshake(t *testing.T) {
 	type keyT struct{}
 	keys := make(chan string, 1)
-	srv := start(t, echoMux(),
+	srv := tiotest.NewServer(t, echoMux(),
 		tio.WithCodecs(tws.New(tws.Config{
 			OnHandshake: func(c codec.Conn, r *tws.Request) error {
 				key, ok := strings.CutPrefix(r.Path, "/ws/")
@@ -392,9 +393,9 @@ func TestConnectHookSeesHandshake(t *testing.T) {
 // ErrClosed on a channel that closed.
 func TestSendWait(t *testing.T) {
 	var got atomic.Pointer[channel.Channel]
-	srv := start(t, echoMux(), tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
-	c := dialBinary(t, srv)
-	eventually(t, "connect hook", func() bool { return got.Load() != nil })
+	srv := tiotest.NewServer(t, echoMux(), tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
+	c := tiotest.DialBinary(t, srv)
+	tiotest.Eventually(t, "connect hook", func() bool { return got.Load() != nil })
 	ch := got.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -404,11 +405,11 @@ func TestSendWait(t *testing.T) {
 	if ch.Stats().BytesOut < 1+tbin.HeaderSize+4 {
 		t.Fatalf("SendWait returned before the bytes were written: %+v", ch.Stats())
 	}
-	if p := c.recv(); string(p.Body) != "sync" {
+	if p := c.Recv(); string(p.Body) != "sync" {
 		t.Fatalf("got %q", p.Body)
 	}
 	c.Close()
-	eventually(t, "closed", func() bool { return ch.Closed() })
+	tiotest.Eventually(t, "closed", func() bool { return ch.Closed() })
 	if err := ch.SendWait(ctx, &codec.Packet{Type: 4}); !errors.Is(err, channel.ErrClosed) {
 		t.Fatalf("SendWait on a closed channel = %v", err)
 	}
@@ -416,15 +417,15 @@ func TestSendWait(t *testing.T) {
 
 // The server's aggregate traffic counts what its channels count.
 func TestServerTraffic(t *testing.T) {
-	srv := start(t, echoMux())
-	c := dialBinary(t, srv)
+	srv := tiotest.NewServer(t, echoMux())
+	c := tiotest.DialBinary(t, srv)
 	for i := range 10 {
-		c.send(1, []byte{byte(i)})
-		c.recv()
+		c.Send(1, []byte{byte(i)})
+		c.Recv()
 	}
-	c.write([]byte{0xEE}) // an unknown tag: a decode error
-	expectClosed(t, c)
-	eventually(t, "traffic counted", func() bool {
+	c.SendRaw([]byte{0xEE}) // an unknown tag: a decode error
+	tiotest.ExpectClosed(t, c)
+	tiotest.Eventually(t, "traffic counted", func() bool {
 		tr := srv.Stats().Traffic
 		return tr.PacketsIn == 10 && tr.PacketsOut == 10 && tr.Handled == 10 && tr.DecodeErrors == 1 &&
 			tr.BytesIn == 1+10*(tbin.HeaderSize+1)+1 && tr.BytesOut >= 1+10*(tbin.HeaderSize+1) && tr.Reads >= 2

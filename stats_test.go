@@ -1,7 +1,6 @@
 package tio_test
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	tbin "github.com/tiogo/tio/codec/binary"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/stats"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // statsMux echoes type 1 inline, echoes type 2 on the pool after 2 ms, and
@@ -31,41 +31,23 @@ func statsMux() *handler.Mux {
 	return mux
 }
 
-// dialBinaryFrom dials srv from the local address ip (any of 127.0.0.0/8
-// works on Linux) and does the binary handshake.
-func dialBinaryFrom(t testing.TB, srv *tio.Server, ip string) *binClient {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	c, err := d.Dial("tcp", srv.Addr().String())
-	if err != nil {
-		t.Fatalf("dial from %s: %v", ip, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	bc := &binClient{t: t, Conn: c}
-	bc.write([]byte{tbin.TagHandshake})
-	if b := bc.readN(1); b[0] != tbin.TagHandshake {
-		t.Fatalf("handshake answer %#x", b[0])
-	}
-	return bc
-}
-
-// Point 1: the server's snapshot counts connections, closes by reason,
+// The server's snapshot counts connections, closes by reason,
 // traffic, handled packets and their time, decode errors, panics, drops, and
 // keeps a latency histogram per packet type.
 func TestStatsSnapshot(t *testing.T) {
-	srv := start(t, statsMux())
+	srv := tiotest.NewServer(t, statsMux())
 	const h = tbin.HeaderSize
 
-	a := dialBinary(t, srv)
+	a := tiotest.DialBinary(t, srv)
 	for i := range 10 {
-		a.send(1, []byte{byte(i)})
-		a.recv()
+		a.Send(1, []byte{byte(i)})
+		a.Recv()
 	}
 	for range 3 {
-		a.send(2, []byte("xy"))
-		a.recv()
+		a.Send(2, []byte("xy"))
+		a.Recv()
 	}
-	a.send(9, nil) // no handler: dropped
+	a.Send(9, nil) // no handler: dropped
 	ws := dialWS(t, srv, "/")
 	if err := ws.WriteMessage(websocket.BinaryMessage, []byte{1, 'h', 'i'}); err != nil {
 		t.Fatal(err)
@@ -73,14 +55,14 @@ func TestStatsSnapshot(t *testing.T) {
 	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "\x01hi" {
 		t.Fatalf("ws echo %q %v", msg, err)
 	}
-	bad := dialBinary(t, srv)
-	bad.write([]byte{0xEE}) // an unknown tag: a decode error
-	expectClosed(t, bad)
-	boom := dialBinary(t, srv)
-	boom.send(3, nil)
-	expectClosed(t, boom)
+	bad := tiotest.DialBinary(t, srv)
+	bad.SendRaw([]byte{0xEE}) // an unknown tag: a decode error
+	tiotest.ExpectClosed(t, bad)
+	boom := tiotest.DialBinary(t, srv)
+	boom.Send(3, nil)
+	tiotest.ExpectClosed(t, boom)
 
-	eventually(t, "counters", func() bool {
+	tiotest.Eventually(t, "counters", func() bool {
 		s := srv.Stats()
 		return s.Accepted == 4 && s.Active == 2 && s.Closed[channel.ReasonDecodeError] == 1 &&
 			s.Closed[channel.ReasonHandlerPanic] == 1 && s.HandlerPanics == 1 && s.DroppedPackets == 1 &&
@@ -88,7 +70,7 @@ func TestStatsSnapshot(t *testing.T) {
 	})
 	a.Close()
 	ws.Close()
-	eventually(t, "closes", func() bool {
+	tiotest.Eventually(t, "closes", func() bool {
 		s := srv.Stats()
 		return s.Active == 0 && s.Closed[channel.ReasonClosedByPeer] == 2
 	})
@@ -131,23 +113,23 @@ func TestStatsSnapshot(t *testing.T) {
 	}
 }
 
-// Point 2: a channel's own counters (t-io's ChannelStat).
+// A channel's own counters (t-io's ChannelStat).
 func TestChannelStats(t *testing.T) {
 	var got atomic.Pointer[channel.Channel]
-	srv := start(t, statsMux(), tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
+	srv := tiotest.NewServer(t, statsMux(), tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
 	before := time.Now()
-	c := dialBinary(t, srv)
-	eventually(t, "connect hook", func() bool { return got.Load() != nil })
+	c := tiotest.DialBinary(t, srv)
+	tiotest.Eventually(t, "connect hook", func() bool { return got.Load() != nil })
 	ch := got.Load()
 	const n, h = 5, tbin.HeaderSize
 	for range n {
-		c.send(1, []byte("abc"))
-		c.recv()
+		c.Send(1, []byte("abc"))
+		c.Recv()
 	}
-	c.send(2, []byte("abc"))
-	c.recv()
+	c.Send(2, []byte("abc"))
+	c.Recv()
 	want := uint64(1 + (n+1)*(h+3))
-	eventually(t, "channel counters", func() bool {
+	tiotest.Eventually(t, "channel counters", func() bool {
 		st := ch.Stats()
 		return st.BytesIn == want && st.BytesOut == want && st.PacketsIn == n+1 && st.PacketsOut == n+1 &&
 			st.PacketsHandled == n+1
@@ -167,11 +149,11 @@ func TestChannelStats(t *testing.T) {
 	}
 }
 
-// Point 3: per-IP windows report each address's traffic, window by window.
+// Per-IP windows report each address's traffic, window by window.
 func TestIPStatsWindows(t *testing.T) {
 	var mu sync.Mutex
 	var reports []stats.IPWindow
-	srv := start(t, statsMux(), tio.WithIPStats(stats.IPConfig{
+	srv := tiotest.NewServer(t, statsMux(), tio.WithIPStats(stats.IPConfig{
 		Windows: []time.Duration{100 * time.Millisecond, 400 * time.Millisecond},
 		OnWindow: func(w stats.IPWindow) {
 			mu.Lock()
@@ -182,10 +164,10 @@ func TestIPStatsWindows(t *testing.T) {
 	const h = tbin.HeaderSize
 	send := map[string]int{"127.0.0.2": 3, "127.0.0.3": 5}
 	for ip, n := range send {
-		c := dialBinaryFrom(t, srv, ip)
+		c := tiotest.DialBinaryFrom(t, srv, ip)
 		for range n {
-			c.send(1, []byte("ab"))
-			c.recv()
+			c.Send(1, []byte("ab"))
+			c.Recv()
 		}
 	}
 	sum := func(ip string, w time.Duration) (acc uint64, tr stats.Traffic) {
@@ -211,7 +193,7 @@ func TestIPStatsWindows(t *testing.T) {
 	for ip, n := range send {
 		want := uint64(1 + n*(h+2))
 		for _, w := range []time.Duration{100 * time.Millisecond, 400 * time.Millisecond} {
-			eventually(t, ip+" reported over "+w.String(), func() bool {
+			tiotest.Eventually(t, ip+" reported over "+w.String(), func() bool {
 				acc, tr := sum(ip, w)
 				return acc == 1 && tr.BytesIn == want && tr.PacketsIn == uint64(n) && tr.PacketsOut == uint64(n) && tr.Handled == uint64(n)
 			})
@@ -226,26 +208,26 @@ func TestIPStatsWindows(t *testing.T) {
 	}
 }
 
-// Point 3: memory stays bounded. Waves of connections from many distinct
+// Memory stays bounded. Waves of connections from many distinct
 // addresses come and go; the addresses expire once idle for longer than the
 // longest window, so the table follows the recent addresses instead of
 // growing with all those ever seen, and MaxIPs caps it.
 func TestIPStatsBoundedMemory(t *testing.T) {
 	const waves, perWave, maxIPs = 3, 150, 200
-	srv := start(t, statsMux(), tio.WithIPStats(stats.IPConfig{
+	srv := tiotest.NewServer(t, statsMux(), tio.WithIPStats(stats.IPConfig{
 		Windows: []time.Duration{50 * time.Millisecond, 150 * time.Millisecond},
 		MaxIPs:  maxIPs,
 	}))
 	peak := 0
 	for w := range waves {
-		var conns []*binClient
+		var conns []*tiotest.BinaryConn
 		for i := range perWave {
 			n := w*perWave + i
-			conns = append(conns, dialBinaryFrom(t, srv, netip.AddrFrom4([4]byte{127, 1, byte(n >> 8), byte(n)}).String()))
+			conns = append(conns, tiotest.DialBinaryFrom(t, srv, netip.AddrFrom4([4]byte{127, 1, byte(n >> 8), byte(n)}).String()))
 		}
 		for _, c := range conns {
-			c.send(1, []byte("x"))
-			c.recv()
+			c.Send(1, []byte("x"))
+			c.Recv()
 		}
 		s := srv.Stats()
 		peak = max(peak, s.IPs)
@@ -255,7 +237,7 @@ func TestIPStatsBoundedMemory(t *testing.T) {
 		for _, c := range conns {
 			c.Close()
 		}
-		eventually(t, "idle addresses expire", func() bool { return srv.Stats().IPs == 0 })
+		tiotest.Eventually(t, "idle addresses expire", func() bool { return srv.Stats().IPs == 0 })
 	}
 	s := srv.Stats()
 	if s.Accepted != waves*perWave || s.IPsUntracked != 0 {
@@ -264,34 +246,34 @@ func TestIPStatsBoundedMemory(t *testing.T) {
 	t.Logf("%d addresses seen, at most %d tracked at once", waves*perWave, peak)
 
 	// Past MaxIPs, connections are served but not tracked.
-	var conns []*binClient
+	var conns []*tiotest.BinaryConn
 	for i := range maxIPs + 20 {
-		conns = append(conns, dialBinaryFrom(t, srv, netip.AddrFrom4([4]byte{127, 2, byte(i >> 8), byte(i)}).String()))
+		conns = append(conns, tiotest.DialBinaryFrom(t, srv, netip.AddrFrom4([4]byte{127, 2, byte(i >> 8), byte(i)}).String()))
 	}
-	conns[len(conns)-1].send(1, []byte("still served"))
-	conns[len(conns)-1].recv()
+	conns[len(conns)-1].Send(1, []byte("still served"))
+	conns[len(conns)-1].Recv()
 	if s := srv.Stats(); s.IPs != maxIPs || s.IPsUntracked != 20 {
 		t.Fatalf("%d tracked, %d untracked", s.IPs, s.IPsUntracked)
 	}
 	for _, c := range conns {
 		c.Close()
 	}
-	eventually(t, "idle addresses expire", func() bool { return srv.Stats().IPs == 0 })
+	tiotest.Eventually(t, "idle addresses expire", func() bool { return srv.Stats().IPs == 0 })
 }
 
 // WithStats(false) turns off traffic totals, the latency histogram and
 // per-IP statistics; connection counts and each channel's counters remain.
 func TestStatsOff(t *testing.T) {
 	var got atomic.Pointer[channel.Channel]
-	srv := start(t, statsMux(), tio.WithStats(false),
+	srv := tiotest.NewServer(t, statsMux(), tio.WithStats(false),
 		tio.WithIPStats(stats.IPConfig{Windows: []time.Duration{time.Minute}}),
 		tio.WithOnConnect(func(ch *channel.Channel) { got.Store(ch) }))
-	c := dialBinary(t, srv)
+	c := tiotest.DialBinary(t, srv)
 	for range 3 {
-		c.send(1, []byte("x"))
-		c.recv()
+		c.Send(1, []byte("x"))
+		c.Recv()
 	}
-	eventually(t, "channel counters", func() bool { ch := got.Load(); return ch != nil && ch.Stats().PacketsHandled == 3 })
+	tiotest.Eventually(t, "channel counters", func() bool { ch := got.Load(); return ch != nil && ch.Stats().PacketsHandled == 3 })
 	s := srv.Stats()
 	if s.Traffic != (stats.Traffic{}) || s.Latency != nil || s.IPs != 0 {
 		t.Fatalf("statistics kept while off: %+v", s)

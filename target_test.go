@@ -16,6 +16,7 @@ import (
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/tiotest"
 )
 
 var sampleTargets = []tio.Target{
@@ -186,12 +187,12 @@ func TestSendWaitOnTheLoopFailsFast(t *testing.T) {
 	}
 	mux.Handle(1, handler.InlineFunc(func(ch *channel.Channel, _ *codec.Packet) { wait(ch) }))
 	mux.HandleFunc(3, func(ch *channel.Channel, _ *codec.Packet) { wait(ch) })
-	srv := start(t, mux, tio.WithOnConnect(func(ch *channel.Channel) { wait(ch) }))
+	srv := tiotest.NewServer(t, mux, tio.WithOnConnect(func(ch *channel.Channel) { wait(ch) }))
 	srvp.Store(srv)
-	c := dialBinary(t, srv)
+	c := tiotest.DialBinary(t, srv)
 	for _, where := range []string{"hook", "inline handler"} {
 		if where == "inline handler" {
-			c.send(1, nil)
+			c.Send(1, nil)
 		}
 		begin := time.Now()
 		r := <-results
@@ -202,12 +203,12 @@ func TestSendWaitOnTheLoopFailsFast(t *testing.T) {
 			t.Fatalf("%s: failing took %v", where, d)
 		}
 	}
-	c.send(3, nil)
+	c.Send(3, nil)
 	if r := <-results; r.err != nil || r.ch != nil || r.res != (tio.SendResult{OK: 1}) {
 		t.Fatalf("from the pool: %+v, %v, %v", r.res, r.err, r.ch)
 	}
 	for _, want := range []string{"all", "one"} {
-		if p := c.recv(); string(p.Body) != want {
+		if p := c.Recv(); string(p.Body) != want {
 			t.Fatalf("got %q, want %q (nothing from the refused sends)", p.Body, want)
 		}
 	}
@@ -217,12 +218,12 @@ func TestSendWaitOnTheLoopFailsFast(t *testing.T) {
 func TestHooksCombine(t *testing.T) {
 	var order []string
 	done := make(chan struct{})
-	srv := start(t, echoMux(),
+	srv := tiotest.NewServer(t, echoMux(),
 		tio.WithOnConnect(func(*channel.Channel) { order = append(order, "a") }),
 		tio.WithHooks(tio.Hooks{OnConnected: func(*channel.Channel) { order = append(order, "b") }}),
 		tio.WithOnConnect(func(*channel.Channel) { order = append(order, "c"); close(done) }),
 	)
-	dialBinary(t, srv)
+	tiotest.DialBinary(t, srv)
 	<-done
 	if !slices.Equal(order, []string{"a", "b", "c"}) {
 		t.Fatalf("hooks ran %v", order)

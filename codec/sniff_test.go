@@ -2,7 +2,6 @@ package codec_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/tiotest"
 )
 
 const ioTimeout = 3 * time.Second
@@ -27,17 +27,7 @@ func startDefault(t *testing.T) (*tio.Server, string) {
 	t.Helper()
 	mux := handler.NewMux()
 	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
-	srv := tio.NewServer("127.0.0.1:0", mux, tio.WithLogger(slog.New(slog.DiscardHandler)), tio.WithEventLoops(2))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	srv := tiotest.NewServer(t, mux, tio.WithLogger(slog.New(slog.DiscardHandler)), tio.WithEventLoops(2))
 	return srv, srv.Addr().String()
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/codec/binary"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // ioTimeout bounds every read and write of a test.
@@ -30,18 +31,7 @@ func echoMux() *handler.Mux {
 
 func startServer(t testing.TB, opts ...tio.Option) (*tio.Server, string) {
 	t.Helper()
-	opts = append([]tio.Option{tio.WithLogger(slog.New(slog.DiscardHandler)), tio.WithEventLoops(2)}, opts...)
-	srv := tio.NewServer("127.0.0.1:0", echoMux(), opts...)
-	if err := srv.Start(); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	srv := tiotest.NewServer(t, echoMux(), append([]tio.Option{tio.WithLogger(slog.New(slog.DiscardHandler)), tio.WithEventLoops(2)}, opts...)...)
 	return srv, srv.Addr().String()
 }
 

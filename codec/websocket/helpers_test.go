@@ -2,7 +2,6 @@ package websocket_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/handler"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // ioTimeout bounds every read and write of a test.
@@ -48,31 +48,14 @@ func echoMux() *handler.Mux {
 // down when the test ends.
 func startServer(t testing.TB, h handler.Handler, opts ...tio.Option) (*tio.Server, string) {
 	t.Helper()
-	opts = append([]tio.Option{tio.WithLogger(slog.New(slog.DiscardHandler)), tio.WithEventLoops(2)}, opts...)
-	srv := tio.NewServer("127.0.0.1:0", h, opts...)
-	if err := srv.Start(); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	srv := tiotest.NewServer(t, h, append([]tio.Option{tio.WithLogger(slog.New(slog.DiscardHandler)), tio.WithEventLoops(2)}, opts...)...)
 	return srv, srv.Addr().String()
 }
 
-// waitFor polls cond for up to 2 s.
+// waitFor polls cond (see tiotest.Eventually).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	tiotest.Eventually(t, what, cond)
 }
 
 // testMask is the masking key of every client frame the tests build.
