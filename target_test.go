@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -81,6 +84,13 @@ func TestTargetEncodingIsStable(t *testing.T) {
 		if err != nil || hex.EncodeToString(b) != c.hex {
 			t.Errorf("%v encodes as %x (%v), want %s", c.t, b, err, c.hex)
 		}
+	}
+	doc, err := os.ReadFile("docs/bindings.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := tio.User("alice").MarshalBinary(); !strings.Contains(string(doc), "`"+strings.TrimSpace(fmt.Sprintf("% x", b))+"`") {
+		t.Errorf("docs/bindings.md does not give user:alice's encoding, % x", b)
 	}
 }
 
