@@ -50,7 +50,12 @@ var (
 	ErrStarted = errors.New("tio: server already started")
 )
 
-// Server is a tio server. Create it with NewServer; it serves once.
+// Server is a tio server. Create it with NewServer; it serves once (Start or
+// Serve), until Shutdown. Its methods are safe for concurrent use, from any
+// goroutine, handlers and hooks included — except the blocking SendWait,
+// which refuses to run on an event loop. Everything it holds (connections,
+// bindings, statistics, pools) is its own: servers in one process share
+// nothing.
 type Server struct {
 	addr    string
 	handler handler.Handler
@@ -84,7 +89,9 @@ type Server struct {
 }
 
 // NewServer returns a server that will listen on the TCP address addr
-// ("127.0.0.1:9001", ":0" for any free port) and route packets to h.
+// ("127.0.0.1:9001", ":0" for any free port) and route packets to h (a
+// handler.Mux routes by packet type; see package handler for where handlers
+// run). It does not listen yet, and options are only checked by Start.
 func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -119,8 +126,10 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 	return s
 }
 
-// Start starts serving in the background and returns once the server is
-// listening (or failed to).
+// Start checks the configuration (errors wrap ErrConfig), starts serving in
+// the background, and returns once the server is listening — or the error
+// that kept it from listening, which names the address. It fails with
+// ErrStarted on a server started before.
 func (s *Server) Start() error {
 	if err := s.cfg.check(); err != nil {
 		return err
@@ -175,8 +184,8 @@ func (s *Server) Start() error {
 	}
 }
 
-// Serve serves until Shutdown, then returns ErrServerClosed (or the error
-// that stopped it).
+// Serve is Start, then a wait until the server stops: it returns
+// ErrServerClosed after Shutdown, or the error that stopped it.
 func (s *Server) Serve() error {
 	if err := s.Start(); err != nil {
 		return err
@@ -185,7 +194,8 @@ func (s *Server) Serve() error {
 	return s.serveErr
 }
 
-// Addr returns the address the server listens on, once started.
+// Addr returns the address the server listens on (with the port chosen for
+// ":0"), or nil before it listens.
 func (s *Server) Addr() net.Addr {
 	select {
 	case <-s.booted:
@@ -291,7 +301,9 @@ func (s *Server) Stats() stats.Snapshot {
 	return snap
 }
 
-// Channel returns the open channel with the given id, or nil.
+// Channel returns the open channel with the given id, or nil (an id is
+// unique for the server's lifetime: the id of a closed channel names no
+// one, even once its descriptor is reused).
 func (s *Server) Channel(id uint64) *channel.Channel { return s.groups.Channel(id) }
 
 // onBoot implements gnet.EventHandler.OnBoot.

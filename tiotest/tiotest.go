@@ -277,6 +277,7 @@ type CloseError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *CloseError) Error() string { return fmt.Sprintf("websocket closed: %d %q", e.Code, e.Reason) }
 
 // ReadMessage reads the next data message, reassembling fragments and

@@ -157,8 +157,15 @@ type server struct {
 	addr string
 }
 
+// startServer starts benchserver -impl impl; an impl written NAME=PATH
+// runs the benchserver binary at PATH as tio instead (an earlier build of
+// tio, to compare before and after a change in one run).
 func startServer(cfg config, impl string) (*server, error) {
-	cmd := exec.Command(cfg.server, "-impl", impl, "-addr", "127.0.0.1:0")
+	bin, as := cfg.server, impl
+	if _, path, ok := strings.Cut(impl, "="); ok {
+		bin, as = path, "tio"
+	}
+	cmd := exec.Command(bin, "-impl", as, "-addr", "127.0.0.1:0")
 	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
