@@ -28,6 +28,7 @@ type config struct {
 	wsConfig      *websocket.Config // WithWebSocket
 	binConfig     *binary.Config    // WithBinary
 	errs          []error           // options given wrong values, returned by Start
+	relay         Relay             // WithRelay
 	loops         int
 	multicore     bool
 	workers       int

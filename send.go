@@ -2,6 +2,7 @@ package tio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -50,13 +51,17 @@ func (r SendResult) Targets() int { return r.OK + r.Failed }
 // a channel bound during the send may or may not receive it. Each target
 // gets p after everything queued for it before. A target with nobody in it
 // is not an error; an invalid target is (ErrInvalidTarget), and so is p
-// failing to encode (the error wraps the codec's).
+// failing to encode (the error wraps the codec's). On a node of a cluster
+// (WithRelay) the send also goes to the target's channels on the other
+// nodes (the result counts this node's only; a relay failure is an error
+// wrapping ErrRelay).
 func (s *Server) Send(t Target, p *codec.Packet, filters ...Filter) (SendResult, error) {
 	chs, err := s.members(t)
 	if err != nil {
 		return SendResult{}, err
 	}
-	return s.fanout(false, nil, chs, p, filters)
+	res, err := s.fanout(false, nil, chs, p, filters)
+	return res, errors.Join(err, s.publish(RelayMessage{Op: RelaySend, Target: t, Packet: p}))
 }
 
 // SendWait is Send, then a wait until the event loop of every target has
@@ -64,7 +69,8 @@ func (s *Server) Send(t Target, p *codec.Packet, filters ...Filter) (SendResult,
 // full), a target has closed, or ctx ends (t-io's Tio.bSendToXxx). It
 // blocks: called on an event loop — from an inline handler or a hook — it
 // fails at once with channel.ErrOnLoop and sends nothing, since the loop
-// would wait for itself.
+// would wait for itself. On a node of a cluster it waits for this node's
+// channels only; the other nodes get the packet as from Send.
 func (s *Server) SendWait(ctx context.Context, t Target, p *codec.Packet, filters ...Filter) (SendResult, error) {
 	if s.env.OnLoop() {
 		return SendResult{}, fmt.Errorf("tio: SendWait: %w", channel.ErrOnLoop)
@@ -73,15 +79,28 @@ func (s *Server) SendWait(ctx context.Context, t Target, p *codec.Packet, filter
 	if err != nil {
 		return SendResult{}, err
 	}
-	return s.fanout(true, ctx, chs, p, filters)
+	rerr := s.publish(RelayMessage{Op: RelaySend, Target: t, Packet: p})
+	res, err := s.fanout(true, ctx, chs, p, filters)
+	return res, errors.Join(err, rerr)
 }
 
 // Close closes every open channel of t that the filters keep, for reason r
 // (ReasonNone means ReasonClosedByApp; the reason is recorded on each
 // channel, passed to Hooks.OnClose and counted in Stats().Closed), and
 // returns how many it asked to close. Like Channel.Close it does not wait:
-// bytes queued before are written first, then the codec's farewell.
+// bytes queued before are written first, then the codec's farewell. On a
+// node of a cluster it closes the target's channels on the other nodes too
+// (the count is this node's).
 func (s *Server) Close(t Target, r channel.Reason, filters ...Filter) (int, error) {
+	n, err := s.closeLocal(t, r, filters)
+	if err != nil {
+		return n, err
+	}
+	return n, s.publish(RelayMessage{Op: RelayClose, Target: t, Reason: r})
+}
+
+// closeLocal closes the channels of t on this server.
+func (s *Server) closeLocal(t Target, r channel.Reason, filters []Filter) (int, error) {
 	chs, err := s.members(t)
 	if err != nil {
 		return 0, err

@@ -140,6 +140,12 @@ func (s *Server) Start() error {
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
+	if r := s.cfg.relay; r != nil {
+		if err := r.Start(local{s}); err != nil {
+			s.started.Store(false)
+			return fmt.Errorf("tio: relay: %w", err)
+		}
+	}
 	s.pool = pool.New(s.cfg.workers, s.cfg.depth, s.cfg.maxQueued)
 	s.startStats()
 	opts := []gnet.Option{
@@ -178,6 +184,9 @@ func (s *Server) Start() error {
 	<-s.booted
 	select {
 	case <-s.done:
+		if r := s.cfg.relay; r != nil {
+			_ = r.Stop(context.Background())
+		}
 		return s.serveErr
 	default:
 		return nil
@@ -261,7 +270,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return s.pool.Close(ctx)
+	var rerr error
+	if r := s.cfg.relay; r != nil {
+		rerr = r.Stop(ctx)
+	}
+	return errors.Join(s.pool.Close(ctx), rerr)
 }
 
 // closeAfterQueued closes ch for reason r once the packets it has on the

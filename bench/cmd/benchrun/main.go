@@ -211,7 +211,8 @@ func runCompare(cfg config, sc scenario) ([]bench.LoadResult, error) {
 			return nil, err
 		}
 		defer s.stop()
-		targets = append(targets, fmt.Sprintf("%s=%s@%d", impl, s.addr, s.cmd.Process.Pid))
+		name, _, _ := strings.Cut(impl, "=")
+		targets = append(targets, fmt.Sprintf("%s=%s@%d", name, s.addr, s.cmd.Process.Pid))
 	}
 	cmd := exec.Command(cfg.client, "-targets", strings.Join(targets, ","),
 		"-conns", strconv.Itoa(sc.conns), "-size", strconv.Itoa(sc.size), "-inflight", strconv.Itoa(sc.inflight),
@@ -233,7 +234,8 @@ func runCompare(cfg config, sc scenario) ([]bench.LoadResult, error) {
 }
 
 func runIdle(cfg config, impl string) (idleResult, error) {
-	res := idleResult{Impl: impl, Conns: cfg.idle}
+	name, _, _ := strings.Cut(impl, "=")
+	res := idleResult{Impl: name, Conns: cfg.idle}
 	s, err := startServer(cfg, impl)
 	if err != nil {
 		return res, err
