@@ -56,7 +56,7 @@ const (
 type RelayMessage struct {
 	Op     RelayOp
 	Target Target
-	Packet *codec.Packet   // for RelaySend
+	Packet *codec.Packet  // for RelaySend
 	Reason channel.Reason // for RelayClose
 }
 
