@@ -175,8 +175,10 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	if uint64(size) > uint64(d.cfg.MaxBody) {
 		return d.fail(c, CloseTooBig, codec.ErrTooBig, fmt.Sprintf("packet body of %d bytes over the limit of %d", size, d.cfg.MaxBody))
 	}
-	total := HeaderSize + int(size)
-	if len(in) < total {
+	// size ≤ MaxBody, an int, but HeaderSize + size may not fit one (on
+	// 32-bit platforms, with a MaxBody near the top of the range): compare
+	// what has arrived of the body with size instead.
+	if uint64(len(in)-HeaderSize) < uint64(size) {
 		// Not all here: consume the header and collect the body as it comes.
 		d.typ, d.remain = typ, int(size)
 		if d.buf == nil {
@@ -184,6 +186,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		}
 		return HeaderSize, false, nil
 	}
+	total := HeaderSize + int(size) // ≤ len(in)
 	p.Type, p.Body = typ, in[HeaderSize:total]
 	return total, true, nil
 }
