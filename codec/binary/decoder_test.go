@@ -1,6 +1,7 @@
 package binary
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"testing"
@@ -22,6 +23,37 @@ func open(t *testing.T, cfg Config) (*decoder, *codectest.Conn) {
 
 func header(typ uint16, size uint32) []byte {
 	return binary.BigEndian.AppendUint32([]byte{TagPacket, byte(typ >> 8), byte(typ)}, size)
+}
+
+// TestBodyBufferReleased: once a body collected in the decoder's buffer is
+// delivered, the buffer is emptied for the next packet, or dropped if the
+// body grew it past retainBuf, at once: not at the next Decode, which may
+// come only when the peer next speaks.
+func TestBodyBufferReleased(t *testing.T) {
+	d, c := open(t, Config{})
+	for _, tc := range []struct {
+		size    int
+		dropped bool
+	}{{200 << 10, true}, {3000, false}, {4 << 20, true}} {
+		body := bytes.Repeat([]byte{'x'}, tc.size)
+		in := append(header(1, uint32(tc.size)), body[:100]...)
+		var p codec.Packet
+		if n, ok, err := d.Decode(c, in, &p); n != HeaderSize || ok || err != nil {
+			t.Fatalf("header: n %d, ok %v, err %v", n, ok, err)
+		}
+		if n, ok, err := d.Decode(c, in[HeaderSize:], &p); n != 100 || ok || err != nil {
+			t.Fatalf("first bytes: n %d, ok %v, err %v", n, ok, err)
+		}
+		if n, ok, err := d.Decode(c, body[100:], &p); n != tc.size-100 || !ok || err != nil || !bytes.Equal(p.Body, body) {
+			t.Fatalf("rest: n %d, ok %v, err %v, %d bytes delivered", n, ok, err, len(p.Body))
+		}
+		switch {
+		case tc.dropped && d.buf != nil:
+			t.Errorf("%d-byte body: the decoder still holds a buffer of %d bytes after delivering", tc.size, cap(d.buf))
+		case !tc.dropped && (len(d.buf) != 0 || cap(d.buf) == 0 || cap(d.buf) > retainBuf):
+			t.Errorf("%d-byte body: buffer of len %d, cap %d after delivering, want an empty one to reuse", tc.size, len(d.buf), cap(d.buf))
+		}
+	}
 }
 
 // TestLengthsDoNotOverflow: with MaxBody at the top of the int range, a

@@ -8,6 +8,8 @@
 // message is unmasked in place and handed to its handler as is. A frame that
 // has not arrived whole is consumed as it arrives into a per-connection
 // message buffer, so a large frame costs one copy, never a quadratic re-read.
+// The buffer is kept for the next message up to 64 KiB; one that a larger
+// message grew is dropped as soon as that message is delivered.
 //
 // Every rule of RFC 6455 section 5 is enforced as soon as the bytes that break
 // it arrive, and the connection is closed with the status code the RFC names:
@@ -238,7 +240,6 @@ type decoder struct {
 	state   uint8
 	msgOp   ws.OpCode // opcode of the message being assembled, 0 if none
 	utf8    utf8State
-	reset   bool // asm.msg holds a delivered message: reset before reuse
 }
 
 // assembly is the state of a message that does not arrive as one whole
@@ -263,14 +264,6 @@ func (d *decoder) assembly() *assembly {
 
 // Decode implements codec.Decoder.
 func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
-	if d.reset {
-		d.reset = false
-		if a := d.asm; cap(a.msg) > 64<<10 {
-			a.msg = nil
-		} else {
-			a.msg = a.msg[:0]
-		}
-	}
 	switch d.state {
 	case stHandshake:
 		return d.handshake(c, in)
@@ -417,8 +410,26 @@ func (d *decoder) fragment(c codec.Conn, chunk []byte, last bool, p *codec.Packe
 	if d.msgOp == ws.OpText && d.utf8 != utf8Accept {
 		return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message ends inside a UTF-8 sequence")
 	}
-	d.reset = true
-	return d.deliver(c, a.msg, p, n)
+	msg := a.msg
+	a.msg = releaseMsg(msg)
+	return d.deliver(c, msg, p, n)
+}
+
+// retainMsg is the largest message buffer a connection keeps between
+// messages.
+const retainMsg = 64 << 10
+
+// releaseMsg returns what the message buffer becomes once msg, its
+// contents, is handed out: emptied for the next message or, if a large
+// message grew it, dropped, so that it is garbage as soon as the server
+// is done with the packet, not when the peer next speaks. The packet's
+// Body may alias msg until the server calls Decode again (see the decoding
+// contract), and nothing is appended to the buffer before that.
+func releaseMsg(msg []byte) []byte {
+	if cap(msg) > retainMsg {
+		return nil
+	}
+	return msg[:0]
 }
 
 func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) (int, bool, error) {
