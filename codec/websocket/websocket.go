@@ -23,6 +23,17 @@
 // How messages become packets is a [Mapping]; the default, [TypePrefix], takes
 // a binary message's first byte as the packet type and gives text messages
 // the type [TypeText].
+//
+// # The upgrade request
+//
+// The request is held to HTTP/1.1's syntax more strictly than gobwas/ws
+// holds it, so that the codec and any proxy in front of it read the same
+// request: a malformed request line, header line or Host, an HTTP version
+// other than 1.1 (505), a second Host, Origin or Sec-WebSocket-Key, a key
+// that is not 16 bytes in base64, and a request with a body (Content-Length
+// other than 0, any Transfer-Encoding) are refused with 400, and more than
+// [Config.MaxHeaders] header fields with 431. Such errors wrap
+// [codec.ErrHandshake].
 package websocket
 
 import (
@@ -44,6 +55,7 @@ import (
 // Default limits.
 const (
 	DefaultMaxHandshake = 8 << 10  // bytes of the upgrade request
+	DefaultMaxHeaders   = 64       // header fields of the upgrade request (browsers send about 15)
 	DefaultMaxMessage   = 16 << 20 // bytes of a whole (reassembled) message
 )
 
@@ -52,6 +64,10 @@ type Config struct {
 	// MaxHandshake bounds the upgrade request, in bytes (default 8 KiB).
 	// A longer request is answered with 431 and closed.
 	MaxHandshake int
+	// MaxHeaders bounds the number of header fields of the upgrade request
+	// (default DefaultMaxHeaders, 64). A request with more is answered
+	// with 431 and closed.
+	MaxHeaders int
 	// MaxFrame bounds one frame's payload (default: MaxMessage).
 	MaxFrame int64
 	// MaxMessage bounds a whole message after reassembly (default 16 MiB).
@@ -147,6 +163,9 @@ type Codec struct {
 func New(cfg Config) *Codec {
 	if cfg.MaxHandshake <= 0 {
 		cfg.MaxHandshake = DefaultMaxHandshake
+	}
+	if cfg.MaxHeaders <= 0 {
+		cfg.MaxHeaders = DefaultMaxHeaders
 	}
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = DefaultMaxMessage
@@ -595,10 +614,11 @@ type upgrader struct {
 	c   codec.Conn
 	req *Request // built only for a hook or RequestOf to see
 
-	raw          []byte // the request: read by gobwas
-	off          int
-	out          []byte // the response: written by gobwas
-	host, origin []byte // the Host and Origin headers
+	raw          []byte  // the request: read by gobwas
+	off          int     // how much of raw gobwas has read
+	info         reqInfo // where the request's parts are in raw
+	out          []byte  // the response: written by gobwas
+	host, origin []byte  // the Host and Origin headers
 }
 
 func newUpgrader(cfg *Config) *upgrader {
@@ -646,6 +666,14 @@ func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 	cfg := u.cfg
 	u.c, u.raw, u.off = c, raw, 0
 	u.out, u.host, u.origin = u.out[:0], u.host[:0], u.origin[:0]
+	if status, why := checkRequest(raw, cfg.MaxHeaders, &u.info); status != 0 {
+		writeStatus(c, status, nil)
+		sentinel := codec.ErrHandshake
+		if status == http.StatusRequestHeaderFieldsTooLarge {
+			sentinel = codec.ErrTooBig
+		}
+		return fmt.Errorf("websocket: %s: %w", why, sentinel)
+	}
 	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
 		u.req = new(Request)
 		if cfg.OnHandshake != nil || cfg.KeepRequest {
