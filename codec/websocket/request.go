@@ -4,7 +4,120 @@ import (
 	"bytes"
 	"encoding/base64"
 	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
 )
+
+// Request is a parsed upgrade request.
+//
+// Its strings share one copy of the request's bytes, at most
+// Config.MaxHandshake of them: keeping the Request, or any string taken
+// from it (Path, a value of Query or Header), keeps those bytes. Copy
+// (strings.Clone) what you store beyond the handshake if you do not mean
+// to keep the request itself.
+type Request struct {
+	// URI is the request target as sent ("/ws/42?token=abc", or
+	// "http://example.com/ws" in absolute form).
+	URI string
+	// Path and RawQuery split the target's path and query; the path of an
+	// absolute target without one is "/".
+	Path, RawQuery string
+	// Host is the host the request is for: the authority of an absolute
+	// target (RFC 7230, section 5.4), otherwise the Host header.
+	Host string
+	// Origin is the Origin header, or "" when there is none.
+	Origin string
+	// Protocol is the subprotocol selected, or "".
+	Protocol string
+
+	raw  string // the whole request, up to and including its blank line
+	head int    // where its header fields begin in raw
+}
+
+// Query parses RawQuery.
+func (r *Request) Query() url.Values {
+	v, _ := url.ParseQuery(r.RawQuery)
+	return v
+}
+
+// Header parses the request's header fields into a new http.Header, which
+// the caller owns. It leaves out Host (see Host) and the fields of the
+// WebSocket handshake that the codec handles itself: Upgrade, Connection
+// and Sec-WebSocket-Key, -Version, -Protocol and -Extensions. Each call
+// allocates the map afresh: nothing is kept on the Request. To read one
+// field without allocating, use HeaderValue.
+func (r *Request) Header() http.Header {
+	h := make(http.Header)
+	r.fields(func(name, value string) bool {
+		k := textproto.CanonicalMIMEHeaderKey(name)
+		h[k] = append(h[k], value)
+		return true
+	})
+	return h
+}
+
+// HeaderValue returns the value of the first header field named name
+// (compared without regard to ASCII case) among those Header shows, or ""
+// if there is none. It does not allocate.
+func (r *Request) HeaderValue(name string) string {
+	var v string
+	r.fields(func(k, value string) bool {
+		if equalFoldASCII(k, name) {
+			v = value
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// fields calls f with the name and value of each header field that Header
+// shows, in order, until f returns false. The request was checked by
+// checkRequest: every line up to the blank one is a well-formed field.
+func (r *Request) fields(f func(name, value string) bool) {
+	rest := r.raw[r.head:]
+	for {
+		eol := indexCRLF(rest)
+		if eol <= 0 {
+			return
+		}
+		line := rest[:eol]
+		rest = rest[eol+2:]
+		colon := strings.IndexByte(line, ':')
+		name := line[:colon]
+		if hidden(name) {
+			continue
+		}
+		if !f(name, trimOWS(line[colon+1:])) {
+			return
+		}
+	}
+}
+
+func indexCRLF(s string) int {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '\r' && s[i+1] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+// hidden reports whether a header field is one that Header leaves out.
+func hidden(name string) bool {
+	for _, h := range hiddenFields {
+		if equalFoldASCII(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+var hiddenFields = [...]string{
+	"Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+	"Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions",
+}
 
 // span is where a part of the request lies in its bytes.
 type span struct{ i, j int }
@@ -19,6 +132,25 @@ type reqInfo struct {
 	head                int  // where the header fields begin
 	hasOrigin           bool // an Origin header is present (it may be empty)
 	absolute            bool // the target is in absolute form
+}
+
+// newRequest builds the Request of raw, which checkRequest described in ri:
+// two allocations, the Request and one string of exactly raw's bytes.
+func newRequest(raw []byte, ri *reqInfo) *Request {
+	s := string(raw)
+	r := &Request{
+		raw:      s,
+		head:     ri.head,
+		URI:      s[ri.target.i:ri.target.j],
+		Path:     s[ri.path.i:ri.path.j],
+		RawQuery: s[ri.query.i:ri.query.j],
+		Host:     s[ri.host.i:ri.host.j],
+		Origin:   s[ri.origin.i:ri.origin.j],
+	}
+	if r.Path == "" {
+		r.Path = "/"
+	}
+	return r
 }
 
 // Reasons checkRequest gives; the HTTP status says the rest.
@@ -302,3 +434,33 @@ var tchar, regName = func() (t, r [256]bool) {
 	}
 	return t, r
 }()
+
+// trimOWS trims spaces and tabs from both ends of s.
+func trimOWS(s string) string {
+	i, j := 0, len(s)
+	for i < j && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	for j > i && (s[j-1] == ' ' || s[j-1] == '\t') {
+		j--
+	}
+	return s[i:j]
+}
+
+// equalFoldASCII reports whether a and b are equal, ASCII letters compared
+// without regard to case and every other byte as is. It is the one rule
+// for comparing names and origins here: Unicode case folding would make
+// "k" equal the Kelvin sign (U+212A), which no browser sends for a host
+// (RFC 6454: hosts are serialized in their ASCII form).
+func equalFoldASCII[A, B ~string | ~[]byte](a A, b B) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
+			return false
+		}
+	}
+	return true
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/codec/websocket"
 )
 
@@ -146,6 +147,10 @@ func strictCases() []strictCase {
 		{"same origin", request(get, "Origin: http://127.0.0.1\r\n"), st101},
 		{"Origin and Host differing in ASCII case", without("Host:", "Host: k.localhost\r\n", "Origin: http://K.LOCALHOST\r\n"), st101},
 		{"Origin with a list of origins", request(get, "Origin: http://127.0.0.1 http://127.0.0.1\r\n"), st403},
+		// An absolute target names the host (RFC 7230, section 5.4): the
+		// Host header does not count.
+		{"absolute target, Origin naming the Host header", request("GET http://evil.example/ HTTP/1.1", "Origin: http://127.0.0.1\r\n"), st403},
+		{"absolute target, Origin naming its authority", request("GET http://app.example/ HTTP/1.1", "Origin: http://app.example\r\n"), st101},
 	}
 }
 
@@ -193,5 +198,28 @@ func expectStatus(t *testing.T, rc *rawConn, status string) {
 	}
 	if err := sameFrames([]sframe{f}, []sframe{textFrame([]byte("hi"))}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAbsoluteTarget checks what a hook sees of a request whose target is
+// an absolute URI: its authority as the host, its path and query split.
+func TestAbsoluteTarget(t *testing.T) {
+	seen := make(chan websocket.Request, 1)
+	_, addr := startServer(t, echoMux(), tio.WithCodec(websocket.New(websocket.Config{
+		Mapping:     websocket.Raw{},
+		OnHandshake: func(_ codec.Conn, r *websocket.Request) error { seen <- *r; return nil },
+	})))
+	for _, tc := range []struct{ target, host, path, query string }{
+		{"http://app.example:8080/room/1?x=1", "app.example:8080", "/room/1", "x=1"},
+		{"ws://app.example?x=2", "app.example", "/", "x=2"},
+		{"https://[::1]", "[::1]", "/", ""},
+	} {
+		rc := dialRaw(t, addr)
+		rc.write([]byte(request("GET " + tc.target + " HTTP/1.1")))
+		expectStatus(t, rc, st101)
+		r := <-seen
+		if r.URI != tc.target || r.Host != tc.host || r.Path != tc.path || r.RawQuery != tc.query {
+			t.Errorf("target %q: URI %q, host %q, path %q, query %q", tc.target, r.URI, r.Host, r.Path, r.RawQuery)
+		}
 	}
 }

@@ -34,6 +34,13 @@
 // other than 0, any Transfer-Encoding) are refused with 400, and more than
 // [Config.MaxHeaders] header fields with 431. Such errors wrap
 // [codec.ErrHandshake].
+//
+// What a connection keeps of its request is bounded: nothing by default,
+// and with [Config.KeepRequest] one copy of the request's bytes and a
+// [Request] of fixed size, at most MaxHandshake + 128 bytes (plus the
+// allocator's rounding of MaxHandshake up to its size class, at most an
+// eighth more), however many header fields it has: the headers are parsed
+// only when the application asks for them.
 package websocket
 
 import (
@@ -42,7 +49,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,9 +93,8 @@ type Config struct {
 	// refused with 403. Checking against this list allocates nothing.
 	Origins []string
 	// CheckOrigin, if set, decides instead of Origins whether a request's
-	// Origin is allowed. It may use r.Origin, r.Host, r.Path and
-	// r.RawQuery; r.Header is nil unless OnHandshake or KeepRequest is set.
-	// It costs a Request per upgrade: prefer Origins when a list will do.
+	// Origin is allowed. It sees the whole request, headers included. It
+	// costs a Request per upgrade: prefer Origins when a list will do.
 	CheckOrigin func(r *Request) bool
 	// OnHandshake runs once the request is parsed and checked, before the
 	// server answers. It may read the request, store values on the
@@ -98,35 +103,12 @@ type Config struct {
 	// It runs on the event loop and must not block.
 	OnHandshake func(c codec.Conn, r *Request) error
 	// KeepRequest stores the parsed request on the connection after the
-	// handshake, for RequestOf. Off by default: the headers of a browser's
-	// request cost more memory than an idle connection otherwise needs.
+	// handshake, for RequestOf. Off by default. The connection then keeps
+	// one copy of the request's bytes and a Request of fixed size: at
+	// most MaxHandshake + 128 bytes, rounded up to the allocator's size
+	// class, however many header fields the request has (Request.Header
+	// parses them on demand).
 	KeepRequest bool
-}
-
-// Request is a parsed upgrade request.
-type Request struct {
-	// URI is the request target as sent ("/ws/42?token=abc").
-	URI string
-	// Path and RawQuery split URI.
-	Path, RawQuery string
-	// Host is the Host header.
-	Host string
-	// Origin is the Origin header, or "" when there is none.
-	Origin string
-	// Header holds the request's headers other than the WebSocket ones that
-	// the codec handles itself (Upgrade, Connection, Sec-WebSocket-*). It is
-	// filled only when Config.OnHandshake or Config.KeepRequest is set, and
-	// nil otherwise (CheckOrigin alone sees no headers): copying every header
-	// of every upgrade is garbage most servers never read.
-	Header http.Header
-	// Protocol is the subprotocol selected, or "".
-	Protocol string
-}
-
-// Query parses RawQuery.
-func (r *Request) Query() url.Values {
-	v, _ := url.ParseQuery(r.RawQuery)
-	return v
 }
 
 // RejectError refuses an upgrade with an HTTP status.
@@ -566,10 +548,7 @@ func closeCode(why error) ws.StatusCode {
 	return ws.StatusNormalClosure
 }
 
-var (
-	crlfcrlf  = []byte("\r\n\r\n")
-	originKey = []byte("Origin")
-)
+var crlfcrlf = []byte("\r\n\r\n")
 
 // handshake waits for the whole upgrade request, answers it, and consumes
 // exactly its bytes.
@@ -614,20 +593,17 @@ type upgrader struct {
 	c   codec.Conn
 	req *Request // built only for a hook or RequestOf to see
 
-	raw          []byte  // the request: read by gobwas
-	off          int     // how much of raw gobwas has read
-	info         reqInfo // where the request's parts are in raw
-	out          []byte  // the response: written by gobwas
-	host, origin []byte  // the Host and Origin headers
+	raw   []byte  // the request: read by gobwas
+	off   int     // how much of raw gobwas has read
+	info  reqInfo // where the request's parts are in raw
+	proto string  // the subprotocol selected, one of cfg.Subprotocols
+	out   []byte  // the response: written by gobwas
 }
 
 func newUpgrader(cfg *Config) *upgrader {
 	u := &upgrader{cfg: cfg}
 	u.u = ws.Upgrader{
 		ReadBufferSize:  max(4096, cfg.MaxHandshake),
-		OnRequest:       u.onRequest,
-		OnHost:          u.onHost,
-		OnHeader:        u.onHeader,
 		OnBeforeUpgrade: u.onBeforeUpgrade,
 	}
 	if len(cfg.Subprotocols) > 0 {
@@ -652,20 +628,20 @@ func (u *upgrader) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// release returns u to pool, keeping its buffers unless one grew large.
+// release returns u to pool, keeping its buffer unless it grew large.
 func (u *upgrader) release(pool *sync.Pool) {
-	u.c, u.req, u.raw, u.off = nil, nil, nil, 0
-	if cap(u.out)+cap(u.host)+cap(u.origin) > 4<<10 {
+	u.c, u.req, u.raw, u.off, u.proto = nil, nil, nil, 0, ""
+	if cap(u.out) > 4<<10 {
 		return
 	}
-	u.out, u.host, u.origin = u.out[:0], u.host[:0], u.origin[:0]
+	u.out = u.out[:0]
 	pool.Put(u)
 }
 
 func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 	cfg := u.cfg
-	u.c, u.raw, u.off = c, raw, 0
-	u.out, u.host, u.origin = u.out[:0], u.host[:0], u.origin[:0]
+	u.c, u.raw, u.off, u.proto = c, raw, 0, ""
+	u.out = u.out[:0]
 	if status, why := checkRequest(raw, cfg.MaxHeaders, &u.info); status != 0 {
 		writeStatus(c, status, nil)
 		sentinel := codec.ErrHandshake
@@ -674,13 +650,7 @@ func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 		}
 		return fmt.Errorf("websocket: %s: %w", why, sentinel)
 	}
-	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
-		u.req = new(Request)
-		if cfg.OnHandshake != nil || cfg.KeepRequest {
-			u.req.Header = make(http.Header)
-		}
-	}
-	hs, err := u.u.Upgrade(u)
+	_, err := u.u.Upgrade(u)
 	if err != nil {
 		if len(u.out) == 0 {
 			// gobwas writes nothing for a request line it cannot parse.
@@ -691,58 +661,40 @@ func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 		return fmt.Errorf("websocket: %v: %w", err, codec.ErrHandshake)
 	}
 	if cfg.KeepRequest {
-		u.req.Protocol = hs.Protocol
 		c.SetValue(requestKey{}, u.req)
 	}
 	return c.Write(u.out)
 }
 
-func (u *upgrader) onRequest(uri []byte) error {
-	if r := u.req; r != nil {
-		r.URI = string(uri)
-		r.Path, r.RawQuery, _ = strings.Cut(r.URI, "?")
-	}
-	return nil
-}
-
-func (u *upgrader) onHost(host []byte) error {
-	u.host = append(u.host[:0], host...)
-	return nil
-}
-
-func (u *upgrader) onHeader(k, v []byte) error {
-	if bytes.EqualFold(k, originKey) {
-		u.origin = append(u.origin[:0], v...)
-	}
-	if r := u.req; r != nil && r.Header != nil {
-		r.Header.Add(string(k), string(v))
-	}
-	return nil
-}
-
 func (u *upgrader) protocol(p []byte) bool {
 	for _, s := range u.cfg.Subprotocols {
 		if string(p) == s {
+			u.proto = s
 			return true
 		}
 	}
 	return false
 }
 
+// onBeforeUpgrade runs once gobwas has checked the request: it applies the
+// origin rules and OnHandshake, and builds the Request that a hook or
+// RequestOf sees.
 func (u *upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
-	cfg, req := u.cfg, u.req
-	if req != nil {
-		req.Host, req.Origin = string(u.host), string(u.origin)
+	cfg := u.cfg
+	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
+		u.req = newRequest(u.raw, &u.info)
+		u.req.Protocol = u.proto
 	}
+	host, origin := u.info.host.of(u.raw), u.info.origin.of(u.raw)
 	if cfg.CheckOrigin != nil {
-		if !cfg.CheckOrigin(req) {
+		if !cfg.CheckOrigin(u.req) {
 			return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("origin not allowed"))
 		}
-	} else if !sameOrigin(u.origin, u.host) && !listed(u.origin, cfg.Origins) {
+	} else if !sameOrigin(origin, host) && !listed(origin, cfg.Origins) {
 		return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("cross-origin request"))
 	}
 	if cfg.OnHandshake != nil {
-		if err := cfg.OnHandshake(u.c, req); err != nil {
+		if err := cfg.OnHandshake(u.c, u.req); err != nil {
 			var rej *RejectError
 			if errors.As(err, &rej) {
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(rej.Status), ws.RejectionReason(rej.Reason))
@@ -774,22 +726,6 @@ func sameOrigin(origin, host []byte) bool {
 }
 
 var schemeSep = []byte("://")
-
-// equalFoldASCII reports whether b and s are equal, ASCII letters compared
-// without regard to case. Serialized origins are ASCII (RFC 6454: hosts in
-// their punycode form).
-func equalFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
-			return false
-		}
-	}
-	return true
-}
 
 // listed reports whether origin is in the allowed list.
 func listed(origin []byte, allowed []string) bool {
