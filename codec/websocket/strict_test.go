@@ -16,6 +16,7 @@ const (
 	st101 = "HTTP/1.1 101 Switching Protocols"
 	st400 = "HTTP/1.1 400 Bad Request"
 	st403 = "HTTP/1.1 403 Forbidden"
+	st421 = "HTTP/1.1 421 Misdirected Request"
 	st431 = "HTTP/1.1 431 Request Header Fields Too Large"
 	st505 = "HTTP/1.1 505 HTTP Version Not Supported"
 )
@@ -145,7 +146,10 @@ func strictCases() []strictCase {
 
 		// Origins under the default rule.
 		{"same origin", request(get, "Origin: http://127.0.0.1\r\n"), st101},
+		{"empty Origin", request(get, "Origin:\r\n"), st403},
+		{"Origin of spaces", request(get, "Origin:   \r\n"), st403},
 		{"Origin and Host differing in ASCII case", without("Host:", "Host: k.localhost\r\n", "Origin: http://K.LOCALHOST\r\n"), st101},
+		{"Origin with the Kelvin sign for k", without("Host:", "Host: k.localhost\r\n", "Origin: http://\u212a.localhost\r\n"), st403},
 		{"Origin with a list of origins", request(get, "Origin: http://127.0.0.1 http://127.0.0.1\r\n"), st403},
 		// An absolute target names the host (RFC 7230, section 5.4): the
 		// Host header does not count.

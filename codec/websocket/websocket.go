@@ -33,7 +33,9 @@
 // that is not 16 bytes in base64, and a request with a body (Content-Length
 // other than 0, any Transfer-Encoding) are refused with 400, and more than
 // [Config.MaxHeaders] header fields with 431. Such errors wrap
-// [codec.ErrHandshake].
+// [codec.ErrHandshake]. A request that is well formed but that a policy
+// refuses (its host, its origin, the application's hook) wraps
+// [codec.ErrRefused]; see [Config.Hosts] and [Config.Origins].
 //
 // What a connection keeps of its request is bounded: nothing by default,
 // and with [Config.KeepRequest] one copy of the request's bytes and a
@@ -48,6 +50,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -87,20 +90,55 @@ type Config struct {
 	Subprotocols []string
 	// Origins lists the origins allowed besides the server's own, as a
 	// browser sends them ("https://app.example.com", compared without
-	// regard to case); "*" allows any. A request without an Origin header
-	// (a client that is not a browser) is always allowed; one whose Origin
-	// names its Host header is the same origin and allowed; any other is
-	// refused with 403. Checking against this list allocates nothing.
+	// regard to ASCII case, and only ASCII); "*" allows any.
+	//
+	// A request without an Origin header (a client that is not a browser)
+	// is allowed. One whose Origin names the server is the same origin and
+	// allowed: by default that is an Origin naming the request's own host
+	// (its Host header, or an absolute request target's authority), and
+	// when Hosts is set, an Origin naming one of Hosts. Any other is refused with 403, and so is an Origin header
+	// with no value, even under "*" (no browser sends one). Checking
+	// against this list allocates nothing.
+	//
+	// A refused origin is logged once at INFO through Logger, with the
+	// setting that would allow it (the log is rate-limited and remembers
+	// a bounded number of origins), and the error that closes the
+	// connection wraps codec.ErrRefused, which the server counts.
 	Origins []string
+	// Hosts, if set, lists the host names the server answers to, as
+	// clients send them in the Host header: a name, with its port when it
+	// is not the scheme's default ("app.example.com", "localhost:8080",
+	// "[::1]:8080"), compared without regard to ASCII case. A request for
+	// any other host (its Host header, or the authority of an absolute
+	// request target) is refused with 421 Misdirected Request whatever its
+	// Origin, and the same origin then means an Origin naming one of
+	// Hosts. Set it when the request's own Host cannot be trusted to name
+	// the server:
+	//
+	//   - behind a reverse proxy that rewrites Host, a browser's Origin
+	//     never names the Host the server sees, so the default rule
+	//     refuses every browser. Rather than allowing "*", list the
+	//     public origins in Origins, or list here both the public names
+	//     and the name the proxy sends as Host;
+	//   - a server on localhost or a private network is open to DNS
+	//     rebinding: a page on the attacker's name, which the attacker's
+	//     DNS then resolves to the server's address, reaches the server
+	//     with the attacker's name in both Host and Origin, which the
+	//     default rule takes for the same origin. Listing the names the
+	//     server really has ("localhost:8080", "127.0.0.1:8080") refuses
+	//     such requests.
+	Hosts []string
 	// CheckOrigin, if set, decides instead of Origins whether a request's
-	// Origin is allowed. It sees the whole request, headers included. It
-	// costs a Request per upgrade: prefer Origins when a list will do.
+	// Origin is allowed (an Origin header with no value is refused before
+	// it is asked). It sees the whole request, headers included. It costs
+	// a Request per upgrade: prefer Origins when a list will do.
 	CheckOrigin func(r *Request) bool
 	// OnHandshake runs once the request is parsed and checked, before the
 	// server answers. It may read the request, store values on the
 	// connection (c.SetValue), or refuse the upgrade by returning an error:
-	// a *RejectError picks the HTTP status, any other error gives 403.
-	// It runs on the event loop and must not block.
+	// a *RejectError picks the HTTP status, any other error gives 403; the
+	// error that closes the connection wraps codec.ErrRefused. It runs on
+	// the event loop and must not block.
 	OnHandshake func(c codec.Conn, r *Request) error
 	// KeepRequest stores the parsed request on the connection after the
 	// handshake, for RequestOf. Off by default. The connection then keeps
@@ -109,6 +147,9 @@ type Config struct {
 	// class, however many header fields the request has (Request.Header
 	// parses them on demand).
 	KeepRequest bool
+	// Logger receives the codec's INFO lines about refused upgrades
+	// (default slog.Default(), looked up when a line is logged).
+	Logger *slog.Logger
 }
 
 // RejectError refuses an upgrade with an HTTP status.
@@ -139,6 +180,7 @@ func RequestOf(c codec.Conn) *Request {
 type Codec struct {
 	cfg       Config
 	upgraders sync.Pool // of *upgrader
+	refusals  refusals
 }
 
 // New returns a WebSocket codec configured by cfg.
@@ -159,7 +201,7 @@ func New(cfg Config) *Codec {
 		cfg.Mapping = TypePrefix{}
 	}
 	c := &Codec{cfg: cfg}
-	c.upgraders.New = func() any { return newUpgrader(&c.cfg) }
+	c.upgraders.New = func() any { return newUpgrader(c) }
 	return c
 }
 
@@ -589,24 +631,26 @@ func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
 // the collector runs.
 type upgrader struct {
 	u   ws.Upgrader
+	cd  *Codec
 	cfg *Config
 	c   codec.Conn
 	req *Request // built only for a hook or RequestOf to see
 
-	raw   []byte  // the request: read by gobwas
-	off   int     // how much of raw gobwas has read
-	info  reqInfo // where the request's parts are in raw
-	proto string  // the subprotocol selected, one of cfg.Subprotocols
-	out   []byte  // the response: written by gobwas
+	raw     []byte  // the request: read by gobwas
+	off     int     // how much of raw gobwas has read
+	info    reqInfo // where the request's parts are in raw
+	proto   string  // the subprotocol selected, one of cfg.Subprotocols
+	refused bool    // a policy refused the request (not its syntax)
+	out     []byte  // the response: written by gobwas
 }
 
-func newUpgrader(cfg *Config) *upgrader {
-	u := &upgrader{cfg: cfg}
+func newUpgrader(cd *Codec) *upgrader {
+	u := &upgrader{cd: cd, cfg: &cd.cfg}
 	u.u = ws.Upgrader{
-		ReadBufferSize:  max(4096, cfg.MaxHandshake),
+		ReadBufferSize:  max(4096, cd.cfg.MaxHandshake),
 		OnBeforeUpgrade: u.onBeforeUpgrade,
 	}
-	if len(cfg.Subprotocols) > 0 {
+	if len(cd.cfg.Subprotocols) > 0 {
 		u.u.Protocol = u.protocol
 	}
 	return u
@@ -640,7 +684,7 @@ func (u *upgrader) release(pool *sync.Pool) {
 
 func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 	cfg := u.cfg
-	u.c, u.raw, u.off, u.proto = c, raw, 0, ""
+	u.c, u.raw, u.off, u.proto, u.refused = c, raw, 0, "", false
 	u.out = u.out[:0]
 	if status, why := checkRequest(raw, cfg.MaxHeaders, &u.info); status != 0 {
 		writeStatus(c, status, nil)
@@ -658,7 +702,11 @@ func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 		} else {
 			_ = c.WriteLast(u.out)
 		}
-		return fmt.Errorf("websocket: %v: %w", err, codec.ErrHandshake)
+		sentinel := codec.ErrHandshake
+		if u.refused {
+			sentinel = codec.ErrRefused
+		}
+		return fmt.Errorf("websocket: %v: %w", err, sentinel)
 	}
 	if cfg.KeepRequest {
 		c.SetValue(requestKey{}, u.req)
@@ -677,8 +725,8 @@ func (u *upgrader) protocol(p []byte) bool {
 }
 
 // onBeforeUpgrade runs once gobwas has checked the request: it applies the
-// origin rules and OnHandshake, and builds the Request that a hook or
-// RequestOf sees.
+// policies (Hosts, the origin rules, OnHandshake) and builds the Request
+// that a hook or RequestOf sees.
 func (u *upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
 	cfg := u.cfg
 	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
@@ -686,55 +734,44 @@ func (u *upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
 		u.req.Protocol = u.proto
 	}
 	host, origin := u.info.host.of(u.raw), u.info.origin.of(u.raw)
-	if cfg.CheckOrigin != nil {
+	if len(cfg.Hosts) > 0 && !hostListed(host, cfg.Hosts) {
+		u.cd.refusals.report(cfg.Logger, refusedHost, host, host)
+		return u.refuse(http.StatusMisdirectedRequest, "host not served")
+	}
+	switch {
+	case !u.info.hasOrigin && cfg.CheckOrigin == nil:
+		// Not a browser: no origin to check.
+	case u.info.hasOrigin && len(origin) == 0:
+		u.cd.refusals.report(cfg.Logger, refusedEmptyOrigin, origin, host)
+		return u.refuse(http.StatusForbidden, "empty origin")
+	case cfg.CheckOrigin != nil:
 		if !cfg.CheckOrigin(u.req) {
-			return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("origin not allowed"))
+			u.cd.refusals.report(cfg.Logger, refusedByHook, origin, host)
+			return u.refuse(http.StatusForbidden, "origin not allowed")
 		}
-	} else if !sameOrigin(origin, host) && !listed(origin, cfg.Origins) {
-		return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("cross-origin request"))
+	case !sameOrigin(origin, host, cfg.Hosts) && !listed(origin, cfg.Origins):
+		u.cd.refusals.report(cfg.Logger, refusedOrigin, origin, host)
+		return u.refuse(http.StatusForbidden, "cross-origin request")
 	}
 	if cfg.OnHandshake != nil {
 		if err := cfg.OnHandshake(u.c, u.req); err != nil {
 			var rej *RejectError
 			if errors.As(err, &rej) {
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(rej.Status), ws.RejectionReason(rej.Reason))
+				return u.refuse(rej.Status, rej.Reason)
 			}
 			// The error's text stays on the server: it may say more than a
 			// stranger should read.
-			return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("upgrade refused"))
+			return u.refuse(http.StatusForbidden, "upgrade refused")
 		}
 	}
 	return nil, nil
 }
 
-// sameOrigin reports whether origin (empty when absent) names host. A
-// browser sends an origin serialized as scheme "://" host [":" port]
-// (RFC 6454, section 6.2), with no path; anything else names no host.
-func sameOrigin(origin, host []byte) bool {
-	if len(origin) == 0 {
-		return true
-	}
-	i := bytes.Index(origin, schemeSep)
-	if i <= 0 {
-		return false
-	}
-	h := origin[i+len(schemeSep):]
-	if len(h) == 0 || bytes.ContainsAny(h, "/?#@") {
-		return false
-	}
-	return bytes.EqualFold(h, host)
-}
-
-var schemeSep = []byte("://")
-
-// listed reports whether origin is in the allowed list.
-func listed(origin []byte, allowed []string) bool {
-	for _, a := range allowed {
-		if a == "*" || equalFoldASCII(origin, a) {
-			return true
-		}
-	}
-	return false
+// refuse makes gobwas answer with status and reason, and marks the
+// refusal as one of policy.
+func (u *upgrader) refuse(status int, reason string) (ws.HandshakeHeader, error) {
+	u.refused = true
+	return nil, ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
 }
 
 // writeStatus writes a minimal HTTP error response.
