@@ -18,6 +18,7 @@ const (
 	st403 = "HTTP/1.1 403 Forbidden"
 	st421 = "HTTP/1.1 421 Misdirected Request"
 	st431 = "HTTP/1.1 431 Request Header Fields Too Large"
+	st500 = "HTTP/1.1 500 Internal Server Error"
 	st505 = "HTTP/1.1 505 HTTP Version Not Supported"
 )
 
@@ -225,5 +226,41 @@ func TestAbsoluteTarget(t *testing.T) {
 		if r.URI != tc.target || r.Host != tc.host || r.Path != tc.path || r.RawQuery != tc.query {
 			t.Errorf("target %q: URI %q, host %q, path %q, query %q", tc.target, r.URI, r.Host, r.Path, r.RawQuery)
 		}
+	}
+}
+
+// TestRejectStatus: a hook's RejectError is answered with its status if
+// that is a client or server error, and with 500 otherwise.
+func TestRejectStatus(t *testing.T) {
+	_, addr := startServer(t, echoMux(), tio.WithCodec(websocket.New(websocket.Config{
+		OnHandshake: func(_ codec.Conn, r *websocket.Request) error {
+			var status int
+			_, _ = fmt.Sscan(r.Query().Get("status"), &status)
+			return websocket.Reject(status, "no")
+		},
+	})))
+	for _, tc := range []struct {
+		status int
+		want   string
+	}{
+		{401, "HTTP/1.1 401 Unauthorized"},
+		{400, st400},
+		{503, "HTTP/1.1 503 Service Unavailable"},
+		{101, st500},
+		{200, st500},
+		{399, st500},
+		{600, st500},
+		{-7, st500},
+		{0, st500},
+		{99999, st500},
+	} {
+		rc := dialRaw(t, addr)
+		rc.write([]byte(request(fmt.Sprintf("GET /?status=%d HTTP/1.1", tc.status))))
+		resp, body := rc.readResponse()
+		if got := resp.Proto + " " + resp.Status; got != tc.want {
+			t.Errorf("Reject(%d): answered %q (%q), want %q", tc.status, got, body, tc.want)
+			continue
+		}
+		rc.expectClosed()
 	}
 }

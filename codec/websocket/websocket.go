@@ -154,7 +154,12 @@ type Config struct {
 
 // RejectError refuses an upgrade with an HTTP status.
 type RejectError struct {
+	// Status is the HTTP status of the answer: a client error (4xx) or a
+	// server error (5xx). Any other value is answered with 500 Internal
+	// Server Error: a hook that asks for 101 or 200 has a bug, and an
+	// answer with such a status would not be a refusal.
 	Status int
+	// Reason is the body of the answer.
 	Reason string
 }
 
@@ -164,7 +169,8 @@ func (e *RejectError) Error() string {
 }
 
 // Reject returns an error that makes OnHandshake refuse the upgrade with
-// the given HTTP status and reason.
+// the given HTTP status and reason. The status must be in 400–599; any
+// other is answered with 500 (see RejectError).
 func Reject(status int, reason string) error { return &RejectError{Status: status, Reason: reason} }
 
 type requestKey struct{}
@@ -757,7 +763,11 @@ func (u *upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
 		if err := cfg.OnHandshake(u.c, u.req); err != nil {
 			var rej *RejectError
 			if errors.As(err, &rej) {
-				return u.refuse(rej.Status, rej.Reason)
+				status := rej.Status
+				if status < 400 || status > 599 {
+					status = http.StatusInternalServerError
+				}
+				return u.refuse(status, rej.Reason)
 			}
 			// The error's text stays on the server: it may say more than a
 			// stranger should read.
