@@ -176,8 +176,13 @@ var (
 	ErrInvalidData = errors.New("codec: invalid data")
 	// ErrTooBig: a frame, message or handshake exceeds the configured limit.
 	ErrTooBig = errors.New("codec: too big")
-	// ErrHandshake: the opening handshake was refused.
-	ErrHandshake = errors.New("codec: handshake refused")
+	// ErrHandshake: the opening handshake is malformed or unsupported (a
+	// bad request line or header, a missing key, a wrong first byte).
+	// A well-formed handshake that a policy refuses is [ErrRefused].
+	ErrHandshake = errors.New("codec: bad handshake")
+	// ErrRefused: the handshake was refused by policy: origin, host, or
+	// the application's hook. The request itself was well formed.
+	ErrRefused = errors.New("codec: handshake refused by policy")
 	// ErrPeerClosed: the peer closed the protocol session (for example, it
 	// sent a WebSocket close frame, which the decoder has answered).
 	ErrPeerClosed = errors.New("codec: closed by peer")

@@ -113,19 +113,13 @@ type decoder struct {
 	remain int    // body bytes still to come for buf
 	typ    codec.Type
 	state  uint8
-	reset  bool
 }
+
+// retainBuf is the largest body buffer a connection keeps between packets.
+const retainBuf = 64 << 10
 
 // Decode implements codec.Decoder.
 func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
-	if d.reset {
-		d.reset = false
-		if cap(d.buf) > 64<<10 {
-			d.buf = nil
-		} else {
-			d.buf = d.buf[:0]
-		}
-	}
 	if len(in) == 0 {
 		return 0, false, nil
 	}
@@ -147,8 +141,17 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		if d.remain -= take; d.remain > 0 {
 			return take, false, nil
 		}
-		d.reset = true
+		// The packet's Body may alias buf until the server calls Decode
+		// again (see the decoding contract), and nothing is appended to buf
+		// before that: empty it now, or drop it if a large body grew it, so
+		// that it is garbage once the server is done with the packet rather
+		// than when the peer next sends something.
 		p.Type, p.Body = d.typ, d.buf
+		if cap(d.buf) > retainBuf {
+			d.buf = nil
+		} else {
+			d.buf = d.buf[:0]
+		}
 		return take, true, nil
 	}
 	switch in[0] {
@@ -175,8 +178,10 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	if uint64(size) > uint64(d.cfg.MaxBody) {
 		return d.fail(c, CloseTooBig, codec.ErrTooBig, fmt.Sprintf("packet body of %d bytes over the limit of %d", size, d.cfg.MaxBody))
 	}
-	total := HeaderSize + int(size)
-	if len(in) < total {
+	// size ≤ MaxBody, an int, but HeaderSize + size may not fit one (on
+	// 32-bit platforms, with a MaxBody near the top of the range): compare
+	// what has arrived of the body with size instead.
+	if uint64(len(in)-HeaderSize) < uint64(size) {
 		// Not all here: consume the header and collect the body as it comes.
 		d.typ, d.remain = typ, int(size)
 		if d.buf == nil {
@@ -184,6 +189,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		}
 		return HeaderSize, false, nil
 	}
+	total := HeaderSize + int(size) // ≤ len(in)
 	p.Type, p.Body = typ, in[HeaderSize:total]
 	return total, true, nil
 }

@@ -92,7 +92,7 @@ func (r Result) String() string {
 }
 
 var sentinels = []error{
-	codec.ErrProtocol, codec.ErrMalformed, codec.ErrInvalidData, codec.ErrTooBig, codec.ErrHandshake,
+	codec.ErrProtocol, codec.ErrMalformed, codec.ErrInvalidData, codec.ErrTooBig, codec.ErrHandshake, codec.ErrRefused,
 	codec.ErrPeerClosed, codec.ErrGoingAway, codec.ErrPolicy, codec.ErrInternal, codec.ErrUnsupported,
 }
 

@@ -1,8 +1,13 @@
 package websocket
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -17,6 +22,7 @@ const (
 	fuzzMaxHandshake = 512
 	fuzzMaxFrame     = 300
 	fuzzMaxMessage   = 1000
+	fuzzMaxHeaders   = 12
 	// maxPending is the most bytes the decoder may leave unconsumed when it
 	// asks for more after the handshake: a whole control frame (a data
 	// frame's payload is consumed as it arrives).
@@ -82,6 +88,11 @@ func checkOutcome(t *testing.T, o codectest.Result, text codec.Type) {
 		}
 		if (len(out) > 0) != (o.Err != nil) {
 			t.Fatalf("handshake answer %.40q with error %v", out, o.Err)
+		}
+		switch o.Err {
+		case nil, codec.ErrHandshake, codec.ErrTooBig, codec.ErrRefused:
+		default:
+			t.Fatalf("handshake failed with %v", o.Err)
 		}
 		return
 	}
@@ -167,7 +178,58 @@ const (
 	modeRaw        = 1 << iota // no handshake prefix: the fuzzer writes the request too
 	modeTypePrefix             // TypePrefix instead of Raw
 	modeFrames                 // data describes frames that the harness masks (see framesFrom)
+	modeHeaders                // data is header lines of the upgrade request (see requestWith)
 )
+
+// requestWith returns an upgrade request with the valid upgrade headers
+// and then data, as header lines, and the blank line. Data may end the
+// request early with a blank line of its own: what follows is frames.
+func requestWith(data []byte) []byte {
+	head := fuzzRequest[:len(fuzzRequest)-2]
+	return append(append(append([]byte(nil), head...), data...), "\r\n\r\n"...)
+}
+
+// checkRequestSeen checks what a hook sees of an upgrade request that passed
+// the codec's checks: its header fields as Header and HeaderValue show
+// them, within the limits.
+func checkRequestSeen(r *Request) error {
+	h := r.Header()
+	n := 0
+	for k, vs := range h {
+		n += len(vs)
+		if hidden(k) {
+			return fmt.Errorf("header %s shown", k)
+		}
+		if v := r.HeaderValue(k); v != vs[0] {
+			return fmt.Errorf("HeaderValue(%q) = %q, Header has %q", k, v, vs)
+		}
+	}
+	if n > fuzzMaxHeaders {
+		return fmt.Errorf("%d header fields over the limit %d", n, fuzzMaxHeaders)
+	}
+	if r.HeaderValue("Origin") != r.Origin || !strings.HasPrefix(r.Path, "/") || !strings.Contains(r.URI, r.RawQuery) {
+		return fmt.Errorf("request %+v, headers %v", *r, h)
+	}
+	return nil
+}
+
+// checkAccepted checks an upgrade request that the codec accepted against
+// net/http's reading of it: a GET request of HTTP/1.1 without a body, for
+// the same host.
+func checkAccepted(t *testing.T, input []byte, seen *Request) {
+	t.Helper()
+	end := bytes.Index(input, crlfcrlf)
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(input[:end+4])))
+	switch {
+	case err != nil:
+		t.Fatalf("accepted %q, which net/http refuses: %v", input[:end+4], err)
+	case req.Method != http.MethodGet || req.Proto != "HTTP/1.1" || req.ContentLength != 0 || len(req.TransferEncoding) != 0:
+		t.Fatalf("accepted %q: net/http reads %s %s, body of %d bytes, transfer encoding %v",
+			input[:end+4], req.Method, req.Proto, req.ContentLength, req.TransferEncoding)
+	case seen != nil && seen.Host != req.Host:
+		t.Fatalf("accepted %q for host %q, net/http reads host %q", input[:end+4], seen.Host, req.Host)
+	}
+}
 
 // framesFrom turns arbitrary bytes into masked client frames, so that the
 // fuzzer reaches the states behind the masking rule: each frame is a first
@@ -227,25 +289,85 @@ func FuzzDecode(f *testing.F) {
 	// a message over the limit, a close.
 	f.Add([]byte("\x01\x02h\xc3\x89\x01p\x00\x01\xa9\x80\x01!\x88\x02\x03\xe8"), []byte{2, 9}, uint8(modeFrames))
 	f.Add([]byte("\x02\xe0\x00\xe0\x80\xe0"), []byte{}, uint8(modeFrames|modeTypePrefix))
+	// Upgrade requests: header lines that the codec refuses or accepts.
+	for _, h := range []string{
+		"Origin: http://x",
+		"Origin: http://evil.example\r\nX-A: 1",
+		"Origin:",
+		"Origin: http://\xe2\x84\xaa",
+		"Origin: http://ok.example",
+		"Content-Length: 0",
+		"Content-Length: 5\r\n\r\nhello",
+		"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"Host: y",
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+		"X A: b",
+		"X-A : b",
+		"X-A: \x01",
+		"X-A: a\r\n folded",
+		"X-A: caf\xc3\xa9\tok",
+		"Sec-WebSocket-Protocol: chat",
+		"a:\r\nb:\r\nc:\r\nd:\r\ne:\r\nf:\r\ng:\r\nh:",
+	} {
+		f.Add([]byte(h), []byte{5}, uint8(modeHeaders))
+	}
+	for _, r := range []string{
+		"GET / HTTP/1.9\r\nHost: x\r\n\r\n",
+		"GET http://x/p?q HTTP/1.1\r\nHost: y\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAA\r\nSec-WebSocket-Version: 13\r\n\r\n",
+	} {
+		f.Add([]byte(r), []byte{9}, uint8(modeRaw))
+	}
 
+	// The hook of every codec checks what it sees of the request.
+	var seen *Request
+	var seenErr error
 	codecs := [4]*Codec{}
 	for m := range codecs {
-		cfg := Config{MaxHandshake: fuzzMaxHandshake, MaxFrame: fuzzMaxFrame, MaxMessage: fuzzMaxMessage, Mapping: Raw{}}
+		cfg := Config{
+			MaxHandshake: fuzzMaxHandshake, MaxHeaders: fuzzMaxHeaders,
+			MaxFrame: fuzzMaxFrame, MaxMessage: fuzzMaxMessage, Mapping: Raw{},
+			Origins: []string{"http://ok.example"}, Subprotocols: []string{"chat"},
+			OnHandshake: func(_ codec.Conn, r *Request) error {
+				seen = r
+				if err := checkRequestSeen(r); err != nil && seenErr == nil {
+					seenErr = err
+				}
+				return nil
+			},
+		}
 		if m&modeTypePrefix != 0 {
 			cfg.Mapping = TypePrefix{}
 		}
 		codecs[m] = New(cfg)
+		codecs[m].cfg.Logger = slogDiscard
 	}
 	f.Fuzz(func(t *testing.T, data, splits []byte, mode uint8) {
-		mode &= modeRaw | modeTypePrefix | modeFrames
+		mode &= modeRaw | modeTypePrefix | modeFrames | modeHeaders
 		input := data
-		if mode&modeFrames != 0 {
+		switch {
+		case mode&modeHeaders != 0:
+			input = requestWith(data)
+		case mode&modeFrames != 0:
 			input = framesFrom(data)
 		}
-		if mode&modeRaw == 0 {
-			input = append(append([]byte(nil), fuzzRequest...), data...)
+		if mode&(modeRaw|modeHeaders) == 0 {
+			input = append(append([]byte(nil), fuzzRequest...), input...)
 		}
+		seen, seenErr = nil, nil
 		whole := codectest.Splits(t, codecs[mode&(modeRaw|modeTypePrefix)].NewDecoder, input, splits, checkBounds)
+		if seenErr != nil {
+			t.Fatal(seenErr)
+		}
 		checkOutcome(t, whole, TypeText)
+		if whole.Readies == 1 {
+			checkAccepted(t, input, seen)
+		} else if whole.Err == codec.ErrRefused && !bytes.HasPrefix(whole.Written, []byte("HTTP/1.1 403 ")) {
+			t.Fatalf("refused by the origin rule with %.40q", whole.Written) // the only policy here
+		}
 	})
 }
+
+var slogDiscard = slog.New(slog.DiscardHandler)

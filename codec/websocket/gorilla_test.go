@@ -396,11 +396,11 @@ func TestHandshakeHook(t *testing.T) {
 	if r.Path != "/room/42" || r.RawQuery != "token=abc&x=1" || r.URI != "/room/42?token=abc&x=1" {
 		t.Errorf("request URI %q, path %q, query %q", r.URI, r.Path, r.RawQuery)
 	}
-	if r.Header.Get("X-Token") != "secret" || r.Host != addr {
-		t.Errorf("request host %q, headers %v", r.Host, r.Header)
+	if r.Header().Get("X-Token") != "secret" || r.Host != addr {
+		t.Errorf("request host %q, headers %v", r.Host, r.Header())
 	}
 	for _, k := range []string{"Upgrade", "Connection", "Sec-Websocket-Key", "Sec-Websocket-Version"} {
-		if v := r.Header.Values(k); len(v) != 0 {
+		if v := r.Header().Values(k); len(v) != 0 {
 			t.Errorf("header %s %v passed to the hook", k, v)
 		}
 	}
@@ -498,7 +498,7 @@ func TestKeepRequest(t *testing.T) {
 		r := websocket.RequestOf(ch)
 		s := "nil"
 		if r != nil {
-			s = r.Path + "|" + r.Query().Get("q") + "|" + r.Header.Get("X-App") + "|" + r.Host
+			s = r.Path + "|" + r.Query().Get("q") + "|" + r.HeaderValue("X-App") + "|" + r.Host
 		}
 		_ = ch.Send(&codec.Packet{Type: websocket.TypeText, Body: []byte(s)})
 	}))

@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"unsafe"
@@ -25,9 +26,9 @@ func upgraded(t *testing.T, cfg Config) (*decoder, *codectest.Conn) {
 }
 
 // TestRequestSeen checks what CheckOrigin, OnHandshake and RequestOf see:
-// headers only for the last two.
+// the whole request, headers included.
 func TestRequestSeen(t *testing.T) {
-	check := func(name string, r *Request, headers bool) {
+	check := func(name string, r *Request) {
 		t.Helper()
 		if r == nil {
 			t.Fatalf("%s: no request", name)
@@ -35,21 +36,24 @@ func TestRequestSeen(t *testing.T) {
 		if r.Origin != "http://example.com" || r.Host != "example.com" || r.Path != "/ws/42" || r.RawQuery != "token=abc" || r.URI != "/ws/42?token=abc" {
 			t.Errorf("%s: %+v", name, *r)
 		}
-		if got := r.Header.Get("X-App"); headers != (got == "demo") || headers != (r.Header.Get("Origin") == r.Origin) {
-			t.Errorf("%s: headers %v", name, r.Header)
+		h := r.Header()
+		if h.Get("X-App") != "demo" || h.Get("Origin") != r.Origin || r.HeaderValue("x-app") != "demo" || r.HeaderValue("ORIGIN") != r.Origin {
+			t.Errorf("%s: headers %v", name, h)
 		}
-		if !headers && r.Header != nil {
-			t.Errorf("%s: headers %v, want nil", name, r.Header)
+		for _, k := range []string{"Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version"} {
+			if v, ok := h[http.CanonicalHeaderKey(k)]; ok || r.HeaderValue(k) != "" {
+				t.Errorf("%s: header %s %v shown", name, k, v)
+			}
 		}
 	}
 	var seen *Request
 	upgraded(t, Config{CheckOrigin: func(r *Request) bool { seen = r; return true }})
-	check("CheckOrigin", seen, false)
+	check("CheckOrigin", seen)
 	seen = nil
 	upgraded(t, Config{OnHandshake: func(_ codec.Conn, r *Request) error { seen = r; return nil }})
-	check("OnHandshake", seen, true)
+	check("OnHandshake", seen)
 	_, c := upgraded(t, Config{KeepRequest: true})
-	check("RequestOf", RequestOf(c), true)
+	check("RequestOf", RequestOf(c))
 	if _, c := upgraded(t, Config{}); RequestOf(c) != nil {
 		t.Error("request kept without KeepRequest")
 	}
@@ -85,7 +89,8 @@ func TestWholeFrameNoAssembly(t *testing.T) {
 
 // TestUpgradeGarbage checks that an upgrade allocates only what gobwas/ws
 // allocates itself (the accept key), with the default origin rule and with
-// an Origins list, and that a CheckOrigin hook costs its Request.
+// an Origins list, and that a CheckOrigin hook costs its Request (the
+// Request and one copy of the request's bytes).
 func TestUpgradeGarbage(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector makes sync.Pool drop items: counts are checked without -race")
@@ -99,7 +104,7 @@ func TestUpgradeGarbage(t *testing.T) {
 		{"same origin", leanRequest, Config{}, 1},
 		{"Origins", cross, Config{Origins: []string{"https://other.example", "HTTPS://app.example"}}, 1},
 		{"Origins *", cross, Config{Origins: []string{"*"}}, 1},
-		{"CheckOrigin", leanRequest, Config{CheckOrigin: func(*Request) bool { return true }}, 5},
+		{"CheckOrigin", leanRequest, Config{CheckOrigin: func(*Request) bool { return true }}, 3},
 	} {
 		cd := New(tc.cfg)
 		req := []byte(tc.req)
@@ -124,5 +129,14 @@ func TestUpgradeGarbage(t *testing.T) {
 func TestDecoderSize(t *testing.T) {
 	if n := unsafe.Sizeof(decoder{}); n > 24 {
 		t.Fatalf("decoder is %d bytes, want at most 24", n)
+	}
+}
+
+// A connection with KeepRequest holds a Request and one copy of the
+// request's bytes: the package documentation promises at most
+// MaxHandshake + 128 bytes.
+func TestRequestSize(t *testing.T) {
+	if n := unsafe.Sizeof(Request{}); n > 128 {
+		t.Fatalf("Request is %d bytes, want at most 128", n)
 	}
 }

@@ -8,6 +8,8 @@
 // message is unmasked in place and handed to its handler as is. A frame that
 // has not arrived whole is consumed as it arrives into a per-connection
 // message buffer, so a large frame costs one copy, never a quadratic re-read.
+// The buffer is kept for the next message up to 64 KiB; one that a larger
+// message grew is dropped as soon as that message is delivered.
 //
 // Every rule of RFC 6455 section 5 is enforced as soon as the bytes that break
 // it arrive, and the connection is closed with the status code the RFC names:
@@ -21,6 +23,26 @@
 // How messages become packets is a [Mapping]; the default, [TypePrefix], takes
 // a binary message's first byte as the packet type and gives text messages
 // the type [TypeText].
+//
+// # The upgrade request
+//
+// The request is held to HTTP/1.1's syntax more strictly than gobwas/ws
+// holds it, so that the codec and any proxy in front of it read the same
+// request: a malformed request line, header line or Host, an HTTP version
+// other than 1.1 (505), a second Host, Origin or Sec-WebSocket-Key, a key
+// that is not 16 bytes in base64, and a request with a body (Content-Length
+// other than 0, any Transfer-Encoding) are refused with 400, and more than
+// [Config.MaxHeaders] header fields with 431. Such errors wrap
+// [codec.ErrHandshake]. A request that is well formed but that a policy
+// refuses (its host, its origin, the application's hook) wraps
+// [codec.ErrRefused]; see [Config.Hosts] and [Config.Origins].
+//
+// What a connection keeps of its request is bounded: nothing by default,
+// and with [Config.KeepRequest] one copy of the request's bytes and a
+// [Request] of fixed size, at most MaxHandshake + 128 bytes (plus the
+// allocator's rounding of MaxHandshake up to its size class, at most an
+// eighth more), however many header fields it has: the headers are parsed
+// only when the application asks for them.
 package websocket
 
 import (
@@ -28,8 +50,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +64,7 @@ import (
 // Default limits.
 const (
 	DefaultMaxHandshake = 8 << 10  // bytes of the upgrade request
+	DefaultMaxHeaders   = 64       // header fields of the upgrade request (browsers send about 15)
 	DefaultMaxMessage   = 16 << 20 // bytes of a whole (reassembled) message
 )
 
@@ -50,6 +73,10 @@ type Config struct {
 	// MaxHandshake bounds the upgrade request, in bytes (default 8 KiB).
 	// A longer request is answered with 431 and closed.
 	MaxHandshake int
+	// MaxHeaders bounds the number of header fields of the upgrade request
+	// (default DefaultMaxHeaders, 64). A request with more is answered
+	// with 431 and closed.
+	MaxHeaders int
 	// MaxFrame bounds one frame's payload (default: MaxMessage).
 	MaxFrame int64
 	// MaxMessage bounds a whole message after reassembly (default 16 MiB).
@@ -63,57 +90,76 @@ type Config struct {
 	Subprotocols []string
 	// Origins lists the origins allowed besides the server's own, as a
 	// browser sends them ("https://app.example.com", compared without
-	// regard to case); "*" allows any. A request without an Origin header
-	// (a client that is not a browser) is always allowed; one whose Origin
-	// names its Host header is the same origin and allowed; any other is
-	// refused with 403. Checking against this list allocates nothing.
+	// regard to ASCII case, and only ASCII); "*" allows any.
+	//
+	// A request without an Origin header (a client that is not a browser)
+	// is allowed. One whose Origin names the server is the same origin and
+	// allowed: by default that is an Origin naming the request's own host
+	// (its Host header, or an absolute request target's authority), and
+	// when Hosts is set, an Origin naming one of Hosts. Any other is refused with 403, and so is an Origin header
+	// with no value, even under "*" (no browser sends one). Checking
+	// against this list allocates nothing.
+	//
+	// A refused origin is logged once at INFO through Logger, with the
+	// setting that would allow it (the log is rate-limited and remembers
+	// a bounded number of origins), and the error that closes the
+	// connection wraps codec.ErrRefused, which the server counts.
 	Origins []string
+	// Hosts, if set, lists the host names the server answers to, as
+	// clients send them in the Host header: a name, with its port when it
+	// is not the scheme's default ("app.example.com", "localhost:8080",
+	// "[::1]:8080"), compared without regard to ASCII case. A request for
+	// any other host (its Host header, or the authority of an absolute
+	// request target) is refused with 421 Misdirected Request whatever its
+	// Origin, and the same origin then means an Origin naming one of
+	// Hosts. Set it when the request's own Host cannot be trusted to name
+	// the server:
+	//
+	//   - behind a reverse proxy that rewrites Host, a browser's Origin
+	//     never names the Host the server sees, so the default rule
+	//     refuses every browser. Rather than allowing "*", list the
+	//     public origins in Origins, or list here both the public names
+	//     and the name the proxy sends as Host;
+	//   - a server on localhost or a private network is open to DNS
+	//     rebinding: a page on the attacker's name, which the attacker's
+	//     DNS then resolves to the server's address, reaches the server
+	//     with the attacker's name in both Host and Origin, which the
+	//     default rule takes for the same origin. Listing the names the
+	//     server really has ("localhost:8080", "127.0.0.1:8080") refuses
+	//     such requests.
+	Hosts []string
 	// CheckOrigin, if set, decides instead of Origins whether a request's
-	// Origin is allowed. It may use r.Origin, r.Host, r.Path and
-	// r.RawQuery; r.Header is nil unless OnHandshake or KeepRequest is set.
-	// It costs a Request per upgrade: prefer Origins when a list will do.
+	// Origin is allowed (an Origin header with no value is refused before
+	// it is asked). It sees the whole request, headers included. It costs
+	// a Request per upgrade: prefer Origins when a list will do.
 	CheckOrigin func(r *Request) bool
 	// OnHandshake runs once the request is parsed and checked, before the
 	// server answers. It may read the request, store values on the
 	// connection (c.SetValue), or refuse the upgrade by returning an error:
-	// a *RejectError picks the HTTP status, any other error gives 403.
-	// It runs on the event loop and must not block.
+	// a *RejectError picks the HTTP status, any other error gives 403; the
+	// error that closes the connection wraps codec.ErrRefused. It runs on
+	// the event loop and must not block.
 	OnHandshake func(c codec.Conn, r *Request) error
 	// KeepRequest stores the parsed request on the connection after the
-	// handshake, for RequestOf. Off by default: the headers of a browser's
-	// request cost more memory than an idle connection otherwise needs.
+	// handshake, for RequestOf. Off by default. The connection then keeps
+	// one copy of the request's bytes and a Request of fixed size: at
+	// most MaxHandshake + 128 bytes, rounded up to the allocator's size
+	// class, however many header fields the request has (Request.Header
+	// parses them on demand).
 	KeepRequest bool
-}
-
-// Request is a parsed upgrade request.
-type Request struct {
-	// URI is the request target as sent ("/ws/42?token=abc").
-	URI string
-	// Path and RawQuery split URI.
-	Path, RawQuery string
-	// Host is the Host header.
-	Host string
-	// Origin is the Origin header, or "" when there is none.
-	Origin string
-	// Header holds the request's headers other than the WebSocket ones that
-	// the codec handles itself (Upgrade, Connection, Sec-WebSocket-*). It is
-	// filled only when Config.OnHandshake or Config.KeepRequest is set, and
-	// nil otherwise (CheckOrigin alone sees no headers): copying every header
-	// of every upgrade is garbage most servers never read.
-	Header http.Header
-	// Protocol is the subprotocol selected, or "".
-	Protocol string
-}
-
-// Query parses RawQuery.
-func (r *Request) Query() url.Values {
-	v, _ := url.ParseQuery(r.RawQuery)
-	return v
+	// Logger receives the codec's INFO lines about refused upgrades
+	// (default slog.Default(), looked up when a line is logged).
+	Logger *slog.Logger
 }
 
 // RejectError refuses an upgrade with an HTTP status.
 type RejectError struct {
+	// Status is the HTTP status of the answer: a client error (4xx) or a
+	// server error (5xx). Any other value is answered with 500 Internal
+	// Server Error: a hook that asks for 101 or 200 has a bug, and an
+	// answer with such a status would not be a refusal.
 	Status int
+	// Reason is the body of the answer.
 	Reason string
 }
 
@@ -123,7 +169,8 @@ func (e *RejectError) Error() string {
 }
 
 // Reject returns an error that makes OnHandshake refuse the upgrade with
-// the given HTTP status and reason.
+// the given HTTP status and reason. The status must be in 400–599; any
+// other is answered with 500 (see RejectError).
 func Reject(status int, reason string) error { return &RejectError{Status: status, Reason: reason} }
 
 type requestKey struct{}
@@ -140,12 +187,16 @@ func RequestOf(c interface{ Value(key any) any }) *Request {
 type Codec struct {
 	cfg       Config
 	upgraders sync.Pool // of *upgrader
+	refusals  refusals
 }
 
 // New returns a WebSocket codec configured by cfg.
 func New(cfg Config) *Codec {
 	if cfg.MaxHandshake <= 0 {
 		cfg.MaxHandshake = DefaultMaxHandshake
+	}
+	if cfg.MaxHeaders <= 0 {
+		cfg.MaxHeaders = DefaultMaxHeaders
 	}
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = DefaultMaxMessage
@@ -157,7 +208,7 @@ func New(cfg Config) *Codec {
 		cfg.Mapping = TypePrefix{}
 	}
 	c := &Codec{cfg: cfg}
-	c.upgraders.New = func() any { return newUpgrader(&c.cfg) }
+	c.upgraders.New = func() any { return newUpgrader(c) }
 	return c
 }
 
@@ -239,7 +290,6 @@ type decoder struct {
 	state   uint8
 	msgOp   ws.OpCode // opcode of the message being assembled, 0 if none
 	utf8    utf8State
-	reset   bool // asm.msg holds a delivered message: reset before reuse
 }
 
 // assembly is the state of a message that does not arrive as one whole
@@ -264,14 +314,6 @@ func (d *decoder) assembly() *assembly {
 
 // Decode implements codec.Decoder.
 func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
-	if d.reset {
-		d.reset = false
-		if a := d.asm; cap(a.msg) > 64<<10 {
-			a.msg = nil
-		} else {
-			a.msg = a.msg[:0]
-		}
-	}
 	switch d.state {
 	case stHandshake:
 		return d.handshake(c, in)
@@ -418,8 +460,26 @@ func (d *decoder) fragment(c codec.Conn, chunk []byte, last bool, p *codec.Packe
 	if d.msgOp == ws.OpText && d.utf8 != utf8Accept {
 		return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message ends inside a UTF-8 sequence")
 	}
-	d.reset = true
-	return d.deliver(c, a.msg, p, n)
+	msg := a.msg
+	a.msg = releaseMsg(msg)
+	return d.deliver(c, msg, p, n)
+}
+
+// retainMsg is the largest message buffer a connection keeps between
+// messages.
+const retainMsg = 64 << 10
+
+// releaseMsg returns what the message buffer becomes once msg, its
+// contents, is handed out: emptied for the next message or, if a large
+// message grew it, dropped, so that it is garbage as soon as the server
+// is done with the packet, not when the peer next speaks. The packet's
+// Body may alias msg until the server calls Decode again (see the decoding
+// contract), and nothing is appended to the buffer before that.
+func releaseMsg(msg []byte) []byte {
+	if cap(msg) > retainMsg {
+		return nil
+	}
+	return msg[:0]
 }
 
 func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) (int, bool, error) {
@@ -537,10 +597,7 @@ func closeCode(why error) ws.StatusCode {
 	return ws.StatusNormalClosure
 }
 
-var (
-	crlfcrlf  = []byte("\r\n\r\n")
-	originKey = []byte("Origin")
-)
+var crlfcrlf = []byte("\r\n\r\n")
 
 // handshake waits for the whole upgrade request, answers it, and consumes
 // exactly its bytes.
@@ -581,26 +638,26 @@ func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
 // the collector runs.
 type upgrader struct {
 	u   ws.Upgrader
+	cd  *Codec
 	cfg *Config
 	c   codec.Conn
 	req *Request // built only for a hook or RequestOf to see
 
-	raw          []byte // the request: read by gobwas
-	off          int
-	out          []byte // the response: written by gobwas
-	host, origin []byte // the Host and Origin headers
+	raw     []byte  // the request: read by gobwas
+	off     int     // how much of raw gobwas has read
+	info    reqInfo // where the request's parts are in raw
+	proto   string  // the subprotocol selected, one of cfg.Subprotocols
+	refused bool    // a policy refused the request (not its syntax)
+	out     []byte  // the response: written by gobwas
 }
 
-func newUpgrader(cfg *Config) *upgrader {
-	u := &upgrader{cfg: cfg}
+func newUpgrader(cd *Codec) *upgrader {
+	u := &upgrader{cd: cd, cfg: &cd.cfg}
 	u.u = ws.Upgrader{
-		ReadBufferSize:  max(4096, cfg.MaxHandshake),
-		OnRequest:       u.onRequest,
-		OnHost:          u.onHost,
-		OnHeader:        u.onHeader,
+		ReadBufferSize:  max(4096, cd.cfg.MaxHandshake),
 		OnBeforeUpgrade: u.onBeforeUpgrade,
 	}
-	if len(cfg.Subprotocols) > 0 {
+	if len(cd.cfg.Subprotocols) > 0 {
 		u.u.Protocol = u.protocol
 	}
 	return u
@@ -622,27 +679,29 @@ func (u *upgrader) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// release returns u to pool, keeping its buffers unless one grew large.
+// release returns u to pool, keeping its buffer unless it grew large.
 func (u *upgrader) release(pool *sync.Pool) {
-	u.c, u.req, u.raw, u.off = nil, nil, nil, 0
-	if cap(u.out)+cap(u.host)+cap(u.origin) > 4<<10 {
+	u.c, u.req, u.raw, u.off, u.proto = nil, nil, nil, 0, ""
+	if cap(u.out) > 4<<10 {
 		return
 	}
-	u.out, u.host, u.origin = u.out[:0], u.host[:0], u.origin[:0]
+	u.out = u.out[:0]
 	pool.Put(u)
 }
 
 func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 	cfg := u.cfg
-	u.c, u.raw, u.off = c, raw, 0
-	u.out, u.host, u.origin = u.out[:0], u.host[:0], u.origin[:0]
-	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
-		u.req = new(Request)
-		if cfg.OnHandshake != nil || cfg.KeepRequest {
-			u.req.Header = make(http.Header)
+	u.c, u.raw, u.off, u.proto, u.refused = c, raw, 0, "", false
+	u.out = u.out[:0]
+	if status, why := checkRequest(raw, cfg.MaxHeaders, &u.info); status != 0 {
+		writeStatus(c, status, nil)
+		sentinel := codec.ErrHandshake
+		if status == http.StatusRequestHeaderFieldsTooLarge {
+			sentinel = codec.ErrTooBig
 		}
+		return fmt.Errorf("websocket: %s: %w", why, sentinel)
 	}
-	hs, err := u.u.Upgrade(u)
+	_, err := u.u.Upgrade(u)
 	if err != nil {
 		if len(u.out) == 0 {
 			// gobwas writes nothing for a request line it cannot parse.
@@ -650,117 +709,80 @@ func (u *upgrader) upgrade(c codec.Conn, raw []byte) error {
 		} else {
 			_ = c.WriteLast(u.out)
 		}
-		return fmt.Errorf("websocket: %v: %w", err, codec.ErrHandshake)
+		sentinel := codec.ErrHandshake
+		if u.refused {
+			sentinel = codec.ErrRefused
+		}
+		return fmt.Errorf("websocket: %v: %w", err, sentinel)
 	}
 	if cfg.KeepRequest {
-		u.req.Protocol = hs.Protocol
 		c.SetValue(requestKey{}, u.req)
 	}
 	return c.Write(u.out)
 }
 
-func (u *upgrader) onRequest(uri []byte) error {
-	if r := u.req; r != nil {
-		r.URI = string(uri)
-		r.Path, r.RawQuery, _ = strings.Cut(r.URI, "?")
-	}
-	return nil
-}
-
-func (u *upgrader) onHost(host []byte) error {
-	u.host = append(u.host[:0], host...)
-	return nil
-}
-
-func (u *upgrader) onHeader(k, v []byte) error {
-	if bytes.EqualFold(k, originKey) {
-		u.origin = append(u.origin[:0], v...)
-	}
-	if r := u.req; r != nil && r.Header != nil {
-		r.Header.Add(string(k), string(v))
-	}
-	return nil
-}
-
 func (u *upgrader) protocol(p []byte) bool {
 	for _, s := range u.cfg.Subprotocols {
 		if string(p) == s {
+			u.proto = s
 			return true
 		}
 	}
 	return false
 }
 
+// onBeforeUpgrade runs once gobwas has checked the request: it applies the
+// policies (Hosts, the origin rules, OnHandshake) and builds the Request
+// that a hook or RequestOf sees.
 func (u *upgrader) onBeforeUpgrade() (ws.HandshakeHeader, error) {
-	cfg, req := u.cfg, u.req
-	if req != nil {
-		req.Host, req.Origin = string(u.host), string(u.origin)
+	cfg := u.cfg
+	if cfg.CheckOrigin != nil || cfg.OnHandshake != nil || cfg.KeepRequest {
+		u.req = newRequest(u.raw, &u.info)
+		u.req.Protocol = u.proto
 	}
-	if cfg.CheckOrigin != nil {
-		if !cfg.CheckOrigin(req) {
-			return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("origin not allowed"))
+	host, origin := u.info.host.of(u.raw), u.info.origin.of(u.raw)
+	if len(cfg.Hosts) > 0 && !hostListed(host, cfg.Hosts) {
+		u.cd.refusals.report(cfg.Logger, refusedHost, host, host)
+		return u.refuse(http.StatusMisdirectedRequest, "host not served")
+	}
+	switch {
+	case !u.info.hasOrigin && cfg.CheckOrigin == nil:
+		// Not a browser: no origin to check.
+	case u.info.hasOrigin && len(origin) == 0:
+		u.cd.refusals.report(cfg.Logger, refusedEmptyOrigin, origin, host)
+		return u.refuse(http.StatusForbidden, "empty origin")
+	case cfg.CheckOrigin != nil:
+		if !cfg.CheckOrigin(u.req) {
+			u.cd.refusals.report(cfg.Logger, refusedByHook, origin, host)
+			return u.refuse(http.StatusForbidden, "origin not allowed")
 		}
-	} else if !sameOrigin(u.origin, u.host) && !listed(u.origin, cfg.Origins) {
-		return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("cross-origin request"))
+	case !sameOrigin(origin, host, cfg.Hosts) && !listed(origin, cfg.Origins):
+		u.cd.refusals.report(cfg.Logger, refusedOrigin, origin, host)
+		return u.refuse(http.StatusForbidden, "cross-origin request")
 	}
 	if cfg.OnHandshake != nil {
-		if err := cfg.OnHandshake(u.c, req); err != nil {
+		if err := cfg.OnHandshake(u.c, u.req); err != nil {
 			var rej *RejectError
 			if errors.As(err, &rej) {
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(rej.Status), ws.RejectionReason(rej.Reason))
+				status := rej.Status
+				if status < 400 || status > 599 {
+					status = http.StatusInternalServerError
+				}
+				return u.refuse(status, rej.Reason)
 			}
 			// The error's text stays on the server: it may say more than a
 			// stranger should read.
-			return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden), ws.RejectionReason("upgrade refused"))
+			return u.refuse(http.StatusForbidden, "upgrade refused")
 		}
 	}
 	return nil, nil
 }
 
-// sameOrigin reports whether origin (empty when absent) names host. A
-// browser sends an origin serialized as scheme "://" host [":" port]
-// (RFC 6454, section 6.2), with no path; anything else names no host.
-func sameOrigin(origin, host []byte) bool {
-	if len(origin) == 0 {
-		return true
-	}
-	i := bytes.Index(origin, schemeSep)
-	if i <= 0 {
-		return false
-	}
-	h := origin[i+len(schemeSep):]
-	if len(h) == 0 || bytes.ContainsAny(h, "/?#@") {
-		return false
-	}
-	return bytes.EqualFold(h, host)
-}
-
-var schemeSep = []byte("://")
-
-// equalFoldASCII reports whether b and s are equal, ASCII letters compared
-// without regard to case. Serialized origins are ASCII (RFC 6454: hosts in
-// their punycode form).
-func equalFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
-			return false
-		}
-	}
-	return true
-}
-
-// listed reports whether origin is in the allowed list.
-func listed(origin []byte, allowed []string) bool {
-	for _, a := range allowed {
-		if a == "*" || equalFoldASCII(origin, a) {
-			return true
-		}
-	}
-	return false
+// refuse makes gobwas answer with status and reason, and marks the
+// refusal as one of policy.
+func (u *upgrader) refuse(status int, reason string) (ws.HandshakeHeader, error) {
+	u.refused = true
+	return nil, ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
 }
 
 // writeStatus writes a minimal HTTP error response.
