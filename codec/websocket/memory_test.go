@@ -110,7 +110,7 @@ func TestKeptRequestMemory(t *testing.T) {
 			rc.expectUpgraded()
 			clients = append(clients, rc)
 		}
-		waitFor(t, "connections open", func() bool { return srv.Count() == len(clients) })
+		waitFor(t, "connections open", func() bool { return srv.Count(tio.All()) == len(clients) })
 		return float64(int64(heapAfterGC())-int64(before)) / conns
 	}
 	leanCost := open(lean)

@@ -90,6 +90,8 @@ func ReasonOf(err error) Reason {
 		return ReasonNone
 	case is(err, codec.ErrPeerClosed):
 		return ReasonClosedByPeer
+	case is(err, codec.ErrRefused):
+		return ReasonHandshakeRefused
 	case is(err, codec.ErrHandshake):
 		return ReasonHandshakeFailed
 	case is(err, codec.ErrTooBig):
