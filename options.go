@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime"
 	"time"
 
@@ -190,7 +189,8 @@ func WithGnetOptions(opts ...gnet.Option) Option {
 
 // Limits bound what one server accepts. In every field zero keeps the
 // default and a negative value removes the limit (the same rule as in the
-// codecs' own Configs).
+// codecs' own Configs), except MaxHandshake: an upgrade request is always
+// bounded, and a negative MaxHandshake is an error.
 type Limits struct {
 	// MaxConnections bounds open connections (default: no limit). A
 	// connection past it is closed at accept and counted as
@@ -324,6 +324,9 @@ func (o *config) check() error {
 			}
 		}
 	}
+	if l.MaxHandshake < 0 {
+		errs = append(errs, fmt.Errorf("%w: Limits.MaxHandshake %d: the bound of an upgrade request cannot be removed", ErrConfig, l.MaxHandshake))
+	}
 	if c := o.wsConfig; c != nil {
 		errs = append(errs, conflict("MaxHandshake", int64(c.MaxHandshake), int64(l.MaxHandshake)),
 			conflict("MaxFrame", c.MaxFrame, l.MaxFrame), conflict("MaxMessage", c.MaxMessage, l.MaxMessage))
@@ -359,19 +362,6 @@ func defaultCodecs(o *config) []codec.Codec {
 		bin = *o.binConfig
 	}
 	l := o.limits
-	// A negative limit is none: the largest value each field holds.
-	if l.MaxHandshake < 0 {
-		l.MaxHandshake = math.MaxInt32
-	}
-	if l.MaxFrame < 0 {
-		l.MaxFrame = math.MaxInt64
-	}
-	if l.MaxMessage < 0 {
-		l.MaxMessage = math.MaxInt64
-	}
-	if l.MaxPacket < 0 {
-		l.MaxPacket = math.MaxInt32
-	}
 	ws.MaxHandshake = cmp.Or(ws.MaxHandshake, l.MaxHandshake)
 	ws.MaxFrame = cmp.Or(ws.MaxFrame, l.MaxFrame)
 	ws.MaxMessage = cmp.Or(ws.MaxMessage, l.MaxMessage)

@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/tiogo/tio/codec"
 )
@@ -46,7 +47,8 @@ const DefaultMaxBody = 16 << 20
 
 // Config configures the codec. The zero value is usable.
 type Config struct {
-	// MaxBody bounds a packet's body in bytes (default 16 MiB).
+	// MaxBody bounds a packet's body in bytes (default 16 MiB; zero keeps
+	// the default, a negative value removes the limit, as in tio.Limits).
 	MaxBody int
 	// AnswerHeartbeat makes the server answer each heartbeat byte with one.
 	AnswerHeartbeat bool
@@ -59,8 +61,11 @@ type Codec struct {
 
 // New returns a codec configured by cfg.
 func New(cfg Config) *Codec {
-	if cfg.MaxBody <= 0 {
+	switch { // zero: the default; negative: no limit (as in tio.Limits)
+	case cfg.MaxBody == 0:
 		cfg.MaxBody = DefaultMaxBody
+	case cfg.MaxBody < 0:
+		cfg.MaxBody = math.MaxInt
 	}
 	return &Codec{cfg: cfg}
 }

@@ -51,6 +51,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -68,7 +69,10 @@ const (
 	DefaultMaxMessage   = 16 << 20 // bytes of a whole (reassembled) message
 )
 
-// Config configures the codec. The zero value is usable.
+// Config configures the codec. The zero value is usable. In the limits,
+// zero keeps the default and a negative value removes the limit (as in
+// tio.Limits), except MaxHandshake and MaxHeaders, which always bound an
+// upgrade request (a value of zero or less is the default).
 type Config struct {
 	// MaxHandshake bounds the upgrade request, in bytes (default 8 KiB).
 	// A longer request is answered with 431 and closed.
@@ -198,10 +202,15 @@ func New(cfg Config) *Codec {
 	if cfg.MaxHeaders <= 0 {
 		cfg.MaxHeaders = DefaultMaxHeaders
 	}
-	if cfg.MaxMessage <= 0 {
+	switch { // zero: the default; negative: no limit (as in tio.Limits)
+	case cfg.MaxMessage == 0:
 		cfg.MaxMessage = DefaultMaxMessage
+	case cfg.MaxMessage < 0:
+		cfg.MaxMessage = math.MaxInt64
 	}
-	if cfg.MaxFrame <= 0 || cfg.MaxFrame > cfg.MaxMessage {
+	if cfg.MaxFrame == 0 || cfg.MaxFrame > cfg.MaxMessage {
+		cfg.MaxFrame = cfg.MaxMessage
+	} else if cfg.MaxFrame < 0 {
 		cfg.MaxFrame = cfg.MaxMessage
 	}
 	if cfg.Mapping == nil {
