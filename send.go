@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/tiogo/tio/channel"
@@ -245,7 +244,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 		first error
 		w     *waiter
 	)
-	enc.p, enc.env, enc.pool = p, &s.env, &s.encPool
+	enc.p, enc.env = p, &s.env
 	defer enc.release()
 	if block {
 		if ctx == nil {
@@ -278,7 +277,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 			}
 			continue
 		}
-		b, err := enc.bytes(l)
+		sh, err := enc.bytes(l)
 		if err != nil {
 			res.Failed++
 			if first == nil {
@@ -287,7 +286,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 			continue
 		}
 		if w == nil {
-			if l.SendEncoded(b) == nil {
+			if l.SendShared(sh) == nil {
 				res.OK++
 			} else {
 				res.Failed++
@@ -295,7 +294,7 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 			continue
 		}
 		w.left.Add(1)
-		if l.SendNotify(b, w.fn) == nil {
+		if l.SendSharedNotify(sh, w.fn) == nil {
 			sent++
 		} else {
 			w.left.Add(-1)
@@ -368,25 +367,24 @@ func (w *waiter) finish(err error) {
 	}
 }
 
-// encoder encodes a packet at most once per codec: channels are told apart
-// by their codec's index in the server's list, so no codec is compared.
+// encoder encodes a packet at most once per codec variant: channels are
+// told apart by their codec index in the server's list, so no codec is
+// compared. Each encoding is a link.Shared, which targets with nothing else
+// queued hold by reference.
 type encoder struct {
 	p     *codec.Packet
 	env   *link.Env
-	pool  *sync.Pool  // the server's buffers for encodings
 	fixed [4]encoding // by codec index, the first four
 	more  []encoding  // by codec index − 4, allocated past four codecs
 }
 
 type encoding struct {
-	buf *[]byte // nil until encoded
+	sh  *link.Shared // nil until encoded
 	err error
 }
 
-const maxPooledEncoding = 64 << 10
-
-// bytes returns p encoded for l's codec, encoding it on first need.
-func (e *encoder) bytes(l *link.Link) ([]byte, error) {
+// bytes returns p encoded for l's codec variant, encoding it on first need.
+func (e *encoder) bytes(l *link.Link) (*link.Shared, error) {
 	i := l.CodecIndex()
 	if i < 0 {
 		return nil, channel.ErrNotReady
@@ -400,30 +398,24 @@ func (e *encoder) bytes(l *link.Link) ([]byte, error) {
 		}
 		en = &e.more[i-len(e.fixed)]
 	}
-	if en.buf == nil {
-		buf, _ := e.pool.Get().(*[]byte)
-		if buf == nil {
-			buf = new([]byte)
-			*buf = make([]byte, 0, 256)
-		}
-		*buf, en.err = e.env.EncodeAt(i, (*buf)[:0], e.p)
-		en.buf = buf
+	if en.sh == nil {
+		en.sh = e.env.NewShared()
+		b := en.sh.Buf()
+		*b, en.err = e.env.EncodeAt(i, (*b)[:0], e.p)
 	}
-	return *en.buf, en.err
+	return en.sh, en.err
 }
 
+// release drops the fan-out's own reference to each encoding.
 func (e *encoder) release() {
 	for i := range e.fixed {
-		e.put(e.fixed[i].buf)
+		if sh := e.fixed[i].sh; sh != nil {
+			sh.Release()
+		}
 	}
 	for i := range e.more {
-		e.put(e.more[i].buf)
-	}
-}
-
-func (e *encoder) put(b *[]byte) {
-	if b != nil && cap(*b) <= maxPooledEncoding {
-		*b = (*b)[:0]
-		e.pool.Put(b)
+		if sh := e.more[i].sh; sh != nil {
+			sh.Release()
+		}
 	}
 }

@@ -85,7 +85,6 @@ type Server struct {
 	booted   chan struct{}
 	done     chan struct{}
 	serveErr error
-	encPool  sync.Pool // of *[]byte: fan-outs' encodings
 }
 
 // NewServer returns a server that will listen on the TCP address addr

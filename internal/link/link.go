@@ -277,8 +277,9 @@ func (l *Link) End(leftover, decoded int, now int64) Next {
 		}
 	}
 	ch.mu.Lock()
-	buf, sends := ch.out, uint64(ch.sends)
+	buf, sends, shared := ch.out, uint64(ch.sends), ch.bits&bitShared != 0
 	ch.out, ch.sends = nil, 0
+	ch.bits &^= bitShared
 	var waiters []func(error)
 	if x := ch.x.Load(); x != nil {
 		waiters, x.waiters = x.waiters, nil
@@ -298,7 +299,7 @@ func (l *Link) End(leftover, decoded int, now int64) Next {
 				closing, reason = true, ReasonIOError
 			}
 		}
-		l.env.putBuf(buf)
+		l.env.releaseOut(buf, shared)
 	}
 	l.count(uint64(decoded), sends, written, now)
 	for _, done := range waiters {
@@ -356,8 +357,9 @@ func (l *Link) OnClosed(err error) Reason {
 	ch.state = stClosed
 	ch.flags.Or(flagClosing)
 	if ch.out != nil {
-		ch.env.putBuf(ch.out)
+		ch.env.releaseOut(ch.out, ch.bits&bitShared != 0)
 		ch.out = nil
+		ch.bits &^= bitShared
 	}
 	var waiters []func(error)
 	if x := ch.x.Load(); x != nil {

@@ -297,3 +297,64 @@ func TestLinkState(t *testing.T) {
 		t.Fatalf("String = %q", l.String())
 	}
 }
+
+// A shared encoding is held by reference by a channel with nothing queued,
+// copied after what a channel has queued, copied before anything is
+// appended after it, and released once written or closed.
+func TestSharedEncodings(t *testing.T) {
+	env := &Env{}
+	a, fa := ready(t, env)
+	b, fb := ready(t, env)
+	_ = b.Send(pk("first"))
+	sh := env.NewShared()
+	*sh.Buf() = append(*sh.Buf(), "shared\n"...)
+	for _, l := range []*Link{a, b} {
+		if err := l.SendShared(sh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sh.refs.Load(); n != 2 {
+		t.Fatalf("%d references, want 2: the fan-out's and a's (b copied)", n)
+	}
+	if a.bits&bitShared == 0 || b.bits&bitShared != 0 {
+		t.Fatal("a should hold the reference, b a copy")
+	}
+	sh.Release()            // the fan-out is done
+	_ = a.Send(pk("after")) // copy-on-write, order kept
+	if a.bits&bitShared != 0 || sh.refs.Load() != 0 {
+		t.Fatalf("after an append: shared bit %v, refs %d", a.bits&bitShared != 0, sh.refs.Load())
+	}
+	for _, l := range []*Link{a, b} {
+		l.Begin(0)
+		l.End(0, 0, 0)
+	}
+	if got := fa.take(); got != "shared\nafter\n" {
+		t.Fatalf("a got %q", got)
+	}
+	if got := fb.take(); got != "first\nshared\n" {
+		t.Fatalf("b got %q", got)
+	}
+
+	// Written by reference: the reference goes when the loop has written it.
+	sh2 := env.NewShared()
+	*sh2.Buf() = append(*sh2.Buf(), "x\n"...)
+	_ = a.SendShared(sh2)
+	sh2.Release()
+	if sh2.refs.Load() != 1 {
+		t.Fatal("the target's reference is gone before the write")
+	}
+	a.Begin(0)
+	a.End(0, 0, 0)
+	if sh2.refs.Load() != 0 || fa.take() != "x\n" {
+		t.Fatal("not written, or not released once written")
+	}
+	// Closed with a reference queued: released.
+	sh3 := env.NewShared()
+	*sh3.Buf() = append(*sh3.Buf(), "y\n"...)
+	_ = a.SendShared(sh3)
+	sh3.Release()
+	a.OnClosed(nil)
+	if sh3.refs.Load() != 0 {
+		t.Fatal("a closed channel kept its reference")
+	}
+}

@@ -77,7 +77,7 @@ type Env struct {
 	// list, replaced under localsMu when an address is added.
 	locals   atomic.Pointer[[]netip.AddrPort]
 	localsMu sync.Mutex
-	bufs     sync.Pool // of *[]byte: outbound buffers, taken while a channel has bytes queued
+	pools
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
 	// the peer (default 5 s).
@@ -130,6 +130,7 @@ const (
 	bitInLoop   = 1 << iota // the loop is inside Begin/End and will flush
 	bitWoken                // a Wake is scheduled and will flush
 	bitFarewell             // say goodbye through the codec before closing
+	bitShared               // out is a reference to a Shared encoding, not a buffer of our own
 )
 
 // Bits of Channel.flags.
@@ -348,23 +349,31 @@ func (ch *Link) Reason() (Reason, error) {
 // channel whose backlog is over the high-water mark takes nothing more: it
 // is closed as a slow consumer.
 func (ch *Link) lockForSend() (*[]byte, error) {
+	if err := ch.lockForSendOnly(); err != nil {
+		return nil, err
+	}
+	return ch.buffer(), nil
+}
+
+// lockForSendOnly is lockForSend without taking a buffer.
+func (ch *Link) lockForSendOnly() error {
 	if !ch.isReady() {
 		if ch.Closed() {
-			return nil, ErrClosed
+			return ErrClosed
 		}
-		return nil, ErrNotReady
+		return ErrNotReady
 	}
 	ch.mu.Lock()
 	if ch.state != stOpen {
 		ch.mu.Unlock()
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if ch.overLimit() {
 		ch.requestClose(ReasonSlowConsumer, nil, true)
 		ch.unlockAndWake()
-		return nil, ErrSlowConsumer
+		return ErrSlowConsumer
 	}
-	return ch.buffer(), nil
+	return nil
 }
 
 // overLimit reports whether the bytes waiting for the peer, queued here or
@@ -402,32 +411,7 @@ func (ch *Link) Send(p *codec.Packet) error {
 	return ch.queued(true)
 }
 
-// SendEncoded queues bytes that this channel's codec already encoded, so that
-// a fan-out encodes a packet once and shares the bytes. b is copied.
-func (ch *Link) SendEncoded(b []byte) error {
-	buf, err := ch.lockForSend()
-	if err != nil {
-		return err
-	}
-	*buf = append(*buf, b...)
-	return ch.queued(true)
-}
 
-// SendNotify is SendEncoded that also reports when the bytes have been
-// written to the connection by its event loop (to the kernel, or to gnet's
-// send buffer if the kernel's is full): done(nil) then, or done(err) if the
-// channel closes first. done runs exactly once, on the event loop, and must
-// not block. If SendNotify returns an error, done is not called.
-func (ch *Link) SendNotify(b []byte, done func(error)) error {
-	buf, err := ch.lockForSend()
-	if err != nil {
-		return err
-	}
-	*buf = append(*buf, b...)
-	x := ch.extLocked()
-	x.waiters = append(x.waiters, done)
-	return ch.queued(true)
-}
 
 // SendPacketNotify is Send that also reports when the bytes have been
 // written to the connection by its event loop, like SendNotify.
@@ -565,11 +549,19 @@ func (ch *Link) requestClose(r Reason, err error, farewell bool) {
 	ch.flags.Or(flagClosing)
 }
 
-// buffer returns the outbound buffer, taking one from the pool if needed.
-// Called with mu held.
+// buffer returns the outbound buffer to append to, taking one from the
+// pool if needed; a queue that is a reference to a shared encoding is
+// copied into a buffer of its own first. Called with mu held.
 func (ch *Link) buffer() *[]byte {
-	if ch.out == nil {
+	switch {
+	case ch.out == nil:
 		ch.out = ch.env.getBuf()
+	case ch.bits&bitShared != 0:
+		own := ch.env.getBuf()
+		*own = append(*own, *ch.out...)
+		sharedOf(ch.out).Release()
+		ch.out = own
+		ch.bits &^= bitShared
 	}
 	return ch.out
 }
