@@ -411,8 +411,6 @@ func (ch *Link) Send(p *codec.Packet) error {
 	return ch.queued(true)
 }
 
-
-
 // SendPacketNotify is Send that also reports when the bytes have been
 // written to the connection by its event loop, like SendNotify.
 func (ch *Link) SendPacketNotify(p *codec.Packet, done func(error)) error {
