@@ -93,7 +93,7 @@ func (s *Server) check(ch *channel.Channel, now time.Time) time.Time {
 	if timeout > 0 {
 		deadline := last.Add(timeout)
 		if !now.Before(deadline) {
-			if f := s.cfg.onHBTimeout; f != nil && f(ch) {
+			if f := s.cfg.onHBTimeout; f != nil && s.keepOnTimeout(f, ch) {
 				return now.Add(timeout)
 			}
 			ch.Close(channel.ReasonHeartbeatTimeout)
@@ -164,3 +164,10 @@ func (s *Server) slowHandler(label uint32, running time.Duration) {
 
 // slowLogEvery rate-limits the slow-handler warning.
 const slowLogEvery = 10 * time.Second
+
+// keepOnTimeout runs the heartbeat-timeout hook on the ticker goroutine; a
+// panic in it closes the connection like any hook's.
+func (s *Server) keepOnTimeout(f func(*channel.Channel) bool, ch *channel.Channel) (keep bool) {
+	defer s.recoverHook((*link.Link)(ch), "WithHeartbeat's onTimeout")
+	return f(ch)
+}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 
 	"github.com/tiogo/tio"
@@ -306,4 +307,30 @@ func TestShutdownHonoursDeadline(t *testing.T) {
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	_ = srv.Shutdown(ctx2)
+}
+
+// Pings and heartbeat bytes take tokens from the rate limit like packets: a
+// flood of them is cut (close mode) or counted (drop mode).
+func TestRateLimitCountsPingsAndHeartbeats(t *testing.T) {
+	srv := tiotest.NewServer(t, echoMux(), tio.WithRateLimit(1, 5, false))
+	w := tiotest.DialWebSocket(t, srv, "/")
+	for range 20 {
+		w.WriteMessage(ws.OpPing, nil)
+	}
+	if ce := w.ExpectClose(); ce.Code != ws.StatusPolicyViolation {
+		t.Fatalf("ping flood: close %+v, want 1008", ce)
+	}
+	b := tiotest.DialBinary(t, srv)
+	b.SendRaw(bytes.Repeat([]byte{tbin.TagHeartbeat}, 20))
+	if code := b.ExpectClose(); code != tbin.ClosePolicy {
+		t.Fatalf("heartbeat flood: close code %d", code)
+	}
+	tiotest.Eventually(t, "both closed as rate_limited", func() bool {
+		return srv.Stats().Closed[channel.ReasonRateLimited] == 2
+	})
+
+	drop := tiotest.NewServer(t, echoMux(), tio.WithRateLimit(1, 5, true))
+	d := tiotest.DialBinary(t, drop)
+	d.SendRaw(bytes.Repeat([]byte{tbin.TagHeartbeat}, 20))
+	tiotest.Eventually(t, "dropped heartbeats counted", func() bool { return drop.Stats().RateLimited >= 14 })
 }

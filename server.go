@@ -104,15 +104,18 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		handler: h,
 		cfg:     cfg,
 		env:     link.Env{MaxOutbound: cfg.maxOutbound, DrainTimeout: cfg.drain, Codecs: cfg.codecs},
-		groups:  registry.New(bindListener(cfg.hooks)),
 		log:     cfg.logger,
 		booted:  make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	if f := cfg.hooks.OnSent; f != nil {
-		s.env.OnSent = func(l *link.Link, n int) { f((*channel.Channel)(l), n) }
+		s.env.OnSent = func(l *link.Link, n int) {
+			defer s.recoverHook(l, "OnSent")
+			f((*channel.Channel)(l), n)
+		}
 	}
 	s.black.s = s
+	s.groups = registry.New(s.bindListener(cfg.hooks))
 	s.router, _ = h.(handler.Router)
 	if cfg.stats {
 		s.env.Totals = &s.totals
@@ -290,14 +293,21 @@ func (s *Server) closeAfterQueued(ch *channel.Channel, r channel.Reason) {
 	}
 }
 
-// bindListener turns the binding hooks into the registry's listener.
-func bindListener(h Hooks) registry.Listener {
+// bindListener turns the binding hooks into the registry's listener, each
+// guarded like the other hooks.
+func (s *Server) bindListener(h Hooks) registry.Listener {
 	var l registry.Listener
 	if f := h.OnBind; f != nil {
-		l.OnBind = func(ch *channel.Channel, k registry.Kind, key string) { f(ch, targetOf(k, key)) }
+		l.OnBind = func(ch *channel.Channel, k registry.Kind, key string) {
+			defer s.recoverHook((*link.Link)(ch), "OnBind")
+			f(ch, targetOf(k, key))
+		}
 	}
 	if f := h.OnUnbind; f != nil {
-		l.OnUnbind = func(ch *channel.Channel, k registry.Kind, key string) { f(ch, targetOf(k, key)) }
+		l.OnUnbind = func(ch *channel.Channel, k registry.Kind, key string) {
+			defer s.recoverHook((*link.Link)(ch), "OnUnbind")
+			f(ch, targetOf(k, key))
+		}
 	}
 	return l
 }
@@ -401,8 +411,8 @@ func (s *Server) onClose(c gnet.Conn, err error) gnet.Action {
 	if r != link.ReasonClosedByPeer && r != link.ReasonClosedByApp && r != link.ReasonServerShutdown {
 		s.log.Debug("tio: connection closed", "channel", ch.ID(), "remote", ch.RemoteAddr(), "reason", r.String(), "err", cerr)
 	}
-	if f := s.cfg.hooks.OnClose; f != nil {
-		f(ch, channel.Reason(r), cerr)
+	if s.cfg.hooks.OnClose != nil {
+		s.onCloseHook(l, channel.Reason(r), cerr)
 	}
 	s.groups.Detach(ch)
 	s.release(ch)
@@ -422,7 +432,7 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 	buf, _ := c.Peek(-1)
 	fresh, now := l.Begin(len(buf))
 	if fresh > 0 && s.cfg.hooks.OnReceived != nil {
-		s.cfg.hooks.OnReceived((*channel.Channel)(l), fresh)
+		s.onReceived(l, fresh)
 	}
 	consumed, decoded := 0, 0
 	if !l.HasCodec() && len(buf) > 0 {
@@ -435,18 +445,27 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 		p := s.packets.Get().(*codec.Packet)
 		defer func() { *p = codec.Packet{}; s.packets.Put(p) }()
 		for consumed < len(buf) && !l.Closing() {
-			n, ok, err := l.Decode(buf[consumed:], p)
+			n, ok, err := s.decode(l, buf[consumed:], p)
 			consumed += n
 			if err != nil {
-				r := link.ReasonOf(err)
-				if r != link.ReasonClosedByPeer {
-					l.DecodeError()
-				}
-				l.Fail(r, err, false)
+				s.decodeFailed(l, err)
 				break
 			}
 			if l.TookReady() && s.cfg.hooks.OnConnected != nil {
-				s.cfg.hooks.OnConnected((*channel.Channel)(l))
+				s.onConnected(l)
+			}
+			if l.TookControl() && s.cfg.rate > 0 {
+				// A ping or a heartbeat takes a token like a packet.
+				if now == 0 {
+					now = time.Now().UnixNano()
+				}
+				if !l.Allow(now, s.cfg.rate, s.cfg.burst) {
+					s.stats.RateLimited()
+					if !s.cfg.rateDrop {
+						l.Fail(link.ReasonRateLimited, nil, true)
+						break
+					}
+				}
 			}
 			if ok {
 				decoded++
@@ -463,8 +482,8 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 						break
 					}
 				}
-				if f := s.cfg.hooks.OnDecoded; f != nil {
-					f((*channel.Channel)(l), p)
+				if s.cfg.hooks.OnDecoded != nil {
+					s.onDecoded(l, p)
 				}
 				s.dispatch(l, p, &pass)
 			} else if n == 0 {
@@ -618,4 +637,77 @@ func (s *Server) serve(l *link.Link, h handler.Handler, p *codec.Packet) {
 	if f := s.cfg.hooks.OnHandled; f != nil {
 		f(ch, p, cost)
 	}
+}
+
+// Calls into user and codec code on a loop are guarded: a panic closes the
+// connection it happened on (as channel.ReasonHandlerPanic, with the codec's
+// internal-error farewell: HTTP 500 before a WebSocket upgrade, close 1011
+// after, binary close code 5), is counted in Stats().HandlerPanics and
+// logged with its stack, and the loop goes on serving its other
+// connections.
+
+// panicError is a panic recovered from a decoder (or a codec hook such as
+// a WebSocket handshake hook, which runs inside it).
+type panicError struct {
+	v     any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("tio: codec panicked: %v", e.v) }
+
+// Unwrap makes the panic an internal error for the codec's farewell.
+func (e *panicError) Unwrap() error { return codec.ErrInternal }
+
+// decode runs the connection's decoder, turning a panic into a panicError.
+func (s *Server) decode(l *link.Link, in []byte, p *codec.Packet) (n int, ok bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			n, ok, err = 0, false, &panicError{v: v, stack: debug.Stack()}
+		}
+	}()
+	return l.Decode(in, p)
+}
+
+// decodeFailed closes a connection whose decoder failed (or panicked).
+func (s *Server) decodeFailed(l *link.Link, err error) {
+	var pe *panicError
+	if errors.As(err, &pe) {
+		s.stats.Panicked(l.CloseFor(link.ReasonHandlerPanic))
+		s.log.Error("tio: codec or handshake hook panicked", "channel", l.ID(), "remote", l.RemoteAddr(), "panic", pe.v, "stack", string(pe.stack))
+		return
+	}
+	r := link.ReasonOf(err)
+	if r != link.ReasonClosedByPeer && r != link.ReasonHandshakeRefused {
+		l.DecodeError()
+	}
+	l.Fail(r, err, false)
+}
+
+// recoverHook, deferred around a hook, closes l's connection if the hook
+// panicked.
+func (s *Server) recoverHook(l *link.Link, hook string) {
+	if v := recover(); v != nil {
+		s.stats.Panicked(l.CloseFor(link.ReasonHandlerPanic))
+		s.log.Error("tio: hook panicked", "hook", hook, "channel", l.ID(), "panic", v, "stack", string(debug.Stack()))
+	}
+}
+
+func (s *Server) onConnected(l *link.Link) {
+	defer s.recoverHook(l, "OnConnected")
+	s.cfg.hooks.OnConnected((*channel.Channel)(l))
+}
+
+func (s *Server) onReceived(l *link.Link, n int) {
+	defer s.recoverHook(l, "OnReceived")
+	s.cfg.hooks.OnReceived((*channel.Channel)(l), n)
+}
+
+func (s *Server) onDecoded(l *link.Link, p *codec.Packet) {
+	defer s.recoverHook(l, "OnDecoded")
+	s.cfg.hooks.OnDecoded((*channel.Channel)(l), p)
+}
+
+func (s *Server) onCloseHook(l *link.Link, r channel.Reason, err error) {
+	defer s.recoverHook(l, "OnClose")
+	s.cfg.hooks.OnClose((*channel.Channel)(l), r, err)
 }

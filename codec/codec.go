@@ -70,6 +70,11 @@ type Conn interface {
 	// that negotiated compression, say. Call it during the handshake,
 	// before Ready; the default is variant 0, the codec's Encode.
 	SetVariant(v int)
+	// Control reports that the decoder consumed a control message that is
+	// not a packet (a ping, a pong, a heartbeat): the server counts it
+	// toward the connection's rate limit, so that a flood of them is
+	// bounded like a flood of packets.
+	Control()
 	// SetEncoder gives the connection an encoder of its own, used instead
 	// of its codec's shared encoding for every packet sent to it (a
 	// compressor with context takeover, whose output depends on what was

@@ -67,6 +67,7 @@ func (f *fakeConn) WriteLast(b []byte) error { return f.Write(b) }
 func (*fakeConn) SetValue(key, value any)    {}
 func (*fakeConn) Value(key any) any          { return nil }
 func (*fakeConn) Ready()                     {}
+func (*fakeConn) Control()                   {}
 func (*fakeConn) SetVariant(int)             {}
 func (*fakeConn) SetEncoder(codec.Encoder)   {}
 

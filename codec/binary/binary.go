@@ -161,6 +161,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	}
 	switch in[0] {
 	case TagHeartbeat:
+		c.Control()
 		if d.cfg.AnswerHeartbeat {
 			_ = c.Write([]byte{TagHeartbeat})
 		}

@@ -26,11 +26,12 @@ import (
 // Conn is a [codec.Conn] that records what a decoder writes and how often it
 // calls Ready.
 type Conn struct {
-	Written []byte        // everything the decoder wrote, in order
-	Readies int           // calls of Ready
-	Variant int           // the last variant set with SetVariant
-	Encoder codec.Encoder // the encoder set with SetEncoder, if any
-	values  map[any]any
+	Written  []byte        // everything the decoder wrote, in order
+	Readies  int           // calls of Ready
+	Variant  int           // the last variant set with SetVariant
+	Controls int           // calls of Control
+	Encoder  codec.Encoder // the encoder set with SetEncoder, if any
+	values   map[any]any
 }
 
 // Write implements codec.Conn.
@@ -52,6 +53,9 @@ func (c *Conn) Value(k any) any { return c.values[k] }
 
 // Ready implements codec.Conn.
 func (c *Conn) Ready() { c.Readies++ }
+
+// Control implements codec.Conn: it counts in Controls.
+func (c *Conn) Control() { c.Controls++ }
 
 // SetVariant implements codec.Conn: it records v in Variant.
 func (c *Conn) SetVariant(v int) { c.Variant = v }

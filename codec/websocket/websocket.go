@@ -509,10 +509,12 @@ func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) 
 func (d *decoder) control(c codec.Conn, op ws.OpCode, payload []byte, n int) (int, bool, error) {
 	switch op {
 	case ws.OpPing:
+		c.Control()
 		var buf [2 + 125]byte
 		_ = c.Write(AppendFrame(buf[:0], ws.OpPong, payload))
 		return n, false, nil
 	case ws.OpPong:
+		c.Control()
 		return n, false, nil
 	}
 	// A close frame: validate it, answer it, and stop.
@@ -578,6 +580,8 @@ func (d *decoder) Farewell(c codec.Conn, why error) {
 			writeStatus(c, http.StatusServiceUnavailable, nil)
 		case errors.Is(why, codec.ErrPolicy): // the handshake deadline, a limit
 			writeStatus(c, http.StatusRequestTimeout, nil)
+		case errors.Is(why, codec.ErrInternal): // a hook or the codec panicked
+			writeStatus(c, http.StatusInternalServerError, nil)
 		}
 		return
 	}

@@ -128,8 +128,16 @@ func (l *Link) Decode(in []byte, p *codec.Packet) (int, bool, error) {
 
 // TookReady reports, once, that the handshake completed during this pass.
 func (l *Link) TookReady() bool {
-	r := l.readyEdge
-	l.readyEdge = false
+	r := l.edges&edgeReady != 0
+	l.edges &^= edgeReady
+	return r
+}
+
+// TookControl reports, once, that the decoder consumed a control message
+// since the last call (see Control).
+func (l *Link) TookControl() bool {
+	r := l.edges&edgeControl != 0
+	l.edges &^= edgeControl
 	return r
 }
 
@@ -273,7 +281,7 @@ func (l *Link) End(leftover, decoded int, now int64) Next {
 	ch.mu.Unlock()
 	if farewell && ch.dec != nil {
 		if f, ok := ch.dec.(codec.Farewell); ok {
-			f.Farewell(ch, reason.Farewell())
+			sayFarewell(f, ch, reason.Farewell())
 		}
 	}
 	ch.mu.Lock()
@@ -393,4 +401,12 @@ func (l *Link) CloseFor(r Reason) bool {
 func (l *Link) DecoderPartial() bool {
 	p, ok := l.dec.(codec.Partial)
 	return ok && p.Partial()
+}
+
+// sayFarewell runs the decoder's farewell, which must not take the event
+// loop down with it: after a panic in the decoder its state may be broken,
+// and a panicking farewell is a close without one.
+func sayFarewell(f codec.Farewell, c codec.Conn, why error) {
+	defer func() { _ = recover() }()
+	f.Farewell(c, why)
 }

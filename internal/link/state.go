@@ -122,7 +122,7 @@ type Link struct {
 	state      uint8
 	reason     Reason
 	bits       uint8 // mu: bitInLoop, bitWoken, bitFarewell
-	readyEdge  bool  // loop only: Ready was called during this pass
+	edges      uint8 // loop only: edgeReady, edgeControl
 }
 
 // Bits of Channel.bits, which mu guards.
@@ -132,6 +132,17 @@ const (
 	bitFarewell             // say goodbye through the codec before closing
 	bitShared               // out is a reference to a Shared encoding, not a buffer of our own
 )
+
+// Bits of Link.edges, which only the loop touches.
+const (
+	edgeReady   = 1 << iota // Ready was called during this pass
+	edgeControl             // the decoder consumed a control message (Control)
+)
+
+// Control implements codec.Conn: the decoder consumed a control message
+// that is not a packet (a ping, a heartbeat byte). The server counts it
+// toward the connection's rate limit.
+func (ch *Link) Control() { ch.edges |= edgeControl }
 
 // Bits of Channel.flags.
 const (
@@ -600,7 +611,7 @@ func (ch *Link) WriteLast(b []byte) error {
 // Ready implements codec.Conn.
 func (ch *Link) Ready() {
 	ch.flags.Or(flagReady)
-	ch.readyEdge = true
+	ch.edges |= edgeReady
 }
 
 const maxPooledBuffer = 1 << 20
