@@ -16,15 +16,26 @@ type perIP struct {
 
 // admit decides at accept whether a new connection may stay, returning the
 // reason to refuse it (ReasonNone to admit). It runs on the event loop.
-func (s *Server) admit(ch *channel.Channel) link.Reason {
-	ip := ch.RemoteAddr().Addr()
+// The checks by address wait, for a connection from a trusted proxy, for
+// its PROXY header (admitIP).
+func (s *Server) admit(ch *channel.Channel, byIP bool) link.Reason {
 	switch {
 	case s.closing.Load():
 		return link.ReasonServerShutdown
-	case s.black.Has(ip):
-		return link.ReasonBlacklisted
 	case s.cfg.limits.MaxConnections > 0 && s.open.Load() > int64(s.cfg.limits.MaxConnections):
 		return link.ReasonTooManyConnections
+	}
+	if !byIP {
+		return link.ReasonNone
+	}
+	return s.admitIP(ch)
+}
+
+// admitIP applies the blacklist and the per-IP limit to ch's address.
+func (s *Server) admitIP(ch *channel.Channel) link.Reason {
+	ip := ch.RemoteAddr().Addr()
+	if s.black.Has(ip) {
+		return link.ReasonBlacklisted
 	}
 	if max := s.cfg.limits.MaxConnectionsPerIP; max > 0 {
 		s.ips.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -28,6 +29,7 @@ type config struct {
 	binConfig     *binary.Config    // WithBinary
 	errs          []error           // options given wrong values, returned by Start
 	relay         Relay             // WithRelay
+	proxies       []netip.Prefix    // WithTrustedProxies
 	loops         int
 	multicore     bool
 	workers       int

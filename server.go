@@ -378,15 +378,21 @@ func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := link.New(c, link.MakeID(s.nextID.Add(1), fd), &s.env)
 	c.SetContext(l)
 	s.stats.Accepted()
-	s.trackIP(l)
 	ch := (*channel.Channel)(l)
+	proxied := len(s.cfg.proxies) > 0 && s.trustedProxy(ch.RemoteAddr().Addr())
+	if proxied {
+		l.AwaitProxy() // the client's address, for the checks by address, comes first
+		ch.SetValue(untrackedIP{}, true)
+	} else {
+		s.trackIP(l)
+	}
 	s.open.Add(1)
 	if fd > link.MaxSlot { // a process with over 16M descriptors open
 		l.Fail(link.ReasonTooManyConnections, nil, false)
 		return nil, gnet.Close
 	}
 	s.groups.Attach(ch)
-	if r := s.admit(ch); r != link.ReasonNone {
+	if r := s.admit(ch, !proxied); r != link.ReasonNone {
 		l.Fail(r, nil, false)
 		return nil, gnet.Close
 	}
@@ -435,11 +441,17 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 		s.onReceived(l, fresh)
 	}
 	consumed, decoded := 0, 0
-	if !l.HasCodec() && len(buf) > 0 {
+	if l.AwaitingProxy() && len(buf) > 0 {
+		if n := s.readProxy(l, buf); n > 0 {
+			_, _ = c.Discard(n)
+			buf = buf[n:]
+		}
+	}
+	if !l.HasCodec() && len(buf) > 0 && !l.AwaitingProxy() && !l.Closing() {
 		s.sniff(l, buf)
 	}
 	pass := inlinePass{start: now}
-	if l.HasCodec() {
+	if l.HasCodec() && !l.AwaitingProxy() {
 		// The packet escapes through the codec and handler interfaces: take a
 		// scratch one rather than allocate one per pass.
 		p := s.packets.Get().(*codec.Packet)

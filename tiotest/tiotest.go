@@ -153,6 +153,10 @@ func DialBinaryFrom(t testing.TB, srv *tio.Server, ip string) *BinaryConn {
 	return c
 }
 
+// AsBinary is a BinaryConn over a connection the test has already opened
+// (and perhaps written a preamble to), without a handshake.
+func AsBinary(t testing.TB, c net.Conn) *BinaryConn { return &BinaryConn{Conn: c, t: t} }
+
 // SendRaw writes b as it is, failing the test on an error.
 func (c *BinaryConn) SendRaw(b []byte) {
 	c.t.Helper()

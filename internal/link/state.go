@@ -137,7 +137,31 @@ const (
 const (
 	edgeReady   = 1 << iota // Ready was called during this pass
 	edgeControl             // the decoder consumed a control message (Control)
+	edgeProxy               // a trusted proxy's PROXY header is still to come
 )
+
+// AwaitProxy marks the link as waiting for a PROXY protocol header before
+// its protocol's first bytes. Call it on the loop, in OnOpen.
+func (l *Link) AwaitProxy() { l.edges |= edgeProxy }
+
+// AwaitingProxy reports whether the PROXY header is still to come.
+func (l *Link) AwaitingProxy() bool { return l.edges&edgeProxy != 0 }
+
+// ProxyDone records that the PROXY header was read.
+func (l *Link) ProxyDone() { l.edges &^= edgeProxy }
+
+// SetRemoteAddr replaces the peer's address (with the client's, read from
+// a trusted proxy's PROXY header). Call it on the loop, before the
+// connection's codec is chosen.
+func (l *Link) SetRemoteAddr(a netip.AddrPort) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.remoteIP, l.remotePort = [16]byte{}, 0
+	if x := l.x.Load(); x != nil {
+		x.zoned = netip.AddrPort{}
+	}
+	l.setRemoteLocked(a)
+}
 
 // Control implements codec.Conn: the decoder consumed a control message
 // that is not a packet (a ping, a heartbeat byte). The server counts it
@@ -235,12 +259,19 @@ func (ch *Link) RemoteAddr() netip.AddrPort {
 
 // setRemote stores the remote address packed.
 func (ch *Link) setRemote(a netip.AddrPort) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.setRemoteLocked(a)
+}
+
+// setRemoteLocked is setRemote with mu held.
+func (ch *Link) setRemoteLocked(a netip.AddrPort) {
 	if !a.Addr().IsValid() {
 		return
 	}
 	ch.remoteIP, ch.remotePort = a.Addr().As16(), a.Port()
 	if a.Addr().Zone() != "" {
-		ch.ext().zoned = a
+		ch.extLocked().zoned = a
 	}
 }
 

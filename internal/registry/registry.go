@@ -204,6 +204,20 @@ func (r *Registry) ipIndex() *index[netip.Addr] {
 	return &r.ips
 }
 
+// MoveIP re-indexes ch, whose remote address changed from old (a trusted
+// proxy's PROXY header named the client).
+func (r *Registry) MoveIP(ch *channel.Channel, old netip.Addr) {
+	rs := r.recShard(ch)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r.ipsMu.Lock() // not while the index is being built
+	defer r.ipsMu.Unlock()
+	if r.ipsOn.Load() && r.tab.contains(ch) {
+		r.ips.remove(old.Unmap(), ch)
+		r.ips.add(ipOf(ch), ch)
+	}
+}
+
 // Channel returns the attached channel with the given id, or nil.
 func (r *Registry) Channel(id uint64) *channel.Channel { return r.tab.get(id) }
 
