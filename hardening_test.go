@@ -97,7 +97,7 @@ func flood(c net.Conn, chunk []byte, limit time.Duration) bool {
 }
 
 // A peer that makes the server answer (WebSocket pings, binary heartbeats
-// with AnswerHeartbeat on) as fast as it can and never reads is cut as a
+// answered by default) as fast as it can and never reads is cut as a
 // slow consumer once the answers waiting for it pass the outbound limit:
 // every byte queued for a peer counts, not only packets.
 func TestAutomaticAnswersObeyTheOutboundLimit(t *testing.T) {
@@ -113,7 +113,7 @@ func TestAutomaticAnswersObeyTheOutboundLimit(t *testing.T) {
 	}{
 		{"websocket pings", tws.New(tws.Config{}), func(c net.Conn) { upgradeRaw(t, c) },
 			bytes.Repeat(maskedFrame(0x9, true, bytes.Repeat([]byte("p"), 125)), 512)},
-		{"binary heartbeats", tbin.New(tbin.Config{AnswerHeartbeat: true}), func(c net.Conn) {
+		{"binary heartbeats", tbin.New(tbin.Config{}), func(c net.Conn) {
 			_, _ = c.Write([]byte{tbin.TagHandshake})
 		}, bytes.Repeat([]byte{tbin.TagHeartbeat}, 64<<10)},
 	} {

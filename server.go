@@ -606,7 +606,7 @@ func (s *Server) dispatch(l *link.Link, p *codec.Packet, pass *inlinePass) {
 		}
 		return
 	}
-	pk := &codec.Packet{Type: p.Type, Body: append([]byte(nil), p.Body...)}
+	pk := &codec.Packet{Type: p.Type, ID: p.ID, Reply: p.Reply, Body: append([]byte(nil), p.Body...)}
 	err := s.pool.Submit(l.Queue(), pool.Task{
 		Run:   func() { s.serve(l, h, pk) },
 		Label: uint32(p.Type),

@@ -169,3 +169,13 @@ func (ch *Channel) Close(r Reason) {
 	}
 	ch.l().Close(link.Reason(r))
 }
+
+// Reply sends resp as the reply to the request req (t-io's synSend, seen
+// from the side that answers): resp goes out with req's ID and Reply set,
+// so that the peer's Call matches it. resp is not modified. Replying to a
+// packet that is not a request (ID 0) sends resp as a plain packet.
+func (ch *Channel) Reply(req, resp *codec.Packet) error {
+	r := *resp
+	r.ID, r.Reply = req.ID, req.ID != 0
+	return ch.Send(&r)
+}

@@ -40,9 +40,17 @@ import "errors"
 type Type uint16
 
 // Packet is one decoded message: a type, which routes it, and a body.
+//
+// A packet may be one half of a request/response exchange (t-io's
+// synSend): a request carries a non-zero ID, and its reply the same ID
+// with Reply set. Protocols carry these on the wire (docs/binary-protocol.md;
+// the WebSocket TypePrefix mapping's 0xFE and 0xFF prefixes); a codec that
+// cannot fails to encode them with ErrUnsupported.
 type Packet struct {
-	Type Type
-	Body []byte
+	Type  Type
+	ID    uint32 // correlation id: non-zero for a request and its reply
+	Reply bool   // the packet answers the request with the same ID
+	Body  []byte
 }
 
 // Conn is a connection as its decoder sees it. *channel.Channel implements it.
@@ -140,6 +148,15 @@ const (
 // connection's first bytes, so that several protocols can share one port.
 type Sniffer interface {
 	Sniff(first []byte) Match
+}
+
+// Opener is implemented by the decoders of a protocol's client side, which
+// speaks first: Open writes the protocol's opening (the binary handshake
+// byte, a WebSocket upgrade request) through c when the connection is
+// established, before the first Decode. The decoder calls Ready once the
+// server has answered.
+type Opener interface {
+	Open(c Conn) error
 }
 
 // Farewell is implemented by decoders whose protocol says goodbye before the

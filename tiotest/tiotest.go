@@ -188,10 +188,20 @@ func Packet(typ codec.Type, body []byte) []byte {
 func (c *BinaryConn) Send(typ codec.Type, body []byte) { c.t.Helper(); c.SendRaw(Packet(typ, body)) }
 
 // Recv reads the next packet, failing the test on anything else (a close
-// frame: its code is in the message).
+// frame: its code is in the message). Heartbeat bytes (the server's
+// answers to the client's) are skipped. A request or a reply comes back
+// with its ID and Reply set.
 func (c *BinaryConn) Recv() codec.Packet {
 	c.t.Helper()
 	h := c.ReadN(1)
+	for h[0] == tbin.TagHeartbeat {
+		h = c.ReadN(1)
+	}
+	if h[0] == tbin.TagRequest || h[0] == tbin.TagReply {
+		hdr := c.ReadN(tbin.IDHeaderSize - 1)
+		body := c.ReadN(int(binary.BigEndian.Uint32(hdr[6:10])))
+		return codec.Packet{Type: codec.Type(binary.BigEndian.Uint16(hdr[0:2])), ID: binary.BigEndian.Uint32(hdr[2:6]), Reply: h[0] == tbin.TagReply, Body: body}
+	}
 	if h[0] != tbin.TagPacket {
 		rest := []byte{}
 		if h[0] == tbin.TagClose {
@@ -206,10 +216,13 @@ func (c *BinaryConn) Recv() codec.Packet {
 
 // ExpectClose reads until the server closes the connection and returns the
 // close frame's code, failing the test if what came before was not exactly
-// one close frame.
+// one close frame (after heartbeat answers, which are skipped).
 func (c *BinaryConn) ExpectClose() byte {
 	c.t.Helper()
 	b := ExpectClosed(c.t, c.Conn)
+	for len(b) > 0 && b[0] == tbin.TagHeartbeat {
+		b = b[1:]
+	}
 	if len(b) != 2 || b[0] != tbin.TagClose {
 		c.t.Fatalf("tiotest: expected a close frame, got % x", b)
 	}

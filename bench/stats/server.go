@@ -26,7 +26,7 @@ import (
 func NewServer(addr, mode string) (*tio.Server, error) {
 	mux := handler.NewMux()
 	mux.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
-	opts := []tio.Option{tio.WithCodec(binary.New(binary.Config{AnswerHeartbeat: true}))}
+	opts := []tio.Option{tio.WithCodec(binary.New(binary.Config{}))}
 	switch mode {
 	case "off":
 		opts = append(opts, tio.WithStats(false))

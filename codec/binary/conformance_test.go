@@ -16,6 +16,7 @@ import (
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/codec/binary"
+	"github.com/tiogo/tio/codec/codectest"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/tiotest"
 )
@@ -148,18 +149,18 @@ func waitReason(t testing.TB, srv *tio.Server, before [channel.NumReasons]uint64
 }
 
 func TestHandshakeAndHeartbeat(t *testing.T) {
-	_, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{AnswerHeartbeat: true})))
+	_, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{})))
 	cl := dial(t, addr)
 	cl.handshake()
 	cl.write([]byte{binary.TagHeartbeat})
 	cl.expect([]byte{binary.TagHeartbeat})
-	// Heartbeats and packets interleaved in one write keep their order.
+	// Heartbeats are answered by default. Heartbeats and packets interleaved in one write keep their order.
 	cl.write(cat([]byte{binary.TagHeartbeat}, packet(1, []byte("a")), []byte{binary.TagHeartbeat, binary.TagHeartbeat}, packet(2, nil)))
 	cl.expect(cat([]byte{binary.TagHeartbeat}, packet(1, []byte("a")), []byte{binary.TagHeartbeat, binary.TagHeartbeat}, packet(2, nil)))
 }
 
-func TestHeartbeatNotAnswered(t *testing.T) {
-	_, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{})))
+func TestSilentHeartbeats(t *testing.T) {
+	_, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{SilentHeartbeats: true})))
 	cl := dial(t, addr)
 	cl.handshake()
 	cl.write(cat([]byte{binary.TagHeartbeat}, packet(3, []byte("x"))))
@@ -175,7 +176,7 @@ func cat(parts ...[]byte) []byte {
 }
 
 func TestPackets(t *testing.T) {
-	_, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{AnswerHeartbeat: true})))
+	_, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{})))
 
 	t.Run("sizes", func(t *testing.T) {
 		cl := dial(t, addr)
@@ -229,7 +230,7 @@ func TestPackets(t *testing.T) {
 // TestFailures runs the bad inputs, written at once and one byte per write,
 // and checks the close frame, the TCP close and the counted reason.
 func TestFailures(t *testing.T) {
-	srv, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{MaxBody: 1024, AnswerHeartbeat: true})))
+	srv, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{MaxBody: 1024})))
 	cases := []struct {
 		name   string
 		in     []byte
@@ -326,4 +327,69 @@ func TestAppClose(t *testing.T) {
 	cl := dial(t, srv.Addr().String())
 	cl.write(cat([]byte{binary.TagHandshake}, packet(1, []byte("a")), packet(99, []byte("bye")), packet(2, []byte("late"))))
 	cl.expectClosed(cat([]byte{binary.TagHandshake}, packet(1, []byte("a")), packet(99, []byte("bye")), []byte{binary.TagClose, binary.CloseNormal}))
+}
+
+// Requests and replies (version 2) carry their id both ways: a request
+// decodes with its ID, a reply with Reply set, and encoding gives back the
+// same bytes. An id of 0 is a protocol error.
+func TestRequestsAndReplies(t *testing.T) {
+	cd := binary.New(binary.Config{})
+	for _, p := range []codec.Packet{
+		{Type: 7, ID: 42, Body: []byte("req")},
+		{Type: 7, ID: 42, Reply: true, Body: []byte("rep")},
+		{Type: 0xFFFF, ID: 0xFFFFFFFF, Body: nil},
+	} {
+		wire, err := cd.Encode(nil, &p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag := binary.TagRequest
+		if p.Reply {
+			tag = binary.TagReply
+		}
+		if wire[0] != tag || len(wire) != binary.IDHeaderSize+len(p.Body) {
+			t.Fatalf("%+v encodes as % x", p, wire)
+		}
+		in := append([]byte{binary.TagHandshake}, wire...)
+		r := codectest.Decode(t, cd.NewDecoder(), in, func() int { return 1 }, nil)
+		want := codectest.Packet{Type: p.Type, Body: string(p.Body), ID: p.ID, Reply: p.Reply}
+		if len(r.Packets) != 1 || r.Packets[0] != want {
+			t.Fatalf("%+v decodes byte by byte as %+v", p, r.Packets)
+		}
+	}
+	if _, err := cd.Encode(nil, &codec.Packet{Type: 1, Reply: true}); !errors.Is(err, codec.ErrUnsupported) {
+		t.Fatalf("a reply without an id: %v", err)
+	}
+	_, addr := startServer(t, tio.WithCodec(binary.New(binary.Config{})))
+	cl := dial(t, addr)
+	cl.handshake()
+	req, _ := cd.Encode(nil, &codec.Packet{Type: 3, ID: 9, Body: []byte("x")})
+	cl.write(req)
+	cl.expect(req) // the echo keeps the id
+	cl.write([]byte{binary.TagRequest, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0})
+	cl.expect([]byte{binary.TagClose, binary.CloseProtocol})
+}
+
+// The client side opens the session and waits for the server's answer; it
+// never answers heartbeats (a server answering a client that answered would
+// be a ping-pong).
+func TestClientRole(t *testing.T) {
+	cd := binary.New(binary.Config{Client: true})
+	d := cd.NewDecoder()
+	var c codectest.Conn
+	if err := d.(codec.Opener).Open(&c); err != nil || string(c.Written) != "\xa1" {
+		t.Fatalf("Open wrote % x, %v", c.Written, err)
+	}
+	c.Written = nil
+	var p codec.Packet
+	if n, ok, err := d.Decode(&c, []byte{binary.TagHandshake, binary.TagHeartbeat}, &p); n != 1 || ok || err != nil || c.Readies != 1 {
+		t.Fatalf("the server's answer: %d %v %v, %d readies", n, ok, err, c.Readies)
+	}
+	if n, _, err := d.Decode(&c, []byte{binary.TagHeartbeat}, &p); n != 1 || err != nil || len(c.Written) != 0 || c.Controls != 1 {
+		t.Fatalf("a heartbeat from the server: %d %v, wrote % x", n, err, c.Written)
+	}
+	bad := cd.NewDecoder()
+	if _, _, err := bad.Decode(&c, []byte{0x33}, &p); !errors.Is(err, codec.ErrHandshake) {
+		t.Fatalf("a wrong answer: %v", err)
+	}
 }

@@ -62,7 +62,7 @@ func checkOutcome(t *testing.T, o codectest.Result, heartbeats bool) {
 // Fuzz modes.
 const (
 	modeRaw        = 1 << iota // no handshake byte prefix
-	modeHeartbeats             // AnswerHeartbeat
+	modeHeartbeats             // heartbeats answered (not SilentHeartbeats)
 )
 
 // FuzzDecode feeds arbitrary bytes to the binary-protocol decoder, after the
@@ -92,7 +92,7 @@ func FuzzDecode(f *testing.F) {
 
 	var codecs [4]*Codec
 	for m := range codecs {
-		codecs[m] = New(Config{MaxBody: fuzzMaxBody, AnswerHeartbeat: m&modeHeartbeats != 0})
+		codecs[m] = New(Config{MaxBody: fuzzMaxBody, SilentHeartbeats: m&modeHeartbeats == 0})
 	}
 	f.Fuzz(func(t *testing.T, data, splits []byte, mode uint8) {
 		mode &= modeRaw | modeHeartbeats

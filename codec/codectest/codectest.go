@@ -65,8 +65,10 @@ func (c *Conn) SetEncoder(e codec.Encoder) { c.Encoder = e }
 
 // Packet is a decoded packet, its body copied.
 type Packet struct {
-	Type codec.Type
-	Body string
+	Type  codec.Type
+	Body  string
+	ID    uint32 // a request's or reply's correlation id
+	Reply bool
 }
 
 // Result is everything observable about decoding one input.
@@ -161,7 +163,7 @@ func Decode(t testing.TB, d codec.Decoder, input []byte, next func() int, check 
 				t.Fatal("codectest: Decode modified bytes it did not consume")
 			}
 			if ok {
-				r.Packets = append(r.Packets, Packet{p.Type, string(p.Body)})
+				r.Packets = append(r.Packets, Packet{Type: p.Type, Body: string(p.Body), ID: p.ID, Reply: p.Reply})
 			}
 			pending = pending[n:]
 			if check != nil {

@@ -100,7 +100,7 @@ func TestSplits(t *testing.T) {
 			t.Errorf("bug %q: failed with %q, want %q", tc.bug, msg, tc.want)
 		}
 		if tc.bug == "" && tc.input == string(input) {
-			want := []codectest.Packet{{1, "one"}, {1, "two"}, {1, "three"}}
+			want := []codectest.Packet{{Type: 1, Body: "one"}, {Type: 1, Body: "two"}, {Type: 1, Body: "three"}}
 			if len(got.Packets) != 3 || got.Packets[0] != want[0] || got.Packets[2] != want[2] || got.Err != nil {
 				t.Errorf("result %v", got)
 			}

@@ -48,7 +48,7 @@ func New(addr string, opts ...tio.Option) *tio.Server {
 				Mapping: websocket.Raw{},
 				Origins: []string{"*"},
 			}),
-			binary.New(binary.Config{AnswerHeartbeat: true}),
+			binary.New(binary.Config{}),
 		),
 	}, opts...)...)
 	return srv
