@@ -586,7 +586,7 @@ func (s *Server) sniff(l *link.Link, first []byte) {
 func (s *Server) dispatch(l *link.Link, p *codec.Packet, pass *inlinePass) {
 	h, inline := s.handler, handler.IsInline(s.handler)
 	if s.router != nil {
-		h, inline = s.router.Route(p.Type)
+		h, inline = s.router.Route(p)
 	}
 	if h == nil {
 		s.stats.Dropped()

@@ -64,12 +64,16 @@ func IsInline(h Handler) bool {
 	return ok
 }
 
-// Router is implemented by handlers that route by packet type, so that the
-// server can tell per packet whether its handler runs inline. [Mux] is one.
+// Router is implemented by handlers that route packets to other handlers,
+// so that the server can tell per packet which handler takes it and whether
+// that one runs inline. [Mux] routes by type, [JSONMux] by a field of a JSON
+// body; a Router registered in a Mux is asked in turn. Route runs on the
+// event loop: it must not block, and p is valid only during the call.
 type Router interface {
 	Handler
-	// Route returns the handler for a packet type and whether it runs inline.
-	Route(t codec.Type) (h Handler, inline bool)
+	// Route returns the handler for p (nil: none) and whether it runs
+	// inline.
+	Route(p *codec.Packet) (h Handler, inline bool)
 }
 
 // Mux routes packets by type. Register handlers before the server starts;
@@ -84,16 +88,23 @@ type Mux struct {
 type route struct {
 	h      Handler
 	inline bool
+	sub    Router // h is a Router: it routes further
 }
 
 // NewMux returns an empty Mux. Packets of an unregistered type are dropped
 // unless NotFound sets a fallback.
 func NewMux() *Mux { return &Mux{} }
 
-// Use adds middleware applied to the handlers registered after it.
+// Use adds middleware applied to the handlers registered after it (not to
+// the handlers of a Router registered in the Mux, which has its own).
 func (m *Mux) Use(mw ...Middleware) { m.mw = append(m.mw, mw...) }
 
 func (m *Mux) route(h Handler) route {
+	if r, ok := h.(Router); ok {
+		// A nested router chooses per packet; its handlers carry its own
+		// middleware (the Mux's does not wrap them).
+		return route{h: h, sub: r}
+	}
 	in := IsInline(h)
 	if x, ok := h.(inline); ok {
 		h = x.Handler
@@ -122,10 +133,11 @@ func (m *Mux) HandleFunc(t codec.Type, f func(ch *channel.Channel, p *codec.Pack
 // NotFound sets the handler for packets of types with no handler.
 func (m *Mux) NotFound(h Handler) { m.notFound = m.route(h) }
 
-// Route implements Router.
-func (m *Mux) Route(t codec.Type) (Handler, bool) {
+// Route implements Router: the handler registered for p's type (or the
+// NotFound one); if that handler is a Router itself, its choice.
+func (m *Mux) Route(p *codec.Packet) (Handler, bool) {
 	var r route
-	if t < 256 {
+	if t := p.Type; t < 256 {
 		r = m.low[t]
 	} else {
 		r = m.high[t]
@@ -133,12 +145,15 @@ func (m *Mux) Route(t codec.Type) (Handler, bool) {
 	if r.h == nil {
 		r = m.notFound
 	}
+	if r.sub != nil {
+		return r.sub.Route(p)
+	}
 	return r.h, r.inline
 }
 
 // ServePacket implements Handler, for muxes nested in other handlers.
 func (m *Mux) ServePacket(ch *channel.Channel, p *codec.Packet) {
-	if h, _ := m.Route(p.Type); h != nil {
+	if h, _ := m.Route(p); h != nil {
 		h.ServePacket(ch, p)
 	}
 }

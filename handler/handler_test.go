@@ -21,7 +21,7 @@ func TestMuxRoutes(t *testing.T) {
 		want   string
 		inline bool
 	}{{1, "one", false}, {300, "three hundred", true}} {
-		h, inline := m.Route(tc.t)
+		h, inline := m.Route(&codec.Packet{Type: tc.t})
 		if h == nil || inline != tc.inline {
 			t.Fatalf("Route(%d) = %v, %v", tc.t, h, inline)
 		}
@@ -30,11 +30,11 @@ func TestMuxRoutes(t *testing.T) {
 			t.Fatalf("Route(%d) ran %q", tc.t, got[len(got)-1])
 		}
 	}
-	if h, _ := m.Route(2); h != nil {
+	if h, _ := m.Route(&codec.Packet{Type: 2}); h != nil {
 		t.Fatal("unregistered type routed without a fallback")
 	}
 	m.NotFound(handler.Inline(rec("fallback")))
-	if h, inline := m.Route(2); h == nil || !inline {
+	if h, inline := m.Route(&codec.Packet{Type: 2}); h == nil || !inline {
 		t.Fatal("fallback not routed")
 	}
 	m.ServePacket(nil, &codec.Packet{Type: 999})
@@ -57,5 +57,54 @@ func TestChainOrder(t *testing.T) {
 	h.ServePacket(nil, &codec.Packet{})
 	if len(trace) != 3 || trace[0] != "outer" || trace[1] != "inner" || trace[2] != "h" {
 		t.Fatalf("trace %v", trace)
+	}
+}
+
+// A JSONMux routes by a field of the body, keeps each handler's inline
+// flag, and tells unknown commands from bodies that are not JSON; nested in
+// a Mux it is asked per packet.
+func TestJSONMux(t *testing.T) {
+	var got []string
+	rec := func(s string) handler.HandlerFunc {
+		return func(*channel.Channel, *codec.Packet) { got = append(got, s) }
+	}
+	j := handler.NewJSONMux("cmd")
+	j.Handle("login", rec("login"))
+	j.Handle("say", handler.Inline(rec("say")))
+	j.NotFound(rec("unknown"))
+	j.Malformed(handler.Inline(rec("malformed")))
+	mux := handler.NewMux()
+	mux.Handle(0x100, j)
+	for _, c := range []struct {
+		body, want string
+		inline     bool
+	}{
+		{`{"cmd":"login","user":"a"}`, "login", false},
+		{`{"text":"hi","cmd":"say"}`, "say", true},
+		{`{"cmd":"nope"}`, "unknown", false},
+		{`{"cmd":7}`, "unknown", false},
+		{`{"user":"a"}`, "unknown", false},
+		{`{"cmd":"login"`, "malformed", true},
+		{`not json`, "malformed", true},
+		{`{"x":{"cmd":"say"}}`, "unknown", false}, // only the top level counts
+	} {
+		h, inline := mux.Route(&codec.Packet{Type: 0x100, Body: []byte(c.body)})
+		if h == nil || inline != c.inline {
+			t.Fatalf("%s: handler %v, inline %v", c.body, h, inline)
+		}
+		h.ServePacket(nil, &codec.Packet{Body: []byte(c.body)})
+		if got[len(got)-1] != c.want {
+			t.Fatalf("%s routed to %q, want %q", c.body, got[len(got)-1], c.want)
+		}
+	}
+}
+
+func BenchmarkJSONMuxRoute(b *testing.B) {
+	j := handler.NewJSONMux("cmd")
+	j.HandleFunc("say", func(*channel.Channel, *codec.Packet) {})
+	p := &codec.Packet{Body: []byte(`{"cmd":"say","room":"lobby","text":"hello, everyone in the room"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		j.Route(p)
 	}
 }
