@@ -492,7 +492,8 @@ func TestPacketMustCompleteInTime(t *testing.T) {
 		if !closed {
 			t.Fatal("a fragmented message kept open with pings for 5 s was not cut")
 		}
-		if !bytes.HasSuffix(got, []byte{0x88, 0x02, 0x03, 0xF0}) { // pongs, then close 1008
+		want := append([]byte{0x88, 2 + byte(len("packet took too long")), 0x03, 0xF0}, "packet took too long"...)
+		if !bytes.HasSuffix(got, want) { // pongs, then close 1008 with its reason
 			t.Fatalf("no close 1008 at the end of % x", got)
 		}
 	})

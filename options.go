@@ -29,6 +29,7 @@ type config struct {
 	binConfig     *binary.Config    // WithBinary
 	errs          []error           // options given wrong values, returned by Start
 	relay         Relay             // WithRelay
+	linger        time.Duration     // WithCloseTimeout
 	proxies       []netip.Prefix    // WithTrustedProxies
 	loops         int
 	multicore     bool
@@ -66,6 +67,7 @@ func defaultConfig() config {
 		heartbeat:     2 * time.Minute,
 		handshake:     10 * time.Second,
 		drain:         5 * time.Second,
+		linger:        2 * time.Second,
 		stats:         true,
 		reuseAddr:     true,
 		maxQueued:     4 << 20,
@@ -288,6 +290,16 @@ func WithRateLimit(rate float64, burst int, drop bool) Option {
 // does not wait).
 func WithDrainTimeout(d time.Duration) Option {
 	return func(o *config) { o.drain = d }
+}
+
+// WithCloseTimeout bounds how long a connection the server closes waits,
+// after its farewell, for the peer's answer when the protocol closes with a
+// handshake (default 2 s; zero or less: it does not wait). WebSocket does:
+// the server sends its close frame, waits for the browser's, then closes
+// TCP, so that the browser reports CloseEvent.wasClean. Input that arrives
+// meanwhile ends the wait and is not decoded.
+func WithCloseTimeout(d time.Duration) Option {
+	return func(o *config) { o.linger = d }
 }
 
 // WithStats turns the server's traffic statistics on or off (default on):

@@ -38,7 +38,7 @@ type Relay interface {
 // receives from other nodes goes through it, and never back to the relay.
 type Local interface {
 	Send(t Target, p *codec.Packet) (SendResult, error)
-	Close(t Target, r channel.Reason) (int, error)
+	Close(t Target, r channel.Reason, text string) (int, error)
 }
 
 // RelayOp is what a RelayMessage asks.
@@ -58,6 +58,7 @@ type RelayMessage struct {
 	Target Target
 	Packet *codec.Packet  // for RelaySend
 	Reason channel.Reason // for RelayClose
+	Text   string         // for RelayClose: the farewell's words, if any (CloseText)
 }
 
 // ErrRelay is wrapped by the error of a Send or Close whose local delivery
@@ -96,4 +97,6 @@ func (l local) Send(t Target, p *codec.Packet) (SendResult, error) {
 	return l.s.fanout(false, nil, chs, p, nil)
 }
 
-func (l local) Close(t Target, r channel.Reason) (int, error) { return l.s.closeLocal(t, r, nil) }
+func (l local) Close(t Target, r channel.Reason, text string) (int, error) {
+	return l.s.closeLocal(t, r, text, nil)
+}

@@ -87,19 +87,43 @@ func (s *Server) SendWait(ctx context.Context, t Target, p *codec.Packet, filter
 // (ReasonNone means ReasonClosedByApp; the reason is recorded on each
 // channel, passed to Hooks.OnClose and counted in Stats().Closed), and
 // returns how many it asked to close. Like Channel.Close it does not wait:
-// bytes queued before are written first, then the codec's farewell. On a
-// node of a cluster it closes the target's channels on the other nodes too
-// (the count is this node's).
-func (s *Server) Close(t Target, r channel.Reason, filters ...Filter) (int, error) {
-	n, err := s.closeLocal(t, r, filters)
+// bytes queued before are written first, then the codec's farewell, with
+// the reason's default words or those of a CloseText option (a WebSocket
+// close frame's reason, which a browser shows). Options are Filters and at
+// most one CloseText. On a node of a cluster it closes the target's
+// channels on the other nodes too (the count is this node's).
+func (s *Server) Close(t Target, r channel.Reason, opts ...CloseOption) (int, error) {
+	var filters []Filter
+	var text CloseText
+	for _, o := range opts {
+		switch o := o.(type) {
+		case Filter:
+			filters = append(filters, o)
+		case CloseText:
+			text = o
+		}
+	}
+	n, err := s.closeLocal(t, r, string(text), filters)
 	if err != nil {
 		return n, err
 	}
-	return n, s.publish(RelayMessage{Op: RelayClose, Target: t, Reason: r})
+	return n, s.publish(RelayMessage{Op: RelayClose, Target: t, Reason: r, Text: string(text)})
 }
 
+// CloseOption is an option of Server.Close: a Filter, or a CloseText.
+type CloseOption interface{ closeOption() }
+
+func (Filter) closeOption() {}
+
+// CloseText gives a Close the words of its farewell: a WebSocket close
+// frame's reason (123 bytes at most travel), which a browser shows as the
+// CloseEvent's reason ("kicked by an admin").
+type CloseText string
+
+func (CloseText) closeOption() {}
+
 // closeLocal closes the channels of t on this server.
-func (s *Server) closeLocal(t Target, r channel.Reason, filters []Filter) (int, error) {
+func (s *Server) closeLocal(t Target, r channel.Reason, text string, filters []Filter) (int, error) {
 	chs, err := s.members(t)
 	if err != nil {
 		return 0, err
@@ -107,7 +131,7 @@ func (s *Server) closeLocal(t Target, r channel.Reason, filters []Filter) (int, 
 	n := 0
 	for _, ch := range chs {
 		if keep(filters, ch) && !ch.Closed() {
-			ch.Close(r)
+			ch.CloseWith(r, text)
 			n++
 		}
 	}

@@ -103,7 +103,7 @@ func NewServer(addr string, h handler.Handler, opts ...Option) *Server {
 		addr:    addr,
 		handler: h,
 		cfg:     cfg,
-		env:     link.Env{MaxOutbound: cfg.maxOutbound, DrainTimeout: cfg.drain, Codecs: cfg.codecs},
+		env:     link.Env{MaxOutbound: cfg.maxOutbound, DrainTimeout: cfg.drain, LingerTimeout: cfg.linger, Codecs: cfg.codecs},
 		log:     cfg.logger,
 		booted:  make(chan struct{}),
 		done:    make(chan struct{}),
@@ -509,6 +509,9 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 		s.account(l, &pass, end)
 	}
 	if l.Closing() {
+		if len(buf) > 0 && l.Lingering() {
+			l.Answered() // the peer's close (or anything: the wait is over)
+		}
 		consumed = len(buf) // a closing connection reads no more: bound what it can make us hold
 	} else if s.cfg.packetTimeout > 0 && l.HasCodec() {
 		l.SetPartial(consumed < len(buf) || l.DecoderPartial(), end)

@@ -170,6 +170,16 @@ func (ch *Channel) Close(r Reason) {
 	ch.l().Close(link.Reason(r))
 }
 
+// CloseWith is Close with the words of the farewell instead of the
+// reason's default ones: a WebSocket close frame's reason (123 bytes at
+// most travel), which a browser shows as the CloseEvent's reason.
+func (ch *Channel) CloseWith(r Reason, text string) {
+	if r == ReasonNone {
+		r = ReasonClosedByApp
+	}
+	ch.l().CloseWith(link.Reason(r), text)
+}
+
 // Reply sends resp as the reply to the request req (t-io's synSend, seen
 // from the side that answers): resp goes out with req's ID and Reply set,
 // so that the peer's Call matches it. resp is not modified. Replying to a

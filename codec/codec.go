@@ -168,6 +168,35 @@ type Farewell interface {
 	Farewell(c Conn, why error)
 }
 
+// FarewellText is what a server hands Farewell when the close has words
+// to go with it (a WebSocket close frame's reason, which a browser shows as
+// CloseEvent.reason): the sentinel that says why, and the text.
+// errors.Is(f, sentinel) holds.
+type FarewellText struct {
+	Err  error  // the sentinel (nil for a normal close)
+	Text string // at most 123 bytes travel in a WebSocket close frame
+}
+
+// Error implements error.
+func (f *FarewellText) Error() string {
+	if f.Err == nil {
+		return f.Text
+	}
+	return f.Err.Error() + ": " + f.Text
+}
+
+// Unwrap returns the sentinel.
+func (f *FarewellText) Unwrap() error { return f.Err }
+
+// Lingerer is implemented by decoders whose protocol closes with a
+// handshake (WebSocket: a close frame answered by a close frame). After
+// the server's own farewell, Linger reports whether to keep the connection
+// open, a bounded time, for the peer's answer before closing TCP — which is
+// what lets a browser report a clean close.
+type Lingerer interface {
+	Linger() bool
+}
+
 // Heartbeater is implemented by codecs whose protocol has a keepalive the
 // server can send to an idle peer (a WebSocket ping, the binary protocol's
 // heartbeat byte). AppendHeartbeat appends it to dst.

@@ -117,10 +117,13 @@ func checkOutcome(t *testing.T, o codectest.Result, text codec.Type) {
 		}
 		if op == ws.OpClose {
 			closed = true
-			if n == 1 || n > 2 {
+			if n == 1 {
 				t.Fatalf("close frame with %d bytes", n)
 			}
-			if n == 2 {
+			if n > 2 && !utf8.Valid(out[4:2+n]) {
+				t.Fatalf("close reason %q is not UTF-8", out[4:2+n])
+			}
+			if n >= 2 {
 				checkCloseCode(t, ws.StatusCode(binary.BigEndian.Uint16(out[2:4])), o.Err)
 			} else if o.Err != codec.ErrPeerClosed {
 				t.Fatalf("empty close frame for %v", o.Err)

@@ -56,6 +56,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 
@@ -285,7 +286,8 @@ func AppendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
 const (
 	stHandshake uint8 = iota
 	stOpen
-	stClosed // a close frame was sent; nothing more is delivered
+	stClosed  // a close frame was sent; nothing more is delivered
+	stSaidBye // the server's own close frame was sent: its answer is awaited (Linger)
 )
 
 // decoder is one connection's decoding state. It stays small (the 24-byte
@@ -326,7 +328,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	switch d.state {
 	case stHandshake:
 		return d.handshake(c, in)
-	case stClosed:
+	case stClosed, stSaidBye:
 		return len(in), false, codec.ErrPeerClosed
 	}
 	if a := d.asm; a != nil && a.remain > 0 {
@@ -549,23 +551,33 @@ func validCloseCode(code ws.StatusCode) bool {
 
 // closeWith sends a close frame (an empty one for code 0) unless one was
 // sent already, and stops delivering.
-func (d *decoder) closeWith(c codec.Conn, code ws.StatusCode) {
-	if d.state == stClosed {
+func (d *decoder) closeWith(c codec.Conn, code ws.StatusCode) { d.closeText(c, code, "") }
+
+// closeText sends a close frame with code (none for 0) and, after it, as
+// much of text as the frame holds (123 bytes, cut at a UTF-8 boundary),
+// unless a close frame was sent already; then nothing more is delivered.
+func (d *decoder) closeText(c codec.Conn, code ws.StatusCode, text string) {
+	if d.state == stClosed || d.state == stSaidBye {
 		return
 	}
 	d.state = stClosed
-	var buf [4]byte
+	var buf [2 + 125]byte
 	if code == 0 {
 		_ = c.WriteLast(AppendFrame(buf[:0], ws.OpClose, nil))
 		return
 	}
-	body := [2]byte{byte(code >> 8), byte(code)}
-	_ = c.WriteLast(AppendFrame(buf[:0], ws.OpClose, body[:]))
+	var body [125]byte
+	body[0], body[1] = byte(code>>8), byte(code)
+	n := 2 + copy(body[2:], text)
+	for n > 2 && !utf8.Valid(body[2:n]) { // cut inside a rune: back off
+		n--
+	}
+	_ = c.WriteLast(AppendFrame(buf[:0], ws.OpClose, body[:n]))
 }
 
 // fail closes with code and returns an error wrapping sentinel.
 func (d *decoder) fail(c codec.Conn, code ws.StatusCode, sentinel error, msg string) (int, bool, error) {
-	d.closeWith(c, code)
+	d.closeText(c, code, msg)
 	return 0, false, fmt.Errorf("websocket: %s: %w", msg, sentinel)
 }
 
@@ -585,8 +597,22 @@ func (d *decoder) Farewell(c codec.Conn, why error) {
 		}
 		return
 	}
-	d.closeWith(c, closeCode(why))
+	var text string
+	var ft *codec.FarewellText
+	if errors.As(why, &ft) {
+		text = ft.Text
+	}
+	before := d.state
+	d.closeText(c, closeCode(why), text)
+	if before == stOpen {
+		d.state = stSaidBye // the peer's answer is awaited
+	}
 }
+
+// Linger implements codec.Lingerer: after the server's own close frame,
+// the connection waits for the peer's before it closes TCP (RFC 6455
+// section 7.1.1), so that a browser reports a clean close.
+func (d *decoder) Linger() bool { return d.state == stSaidBye }
 
 func closeCode(why error) ws.StatusCode {
 	switch {

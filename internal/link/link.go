@@ -278,10 +278,21 @@ func (l *Link) End(leftover, decoded int, now int64) Next {
 	farewell := closing && ch.bits&bitFarewell != 0
 	ch.bits &^= bitFarewell
 	reason := ch.reason
+	text := reason.Text()
+	if x := ch.x.Load(); x != nil && x.closeText != "" {
+		text = x.closeText
+	}
 	ch.mu.Unlock()
 	if farewell && ch.dec != nil {
 		if f, ok := ch.dec.(codec.Farewell); ok {
-			sayFarewell(f, ch, reason.Farewell())
+			var why error = reason.Farewell()
+			if text != "" {
+				why = &codec.FarewellText{Err: why, Text: text}
+			}
+			sayFarewell(f, ch, why)
+			if lg, ok := ch.dec.(codec.Lingerer); ok && lg.Linger() && ch.env.LingerTimeout > 0 {
+				ch.ext().lingerEnd = time.Now().UnixNano() + int64(ch.env.LingerTimeout)
+			}
 		}
 	}
 	ch.mu.Lock()
@@ -319,22 +330,37 @@ func (l *Link) End(leftover, decoded int, now int64) Next {
 		}
 		return Keep
 	}
-	if drains(reason) && werr == nil && ch.conn.OutboundBuffered() > 0 {
+	if werr != nil {
+		return Close
+	}
+	x := ch.x.Load()
+	if drains(reason) && ch.env.DrainTimeout > 0 && ch.conn.OutboundBuffered() > 0 {
 		now := time.Now().UnixNano()
-		x := ch.ext()
+		x = ch.ext()
 		if x.drainEnd == 0 {
-			d := ch.env.DrainTimeout
-			if d <= 0 {
-				d = 5 * time.Second
-			}
-			x.drainEnd = now + int64(d)
+			x.drainEnd = now + int64(ch.env.DrainTimeout)
 		}
 		if now < x.drainEnd {
 			return Draining
 		}
 	}
+	if x != nil && x.lingerEnd != 0 && !x.answered && time.Now().UnixNano() < x.lingerEnd {
+		return Draining // waiting for the peer's close, to close TCP after it
+	}
 	return Close
 }
+
+// Lingering reports whether the closing link waits for the peer's answer
+// to its farewell. Call it on the loop.
+func (l *Link) Lingering() bool {
+	x := l.x.Load()
+	return x != nil && x.lingerEnd != 0 && !x.answered
+}
+
+// Answered records that the peer sent something after the farewell (its
+// own close, or anything: either way the wait is over). Call it on the
+// loop.
+func (l *Link) Answered() { l.ext().answered = true }
 
 // Next is what End says comes after a pass.
 type Next uint8

@@ -83,6 +83,30 @@ func (r Reason) Farewell() error {
 	return codec.ErrPolicy
 }
 
+// Text returns the words a farewell says for r by default ("heartbeat
+// timeout"), or "" for none.
+func (r Reason) Text() string {
+	switch r {
+	case ReasonServerShutdown:
+		return "server shutting down"
+	case ReasonHeartbeatTimeout:
+		return "heartbeat timeout"
+	case ReasonSlowConsumer:
+		return "slow consumer"
+	case ReasonRateLimited:
+		return "rate limited"
+	case ReasonHandlerPanic:
+		return "internal error"
+	case ReasonOverloaded:
+		return "overloaded"
+	case ReasonPacketTimeout:
+		return "packet took too long"
+	case ReasonTooBig:
+		return "too big"
+	}
+	return ""
+}
+
 // ReasonOf maps a decoder's error to a close reason.
 func ReasonOf(err error) Reason {
 	switch {

@@ -80,8 +80,12 @@ type Env struct {
 	pools
 	// DrainTimeout bounds how long a channel closed by the application or
 	// by a shutdown waits for the bytes queued before its close to reach
-	// the peer (default 5 s).
+	// the peer (zero or less: it does not wait).
 	DrainTimeout time.Duration
+	// LingerTimeout bounds how long a channel whose codec closes with a
+	// handshake (codec.Lingerer) waits, after its farewell, for the peer's
+	// answer (zero or less: it does not wait).
+	LingerTimeout time.Duration
 }
 
 // channel states
@@ -189,6 +193,9 @@ type extra struct {
 	closeErr  error          // mu
 	values    map[any]any    // mu
 	waiters   []func(error)  // mu: told when the bytes queued before them are written
+	closeText string         // mu: the words of the channel's farewell, if the app gave some
+	lingerEnd int64          // loop only: until when a closing link waits for the peer's close, unix ns
+	answered  bool           // loop only: the peer sent something after our farewell (its close)
 	queue     *pool.Queue    // the channel's tasks for the worker pool; set on the loop, under mu
 	encoder   codec.Encoder  // mu: the connection's own encoder, if its codec gave it one
 }
@@ -567,11 +574,25 @@ func (ch *Link) unlockAndWake() {
 // queued are written first, then the codec says goodbye (a WebSocket close
 // frame, for example), then the connection is closed. Closing a closed
 // channel does nothing.
-func (ch *Link) Close(r Reason) {
+func (ch *Link) Close(r Reason) { ch.CloseWith(r, "") }
+
+// CloseWith is Close with the words of the farewell (a WebSocket close
+// frame's reason; the codec keeps what fits), instead of the reason's
+// default text.
+func (ch *Link) CloseWith(r Reason, text string) {
 	if r == ReasonNone {
 		r = ReasonClosedByApp
 	}
-	ch.CloseFor(r)
+	ch.mu.Lock()
+	if ch.state != stOpen {
+		ch.mu.Unlock()
+		return
+	}
+	if text != "" {
+		ch.extLocked().closeText = text
+	}
+	ch.requestClose(r, nil, true)
+	ch.unlockAndWake()
 }
 
 // requestClose marks the channel closing. Called with mu held.

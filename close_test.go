@@ -1,0 +1,73 @@
+package tio_test
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gorilla/websocket"
+
+	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/tiotest"
+)
+
+// When the server closes a WebSocket connection it sends its close frame
+// with words (the reason's, or the application's), waits for the peer's
+// answer, and only then closes TCP; a peer that never answers is closed
+// after the close timeout. A close code the RFC leaves undefined is a
+// protocol error, answered with 1002 and a reason.
+func TestCleanCloses(t *testing.T) {
+	srv := tiotest.NewServer(t, echoMux(), tio.WithCloseTimeout(400*time.Millisecond))
+
+	// A kick, with the application's words, answered by gorilla (which
+	// echoes the close): the server closes TCP after the answer.
+	g := dialWS(t, srv, "/")
+	tiotest.Eventually(t, "connected", func() bool { return srv.Count(tio.All()) == 1 })
+	begin := time.Now()
+	if n, _ := srv.Close(tio.All(), channel.ReasonClosedByApp, tio.CloseText("kicked by an admin")); n != 1 {
+		t.Fatalf("closed %d", n)
+	}
+	_, _, err := g.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure || ce.Text != "kicked by an admin" {
+		t.Fatalf("close %v, want 1000 \"kicked by an admin\"", err)
+	}
+	tiotest.Eventually(t, "closed after the answer", func() bool { return srv.Count(tio.All()) == 0 })
+	if d := time.Since(begin); d > 300*time.Millisecond {
+		t.Fatalf("TCP closed %v after the close, not at the peer's answer", d)
+	}
+
+	// A peer that never answers: closed after the close timeout.
+	w := tiotest.DialWebSocket(t, srv, "/")
+	tiotest.Eventually(t, "connected", func() bool { return srv.Count(tio.All()) == 1 })
+	begin = time.Now()
+	_, _ = srv.Close(tio.All(), channel.ReasonServerShutdown)
+	head := make([]byte, 2)
+	_ = w.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(w.Conn, head); err != nil || head[0] != 0x88 {
+		t.Fatalf("no close frame: % x %v", head, err)
+	}
+	body := make([]byte, head[1])
+	_, _ = io.ReadFull(w.Conn, body)
+	if code, text := ws.ParseCloseFrameData(body); code != ws.StatusGoingAway || text != "server shutting down" {
+		t.Fatalf("close %d %q", code, text)
+	}
+	tiotest.ExpectClosed(t, w.Conn) // without answering
+	if d := time.Since(begin); d < 350*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("an unanswered close took %v, want about the 400 ms timeout", d)
+	}
+
+	// Undefined close codes: 1002 with a reason.
+	for _, code := range []ws.StatusCode{5000, 65535, 1004, 1005, 1006, 1015} {
+		c := tiotest.DialWebSocket(t, srv, "/")
+		c.WriteMessage(ws.OpClose, ws.NewCloseFrameBody(code, ""))
+		got := c.ExpectClose()
+		if got.Code != ws.StatusProtocolError || !strings.Contains(got.Reason, "close code") {
+			t.Fatalf("close code %d answered %+v, want 1002 with a reason", code, got)
+		}
+	}
+}
