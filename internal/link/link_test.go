@@ -159,7 +159,7 @@ func TestOutboundLimitBoundsTheBacklog(t *testing.T) {
 	if next := l.End(0, 0, 0); next != Close {
 		t.Fatalf("End = %v, want Close", next)
 	}
-	if got := fc.take(); got != big+"\nbye:codec: policy violation\n" {
+	if got := fc.take(); got != big+"\nbye:codec: policy violation: slow consumer\n" {
 		t.Fatalf("wrote %q", got)
 	}
 
