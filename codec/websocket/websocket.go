@@ -252,8 +252,8 @@ func (c *Codec) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
 	if text {
 		op = ws.OpText
 	}
-	dst = appendHeader(dst, op, len(head)+len(p.Body))
-	dst = append(dst, head...)
+	dst = appendHeader(dst, op, head.Len()+len(p.Body))
+	dst = append(dst, head.Bytes()...)
 	return append(dst, p.Body...), nil
 }
 
@@ -496,6 +496,7 @@ func releaseMsg(msg []byte) []byte {
 func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) (int, bool, error) {
 	text := d.msgOp == ws.OpText
 	d.msgOp = 0
+	p.ID, p.Reply = 0, false // a mapping that carries ids sets them
 	if err := d.cd.cfg.Mapping.Decode(text, payload, p); err != nil {
 		code := ws.StatusUnsupportedData
 		if errors.Is(err, codec.ErrInvalidData) {
