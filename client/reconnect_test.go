@@ -198,6 +198,7 @@ func TestBoundedRetriesGiveUp(t *testing.T) {
 	if st := c.Stats(); st.Dials != 3 || st.DialErrors != 3 || st.Conns != 0 {
 		t.Fatalf("stats %+v", st)
 	}
+	tiotest.Eventually(t, "the state hook told of the close", func() bool { return final.Load() != nil })
 	if e, _ := final.Load().(error); !errors.Is(e, client.ErrGaveUp) {
 		t.Fatalf("the state hook saw %v", e)
 	}
