@@ -247,11 +247,17 @@ func (d *clientDecoder) Open(c codec.Conn) error {
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
 	base64.StdEncoding.Encode(d.key[:], nonce[:])
-	tail := d.req.tail
-	b := make([]byte, 0, len(d.req.head)+len(d.key)+len(tail))
-	b = append(append(append(b, d.req.head...), d.key[:]...), tail...)
 	c.SetEncoder(d.cd.enc)
-	return c.Write(b)
+	// Three writes into the connection's one outbound buffer: no copy of
+	// the request of its own (every connection of a load generator makes
+	// one).
+	if err := c.Write(d.req.head); err != nil {
+		return err
+	}
+	if err := c.Write(d.key[:]); err != nil {
+		return err
+	}
+	return c.Write(d.req.tail)
 }
 
 // Decode implements codec.Decoder: the server's answer, then frames.
@@ -319,8 +325,14 @@ func (d *clientDecoder) check(raw []byte) (string, error) {
 	bad := func(format string, args ...any) (string, error) {
 		return "", fmt.Errorf("websocket: the server's handshake answer: "+format+": %w", append(args, codec.ErrHandshake)...)
 	}
-	lines := bytes.Split(raw[:len(raw)-len(crlfcrlf)], []byte("\r\n"))
-	status := lines[0]
+	rest := raw[:len(raw)-len(crlfcrlf)+2] // every line ends with CRLF
+	line := func() []byte {
+		i := bytes.Index(rest, []byte("\r\n"))
+		l := rest[:i]
+		rest = rest[i+2:]
+		return l
+	}
+	status := line()
 	const version = "HTTP/1.1 "
 	if len(status) < len(version)+3 || string(status[:len(version)]) != version ||
 		len(status) > len(version)+3 && status[len(version)+3] != ' ' {
@@ -333,13 +345,14 @@ func (d *clientDecoder) check(raw []byte) (string, error) {
 	if code != http.StatusSwitchingProtocols {
 		return "", fmt.Errorf("websocket: the server answered %q: %w", clip(status), codec.ErrRefused)
 	}
-	if len(lines)-1 > d.cd.cfg.MaxHeaders {
-		return "", fmt.Errorf("websocket: the server's handshake answer has over %d header fields: %w", d.cd.cfg.MaxHeaders, codec.ErrTooBig)
-	}
 	var upgrade, connection, accepted bool
 	var accept, proto []byte
 	seenProto := false
-	for _, line := range lines[1:] {
+	for fields := 0; len(rest) > 0; fields++ {
+		if fields == d.cd.cfg.MaxHeaders {
+			return "", fmt.Errorf("websocket: the server's handshake answer has over %d header fields: %w", d.cd.cfg.MaxHeaders, codec.ErrTooBig)
+		}
+		line := line()
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || !isToken(line[:colon]) {
 			return bad("header line %q", clip(line))
@@ -379,11 +392,11 @@ func (d *clientDecoder) check(raw []byte) (string, error) {
 	case !accepted:
 		return bad("no Sec-WebSocket-Accept")
 	}
-	h := sha1.New()
-	h.Write(d.key[:])
-	h.Write([]byte(websocketGUID))
+	var keyed [len(d.key) + len(websocketGUID)]byte
+	copy(keyed[copy(keyed[:], d.key[:]):], websocketGUID)
+	sum := sha1.Sum(keyed[:])
 	var want [28]byte
-	base64.StdEncoding.Encode(want[:], h.Sum(nil))
+	base64.StdEncoding.Encode(want[:], sum[:])
 	if string(accept) != string(want[:]) {
 		return bad("Sec-WebSocket-Accept %q does not answer the key", clip(accept))
 	}
