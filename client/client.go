@@ -88,6 +88,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	closed   bool
+	targets  map[string]*target // by URL, for connections dialled with the defaults
 	conns    map[*Conn]struct{}
 	live     map[uint64]*session // by link id: the connections open now
 	draining map[*link.Link]struct{}
@@ -156,6 +157,7 @@ func New(h handler.Handler, opts ...Option) (*Client, error) {
 		log:      cfg.logger,
 		ws:       websocket.New(wcfg),
 		conns:    make(map[*Conn]struct{}),
+		targets:  make(map[string]*target),
 		live:     make(map[uint64]*session),
 		draining: make(map[*link.Link]struct{}),
 		done:     make(chan struct{}),
@@ -225,13 +227,14 @@ func (c *Client) Dial(ctx context.Context, rawURL string, opts ...DialOption) (*
 	if c.env.OnLoop() {
 		return nil, ErrOnLoop
 	}
-	cn, err := c.newConn(rawURL, opts)
+	cn, err := c.newConn(rawURL, opts, true)
 	if err != nil {
 		return nil, err
 	}
+	first := cn.first
 	cn.attempt(ctx)
 	select {
-	case <-cn.first:
+	case <-first:
 	case <-ctx.Done():
 		_ = cn.Close()
 		return nil, fmt.Errorf("client: dial %s: %w", rawURL, ctx.Err())
@@ -248,7 +251,7 @@ func (c *Client) Dial(ctx context.Context, rawURL string, opts ...DialOption) (*
 // quickly, and WithOnStateChange or Conn.State to follow them. Sends made
 // before the connection is up fail or wait in its queue (WithQueue).
 func (c *Client) Connect(rawURL string, opts ...DialOption) (*Conn, error) {
-	cn, err := c.newConn(rawURL, opts)
+	cn, err := c.newConn(rawURL, opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -264,15 +267,44 @@ type target struct {
 	req   *websocket.ClientRequest
 }
 
-func (c *Client) parse(raw string, cc *connConfig) (target, error) {
-	bad := func(why string) (target, error) {
-		return target{}, fmt.Errorf("%w: URL %q: %s", ErrConfig, raw, why)
+// maxTargets bounds the cache of targets.
+const maxTargets = 256
+
+// target returns where a connection dials: one target serves every
+// connection that dials a URL with the client's default options (a load
+// generator's thousands of them), so that each need not hold its own copy
+// of the URL and of the upgrade request.
+func (c *Client) target(raw string, cc *connConfig) (*target, error) {
+	shared := cc == &c.cfg.conn
+	if shared {
+		c.mu.Lock()
+		t := c.targets[raw]
+		c.mu.Unlock()
+		if t != nil {
+			return t, nil
+		}
+	}
+	t, err := c.parse(raw, cc)
+	if err != nil || !shared {
+		return t, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.targets) < maxTargets {
+		c.targets[raw] = t
+	}
+	return t, nil
+}
+
+func (c *Client) parse(raw string, cc *connConfig) (*target, error) {
+	bad := func(why string) (*target, error) {
+		return nil, fmt.Errorf("%w: URL %q: %s", ErrConfig, raw, why)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return bad(err.Error())
 	}
-	t := target{url: raw}
+	t := &target{url: raw}
 	port := u.Port()
 	switch u.Scheme {
 	case "ws":
@@ -315,7 +347,7 @@ func (c *Client) parse(raw string, cc *connConfig) (target, error) {
 		}
 		t.req, err = c.ws.NewClientRequest(u.Host, path, cc.header, cc.protocols)
 		if err != nil {
-			return target{}, fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
 	return t, nil

@@ -54,8 +54,8 @@ func (s State) String() string {
 // Client.Connect. Its methods are safe for concurrent use.
 type Conn struct {
 	c   *Client
-	cfg connConfig
-	dst target
+	cfg *connConfig // the client's default, unless Dial's options changed it
+	dst *target     // shared by the connections that dial one URL the same way
 	ids atomic.Uint32 // the last request id taken
 
 	state atomic.Int32            // State
@@ -73,8 +73,8 @@ type Conn struct {
 	err       error
 	events    []event
 	notifying bool
-	done      chan struct{} // closed in StateClosed
-	first     chan struct{} // closed on the first connect, or on close
+	done      chan struct{} // closed in StateClosed; made on demand (Done)
+	first     chan struct{} // Dial's: closed on the first connect, or on close
 }
 
 // queued is a send made while the connection was down.
@@ -88,22 +88,29 @@ type event struct {
 	err error
 }
 
-func (c *Client) newConn(rawURL string, opts []DialOption) (*Conn, error) {
-	cc := c.cfg.conn
-	cc.errs = nil
-	for _, o := range opts {
-		if o != nil {
-			o.applyConn(&cc)
+func (c *Client) newConn(rawURL string, opts []DialOption, dial bool) (*Conn, error) {
+	cc := &c.cfg.conn
+	if len(opts) > 0 {
+		own := c.cfg.conn
+		own.errs = nil
+		for _, o := range opts {
+			if o != nil {
+				o.applyConn(&own)
+			}
 		}
+		if err := own.check(&c.cfg); err != nil {
+			return nil, err
+		}
+		cc = &own
 	}
-	if err := cc.check(&c.cfg); err != nil {
-		return nil, err
-	}
-	dst, err := c.parse(rawURL, &cc)
+	dst, err := c.target(rawURL, cc)
 	if err != nil {
 		return nil, err
 	}
-	cn := &Conn{c: c, cfg: cc, dst: dst, done: make(chan struct{}), first: make(chan struct{})}
+	cn := &Conn{c: c, cfg: cc, dst: dst}
+	if dial {
+		cn.first = make(chan struct{})
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -123,7 +130,17 @@ func (cn *Conn) Client() *Client { return cn.c }
 func (cn *Conn) State() State { return State(cn.state.Load()) }
 
 // Done returns a channel closed once the connection is in StateClosed.
-func (cn *Conn) Done() <-chan struct{} { return cn.done }
+func (cn *Conn) Done() <-chan struct{} {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.done == nil {
+		cn.done = make(chan struct{})
+		if State(cn.state.Load()) == StateClosed {
+			close(cn.done)
+		}
+	}
+	return cn.done
+}
 
 // Err returns why the connection closed: nil while it is not closed and
 // after a close by the application; else an error wrapping ErrConnLost
@@ -273,12 +290,10 @@ func (cn *Conn) closeLocked(err error) int {
 	}
 	cn.err = err
 	cn.setStateLocked(StateClosed, err)
-	close(cn.done)
-	select {
-	case <-cn.first:
-	default:
-		close(cn.first)
+	if cn.done != nil {
+		close(cn.done)
 	}
+	cn.firstLocked()
 	if s := cn.cur.Load(); s != nil {
 		s.l.Close(link.ReasonClosedByApp)
 	}
@@ -286,6 +301,15 @@ func (cn *Conn) closeLocked(err error) int {
 	delete(cn.c.conns, cn)
 	cn.c.mu.Unlock()
 	return n
+}
+
+// firstLocked tells Dial, if it waits, that the first attempts are over.
+// Called with mu held.
+func (cn *Conn) firstLocked() {
+	if cn.first != nil {
+		close(cn.first)
+		cn.first = nil
+	}
 }
 
 // setStateLocked changes the state and queues the event for the hook.
@@ -475,11 +499,7 @@ func (cn *Conn) up(s *session, reconnect bool) {
 		cn.c.stats.reconnects.Add(1)
 	}
 	cn.setStateLocked(StateConnected, nil)
-	select {
-	case <-cn.first:
-	default:
-		close(cn.first)
-	}
+	cn.firstLocked()
 	cn.unlockAndNotify()
 }
 

@@ -321,7 +321,7 @@ func (c *Client) checkID(id uint64, now time.Time) time.Time {
 // concurrency-safe methods: the handshake deadline, heartbeats, and dead
 // servers. It returns when to look again.
 func (c *Client) check(s *session, now time.Time) time.Time {
-	l, cfg := s.l, &s.cn.cfg
+	l, cfg := s.l, s.cn.cfg
 	if l.Closed() {
 		return time.Time{}
 	}
