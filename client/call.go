@@ -131,8 +131,9 @@ func (s *session) unregister(cl *call) {
 	}
 }
 
-// reply matches a reply to its Call (on the loop: p's body is copied).
-func (s *session) reply(p *codec.Packet) bool {
+// reply matches a reply to its Call (on the loop: p's body is copied),
+// counting it in answered before the Call returns.
+func (s *session) reply(p *codec.Packet, answered *atomic.Uint64) bool {
 	s.mu.Lock()
 	cl := s.calls[p.ID]
 	if cl != nil {
@@ -143,20 +144,27 @@ func (s *session) reply(p *codec.Packet) bool {
 		return false
 	}
 	resp := &codec.Packet{Type: p.Type, ID: p.ID, Reply: true, Body: append([]byte(nil), p.Body...)}
-	return cl.finish(resp, nil)
+	answered.Add(1)
+	if !cl.finish(resp, nil) {
+		answered.Add(^uint64(0)) // abandoned meanwhile: a late reply
+		return false
+	}
+	return true
 }
 
-// failCalls fails every Call waiting on s, which closed.
-func (s *session) failCalls(err error) int {
+// failCalls fails every Call waiting on s, which closed, counting each
+// in lost before its Call returns.
+func (s *session) failCalls(err error, lost *atomic.Uint64) {
 	s.mu.Lock()
 	calls := s.calls
 	s.calls, s.closed = nil, true
 	s.mu.Unlock()
-	n := 0
 	for _, cl := range calls {
-		if cl.finish(nil, err) {
-			n++
+		if cl.state.Load() == callWaiting {
+			lost.Add(1)
+			if !cl.finish(nil, err) {
+				lost.Add(^uint64(0)) // abandoned meanwhile
+			}
 		}
 	}
-	return n
 }

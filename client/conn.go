@@ -54,8 +54,8 @@ func (s State) String() string {
 // Client.Connect. Its methods are safe for concurrent use.
 type Conn struct {
 	c   *Client
-	cfg *connConfig // the client's default, unless Dial's options changed it
-	dst *target     // shared by the connections that dial one URL the same way
+	cfg *connConfig   // the client's default, unless Dial's options changed it
+	dst *target       // shared by the connections that dial one URL the same way
 	ids atomic.Uint32 // the last request id taken
 
 	state atomic.Int32            // State

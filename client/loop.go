@@ -107,9 +107,7 @@ func (c *Client) onClose(gc gnet.Conn, err error) gnet.Action {
 	if r == link.ReasonClosedByApp {
 		callErr = ErrClosed
 	}
-	if n := s.failCalls(callErr); n > 0 {
-		c.stats.callsLost.Add(uint64(n))
-	}
+	s.failCalls(callErr, &c.stats.callsLost)
 	s.cn.lost(s, r, cause)
 	return gnet.None
 }
@@ -206,9 +204,7 @@ func (c *Client) runOnConnected(s *session, reconnect bool) {
 func (c *Client) dispatch(s *session, p *codec.Packet) bool {
 	l := s.l
 	if p.Reply {
-		if s.reply(p) {
-			c.stats.calls.Add(1)
-		} else {
+		if !s.reply(p, &c.stats.calls) {
 			c.stats.unmatched.Add(1)
 		}
 		return false
@@ -247,8 +243,8 @@ func (c *Client) dispatch(s *session, p *codec.Packet) bool {
 func (c *Client) guard(l *link.Link, what string, f func()) (returned bool) {
 	defer func() {
 		if v := recover(); v != nil {
+			c.stats.panics.Add(1) // before the close is seen
 			l.CloseFor(link.ReasonHandlerPanic)
-			c.stats.panics.Add(1)
 			c.log.Error("client: "+what+" panicked", "channel", l.ID(), "remote", l.RemoteAddr(), "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
@@ -281,8 +277,8 @@ func (c *Client) decode(l *link.Link, in []byte, p *codec.Packet) (n int, ok boo
 func (c *Client) decodeFailed(l *link.Link, err error) {
 	var pe *panicError
 	if errors.As(err, &pe) {
-		l.CloseFor(link.ReasonHandlerPanic)
 		c.stats.panics.Add(1)
+		l.CloseFor(link.ReasonHandlerPanic)
 		c.log.Error("client: codec panicked", "channel", l.ID(), "remote", l.RemoteAddr(), "panic", pe.v, "stack", string(pe.stack))
 		return
 	}

@@ -389,9 +389,10 @@ func TestIdleLiveServerKept(t *testing.T) {
 // it comes back at once; jitter spreads their reconnects. With Initial 2
 // s and the default jitter (0.5), the first attempts are uniform over [1
 // s, 2 s], so a 100 ms window holds 10% of them on average: the test
-// allows no window more than 20% of the attempts, nor of the connects the
-// server sees. The same connections without jitter attempt all at once
-// (the busiest window holds over 80%).
+// allows no window more than 20% of the attempts, nor more than 30% of
+// the connects the server sees (its accepts bunch up behind a busy CPU). The same connections without jitter attempt all at once:
+// the busiest window holds at least half of the attempts (the losses
+// themselves take some tens of milliseconds, more on a loaded machine).
 func TestManyReconnectsSpreadOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("500 connections")
@@ -402,9 +403,10 @@ func TestManyReconnectsSpreadOut(t *testing.T) {
 		jitter   float64
 		maxShare float64 // of the attempts, at most, in any 100 ms window
 		minShare float64 // of the attempts, at least, in the busiest window
+		maxSeen  float64 // of the connects the server sees, at most, in any 100 ms window
 	}{
-		{"jitter", 0, 0.20, 0},
-		{"none", -1, 1, 0.8},
+		{"jitter", 0, 0.20, 0, 0.30},
+		{"none", -1, 1, 0.5, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
@@ -460,9 +462,9 @@ func TestManyReconnectsSpreadOut(t *testing.T) {
 			shareAc, spanAc := busiest(ac)
 			t.Logf("%d attempts over %v, the busiest 100 ms window held %.0f%% of them; %d connects seen by the server over %v, busiest window %.0f%%",
 				len(at), spanAt, 100*shareAt, len(ac), spanAc, 100*shareAc)
-			if shareAt > tc.maxShare || shareAt < tc.minShare || shareAc > tc.maxShare {
+			if shareAt > tc.maxShare || shareAt < tc.minShare || shareAc > tc.maxSeen {
 				t.Fatalf("busiest window shares %.2f (attempts), %.2f (connects), want attempts in [%.2f, %.2f] and connects under %.2f",
-					shareAt, shareAc, tc.minShare, tc.maxShare, tc.maxShare)
+					shareAt, shareAc, tc.minShare, tc.maxShare, tc.maxSeen)
 			}
 		})
 	}
