@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"runtime"
 	"time"
@@ -30,6 +31,7 @@ type config struct {
 	errs          []error           // options given wrong values, returned by Start
 	relay         Relay             // WithRelay
 	linger        time.Duration     // WithCloseTimeout
+	http          http.Handler      // WithHTTP
 	proxies       []netip.Prefix    // WithTrustedProxies
 	loops         int
 	multicore     bool
@@ -376,6 +378,7 @@ func defaultCodecs(o *config) []codec.Codec {
 		bin = *o.binConfig
 	}
 	l := o.limits
+	ws.HTTP = ws.HTTP || o.http != nil
 	ws.MaxHandshake = cmp.Or(ws.MaxHandshake, l.MaxHandshake)
 	ws.MaxFrame = cmp.Or(ws.MaxFrame, l.MaxFrame)
 	ws.MaxMessage = cmp.Or(ws.MaxMessage, l.MaxMessage)

@@ -33,6 +33,7 @@ import (
 
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/internal/counters"
 	"github.com/tiogo/tio/internal/link"
@@ -587,6 +588,12 @@ func (s *Server) sniff(l *link.Link, first []byte) {
 
 // dispatch routes one packet: inline on the loop, or copied to the pool.
 func (s *Server) dispatch(l *link.Link, p *codec.Packet, pass *inlinePass) {
+	if p.Type == websocket.TypeHTTP && s.cfg.http != nil {
+		if _, ok := l.Codec().(*websocket.Codec); ok {
+			s.serveHTTP(l, p)
+			return
+		}
+	}
 	h, inline := s.handler, handler.IsInline(s.handler)
 	if s.router != nil {
 		h, inline = s.router.Route(p)

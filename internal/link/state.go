@@ -647,6 +647,27 @@ func (ch *Link) Write(b []byte) error {
 	return nil
 }
 
+// SendRaw queues bytes already in the protocol's wire form (an HTTP
+// response the server wrote for a plain HTTP request), from any goroutine,
+// whether or not the protocol's handshake completed: the outbound limit
+// applies as to any send.
+func (ch *Link) SendRaw(b []byte) error {
+	ch.mu.Lock()
+	switch {
+	case ch.state != stOpen:
+		ch.mu.Unlock()
+		return ErrClosed
+	case ch.overLimit():
+		ch.requestClose(ReasonSlowConsumer, nil, false)
+		ch.unlockAndWake()
+		return ErrSlowConsumer
+	}
+	buf := ch.buffer()
+	*buf = append(*buf, b...)
+	ch.unlockAndWake()
+	return nil
+}
+
 // WriteLast implements codec.Conn: the decoder's last bytes (a close
 // frame, an HTTP error response), queued whatever the backlog.
 func (ch *Link) WriteLast(b []byte) error {
