@@ -1,0 +1,67 @@
+// Package tlsconn is tio's TLS engine: the server side of crypto/tls, driven
+// by an event loop, with no goroutine per established connection.
+//
+// gnet has no TLS, and net/http-based servers pay for crypto/tls with a
+// goroutine and a blocking net.Conn per connection. A [Session] instead takes
+// the ciphertext a loop read ([Session.Input]), gives back plaintext for the
+// connection's codec ([Session.Plaintext], [Session.Discard]), turns the
+// codec's output into records ([Session.Write]) that the loop writes with
+// the rest of its pass ([Session.WriteTo]), and queues close_notify on
+// [Session.Close]. [Sniff] recognises a ClientHello among a connection's first
+// bytes, so that one port serves TLS and cleartext protocols alike. An
+// [Engine] holds what sessions share: the tls.Config and the handshake pool.
+//
+// # How crypto/tls is used
+//
+// Each session owns an ordinary *tls.Conn made by tls.Server over a
+// transport, an in-memory net.Conn that is the session itself. Nothing of
+// crypto/tls is reimplemented: handshakes, record protection, alerts, key
+// updates and close_notify are its own. What the transport does with it:
+//
+//   - The handshake runs on a worker of a bounded pool (Options.MaxWorkers
+//     goroutines, started on demand, exiting after Options.WorkerIdle idle),
+//     because crypto/tls's handshake stores any error for good: it needs
+//     reads that block until bytes arrive. A connection is queued only once
+//     its whole ClientHello has arrived (the loop parses the record headers
+//     and the hello's framing, which costs nothing and allocates nothing
+//     while the bytes stay in the loop's buffer), so clients that say nothing
+//     or trickle hold no worker. The handshake is bounded in time by the
+//     deadline the caller passes, queueing included (a context deadline:
+//     crypto/tls closes the transport when it passes, and a queued handshake
+//     fails at once), and in memory (Options: MaxHelloBytes, MaxQueued,
+//     MaxHandshakeBytes).
+//   - Old clients, malformed hellos and oversized records are refused on the
+//     loop, before any worker, with the alert crypto/tls would send.
+//   - When the handshake ends the worker switches the session to loop mode
+//     under the session's lock and then calls the wake function, so that the
+//     loop runs a pass: bytes that arrived with the client's Finished (a TLS
+//     1.3 client sends its first data without waiting) are decrypted then.
+//     From then on only the loop touches the tls.Conn.
+//   - On the loop, the transport's Read returns an error whose Temporary()
+//     is true once the bytes passed to Input are used up: crypto/tls's record
+//     layer does not store such an error, and the next Read resumes the
+//     record (TestCryptoTLSRetriesTemporaryReadErrors fails if that changes;
+//     net.Error.Temporary is deprecated). The transport's Write always
+//     accepts, because crypto/tls keeps write errors for good; what bounds
+//     the bytes queued for a peer is the server's outbound limit.
+//   - The transport hands crypto/tls at most one record per Read, so the
+//     tls.Conn's input buffer (a bytes.Buffer that grows to the largest read
+//     and never shrinks) holds one record, not the largest burst.
+//   - A KeyUpdate from the client is read inside Input, and crypto/tls
+//     writes its answer from inside that Read: it comes out with the output.
+//   - SetDeadline and its kind are no-ops (crypto/tls sets a write deadline
+//     around close_notify); nothing the loop calls can block.
+//
+// Decrypted bytes go into a buffer from a shared pool, returned as soon as
+// the codec has consumed them, and so does the output once the loop has
+// written it: an idle session holds no buffer of its own, only the tls.Conn's
+// state (its input buffer sized by the largest record received, its handshake
+// buffer, the two ciphers) and a small struct.
+//
+// # Errors
+//
+// Every way a connection ends has its sentinel (ErrMalformedHello,
+// ErrHandshakeTimeout, ErrRenegotiation...), wrapping crypto/tls's error when
+// there is one, so that the server can count close reasons. A peer's
+// close_notify makes Input return io.EOF.
+package tlsconn
