@@ -44,9 +44,12 @@
 //     net.Error.Temporary is deprecated). The transport's Write always
 //     accepts, because crypto/tls keeps write errors for good; what bounds
 //     the bytes queued for a peer is the server's outbound limit.
-//   - The transport hands crypto/tls at most one record per Read, so the
-//     tls.Conn's input buffer (a bytes.Buffer that grows to the largest read
-//     and never shrinks) holds one record, not the largest burst.
+//   - The transport hands crypto/tls at most the rest of one record per
+//     Read. Given more, crypto/tls reads ahead, and the tls.Conn's input
+//     buffer, a bytes.Buffer that never shrinks, grows to hold several
+//     records; fed one at a time it holds one, plus bytes.Buffer's doubling
+//     slack (at most 32 KiB, 2 KiB for a connection that only ever receives
+//     small records). The session keeps the rest.
 //   - A KeyUpdate from the client is read inside Input, and crypto/tls
 //     writes its answer from inside that Read: it comes out with the output.
 //   - SetDeadline and its kind are no-ops (crypto/tls sets a write deadline

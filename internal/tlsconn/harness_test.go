@@ -144,6 +144,14 @@ func (c *memConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// inject sends b to the server as if the client had written it.
+func (c *memConn) inject(b []byte) {
+	c.mu.Lock()
+	c.written = append(c.written, b...)
+	c.mu.Unlock()
+	c.notify()
+}
+
 // take returns what the client wrote since the last take.
 func (c *memConn) take() []byte {
 	c.mu.Lock()
@@ -219,7 +227,12 @@ type memPair struct {
 	// hold, if set, is asked before each chunk whether to keep the bytes
 	// for later (to make them arrive together).
 	hold func() bool
+	// fromClient and toClient record the first bytes each way (loop only).
+	fromClient, toClient []byte
 }
+
+// recordCap bounds what a memPair records of each direction.
+const recordCap = 64 << 10
 
 func newMemPair(t testing.TB, e *Engine, ccfg *tls.Config, maxChunk int, app func(*Session, []byte) int) *memPair {
 	t.Helper()
@@ -236,7 +249,12 @@ func newMemPair(t testing.TB, e *Engine, ccfg *tls.Config, maxChunk int, app fun
 	p.client = tls.Client(p.cc, ccfg)
 	_ = p.client.SetDeadline(time.Now().Add(testTimeout))
 	s := e.NewSession(time.Now().Add(testTimeout), p.notify, p.cc.RemoteAddr(), p.cc.LocalAddr())
-	p.d = &driver{s: s, app: app, out: p.cc.deliver}
+	p.d = &driver{s: s, app: app, out: func(b []byte) {
+		if len(p.toClient) < recordCap {
+			p.toClient = append(p.toClient, b...)
+		}
+		p.cc.deliver(b)
+	}}
 	go p.loop()
 	t.Cleanup(p.close)
 	return p
@@ -262,7 +280,11 @@ func (p *memPair) loop() {
 		case <-p.ev:
 		case <-time.After(5 * time.Millisecond): // a held chunk may be due
 		}
-		pending = append(pending, p.cc.take()...)
+		fresh := p.cc.take()
+		if len(p.fromClient) < recordCap {
+			p.fromClient = append(p.fromClient, fresh...)
+		}
+		pending = append(pending, fresh...)
 		if p.hold != nil && p.hold() {
 			continue
 		}

@@ -17,8 +17,8 @@ import (
 // resumes the record it was reading.
 //
 // Read never hands over more than the rest of the current record, so that
-// crypto/tls's input buffer holds at most one record (it grows to the
-// largest read and never shrinks) and the session keeps the rest. Write
+// crypto/tls's input buffer, which never shrinks, holds one record rather
+// than what crypto/tls would read ahead; the session keeps the rest. Write
 // always succeeds: crypto/tls keeps a write error for good, and bounding
 // what is queued for a peer is the server's outbound limit.
 type transport Session
