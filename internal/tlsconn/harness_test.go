@@ -41,7 +41,7 @@ type driver struct {
 	err error          // the first error Input returned
 
 	maxRaw   int // the most ciphertext the loop held after a pass
-	maxHeld  int // the most bytes the session held (buffered) after a pass
+	maxHeld  int // the most bytes the session held (held) after a pass
 	passes   int
 	outBytes int
 }
@@ -70,7 +70,7 @@ func (d *driver) pass() {
 		}
 	}
 	d.maxRaw = max(d.maxRaw, len(d.raw))
-	d.maxHeld = max(d.maxHeld, d.s.buffered())
+	d.maxHeld = max(d.maxHeld, d.s.held())
 	d.flush()
 }
 

@@ -251,7 +251,8 @@ func (s *Session) inputHandshake(ct []byte) (int, error) {
 	if take == 0 {
 		return 0, nil
 	}
-	if hs.inOff > 0 && len(hs.in)+take > cap(hs.in) {
+	if hs.inOff > 0 {
+		// Drop what the worker has read (at most MaxHandshakeBytes move).
 		hs.in = hs.in[:copy(hs.in, hs.in[hs.inOff:])]
 		hs.helloEnd = max(hs.helloEnd-hs.inOff, 0)
 		hs.inOff = 0
@@ -702,15 +703,13 @@ func (s *Session) expire() {
 	}
 }
 
-// buffered returns the bytes the session holds beyond crypto/tls's own
-// buffers (which hold at most one record): for tests.
-func (s *Session) buffered() int {
+// held returns the bytes received from the peer that the session holds,
+// beyond crypto/tls's own buffers (which hold at most one record): for
+// tests. (The output is what the server wrote: its outbound limit bounds it.)
+func (s *Session) held() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.plainLen()
-	if s.out != nil {
-		n += len(*s.out)
-	}
 	if s.hs != nil {
 		n += len(s.hs.in)
 	}
