@@ -97,6 +97,7 @@ type handshake struct {
 	alert    int  // the alert of the server's first write if it was one, else -1
 	closed   bool // the transport was closed
 	timedOut bool // the deadline passed while a worker ran the handshake
+	waiting  bool // the worker waits in Read (tests look)
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -57,7 +57,9 @@ func (t *transport) Read(p []byte) (int, error) {
 			}
 			return n, nil
 		}
+		hs.waiting = true
 		hs.cond.Wait()
+		hs.waiting = false
 	}
 }
 
