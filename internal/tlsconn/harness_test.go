@@ -179,6 +179,9 @@ func (c *memConn) hangUp() {
 
 func (c *memConn) Close() error {
 	c.mu.Lock()
+	if c.timer != nil {
+		c.timer.Stop() // it holds c
+	}
 	c.closed = true
 	c.cond.Broadcast()
 	c.mu.Unlock()
