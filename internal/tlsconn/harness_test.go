@@ -307,16 +307,19 @@ func (p *memPair) loop() {
 	}
 }
 
-// onLoop runs f on the loop goroutine and waits for it.
+// onLoop runs f with the loop parked: f has the driver and the session to
+// itself, on the test's goroutine (so that it may call t.Fatal).
 func (p *memPair) onLoop(f func(d *driver)) {
 	p.t.Helper()
-	done := make(chan struct{})
+	paused, resume := make(chan struct{}), make(chan struct{})
 	select {
-	case p.calls <- func() { f(p.d); close(done) }:
+	case p.calls <- func() { close(paused); <-resume }:
 	case <-time.After(testTimeout):
 		p.t.Fatal("loop does not answer")
 	}
-	<-done
+	<-paused
+	defer close(resume)
+	f(p.d)
 }
 
 // waitLoop polls cond on the loop until it holds.

@@ -337,14 +337,13 @@ func TestDataWithFinished(t *testing.T) {
 	p := pki(t)
 	e := newEngine(t, p.serverConfig(), Options{})
 	mp := newMemPair(t, e, clientFor(p, tls.VersionTLS13), 0, echo)
-	var holding atomic.Bool
-	mp.hold = func() bool { return holding.Load() }
+	var released atomic.Bool
 	// Let the ClientHello through, then hold the client's bytes until its
-	// second flight and its first data are all written.
+	// second flight and its first data are all written. (hold runs on the
+	// loop, before each chunk.)
+	mp.hold = func() bool { return mp.d.outBytes > 0 && !released.Load() }
 	done := make(chan error, 1)
 	go func() { done <- mp.client.Handshake() }()
-	mp.waitLoop("the server's first flight", func(d *driver) bool { return d.outBytes > 0 })
-	holding.Store(true)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +357,7 @@ func TestDataWithFinished(t *testing.T) {
 		}
 		passes = d.passes
 	})
-	holding.Store(false)
+	released.Store(true)
 	mp.notify()
 	expectRead(t, mp.client, []byte("early bird"))
 	mp.onLoop(func(d *driver) {
