@@ -70,7 +70,10 @@ type Session struct {
 	big  bool   // a record longer than crypto/tls accepts was seen
 	// reneg: a TLS 1.2 peer sent a handshake record after the handshake.
 	reneg bool
-	cur   cursor
+	// tlsHolds: crypto/tls may hold decrypted bytes not yet read (the last
+	// Read filled its buffer). Loop only.
+	tlsHolds bool
+	cur      cursor
 
 	hs  *handshake // until the loop has fed the handshake's leftovers
 	err error      // the stored error (stFailed), or io.EOF after close_notify
@@ -280,7 +283,17 @@ func (s *Session) inputRecords(ct []byte) (int, error) {
 		if progress && s.plainLen() >= limit && !s.leftover() {
 			break
 		}
-		n, err := s.conn.Read(s.plainSpace())
+		// With no new bytes, and nothing decrypted left in crypto/tls,
+		// a Read would only say so (and allocate: crypto/tls's reader).
+		if !s.tlsHolds && s.srcN == len(s.src) && !s.leftover() {
+			break
+		}
+		space := s.plainSpace()
+		n, err := s.conn.Read(space)
+		// A Read that fills the space may have left plaintext in crypto/tls;
+		// otherwise it returned the rest of its record (and crypto/tls
+		// holds no more than that record: the transport feeds one at a time).
+		s.tlsHolds = n == len(space)
 		*s.plain = (*s.plain)[:len(*s.plain)+n]
 		if err == nil {
 			continue
