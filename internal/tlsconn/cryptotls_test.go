@@ -91,7 +91,7 @@ type pinned struct {
 	captured []byte
 }
 
-func newPinned(t *testing.T, v uint16) *pinned {
+func newPinned(t testing.TB, v uint16) *pinned {
 	t.Helper()
 	p := pki(t)
 	pn := &pinned{sc: &pinConn{block: true}}
@@ -114,7 +114,7 @@ func newPinned(t *testing.T, v uint16) *pinned {
 	return pn
 }
 
-func (pn *pinned) handshake(t *testing.T) {
+func (pn *pinned) handshake(t testing.TB) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- pn.server.Handshake() }()
