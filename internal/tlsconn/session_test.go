@@ -435,3 +435,31 @@ func TestNoGoroutinePerConnection(t *testing.T) {
 		expectRead(t, mp.client, []byte("still there"))
 	}
 }
+
+// TestResumption: a client that kept a session ticket resumes on a second
+// connection (the tickets' keys are the engine's).
+func TestResumption(t *testing.T) {
+	p := pki(t)
+	for _, v := range versions {
+		t.Run(v.name, func(t *testing.T) {
+			e := newEngine(t, p.serverConfig(), Options{})
+			ccfg := clientFor(p, v.v)
+			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			for i, want := range []bool{false, true} {
+				mp := newMemPair(t, e, ccfg, 0, echo)
+				mp.handshake()
+				// A TLS 1.3 ticket comes after the handshake: read some data.
+				if _, err := mp.client.Write([]byte("ticket?")); err != nil {
+					t.Fatal(err)
+				}
+				expectRead(t, mp.client, []byte("ticket?"))
+				var resumed bool
+				mp.onLoop(func(d *driver) { resumed = d.s.ConnectionState().DidResume })
+				if resumed != want || mp.client.ConnectionState().DidResume != want {
+					t.Fatalf("connection %d: resumed %v, want %v", i, resumed, want)
+				}
+				mp.close()
+			}
+		})
+	}
+}
