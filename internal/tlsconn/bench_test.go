@@ -188,3 +188,73 @@ func TestSessionDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%.1f allocations per pass, want 1 (crypto/tls's)", allocs)
 	}
 }
+
+// BenchmarkServerSide isolates the server's work for one small record in
+// and its echo out, with the client's records made beforehand (outside the
+// timer): a Session driven as the loop drives it, against a bare tls.Conn
+// reading from a conn that has the record and writing to one that discards.
+func BenchmarkServerSide(b *testing.B) {
+	p := pki(b)
+	const size, batch = 64, 512
+	msg := make([]byte, size)
+	b.Run("session", func(b *testing.B) {
+		e := newEngine(b, p.serverConfig(), Options{})
+		client, cc, d := establish(b, e, p.clientConfig())
+		s := d.s
+		records := make([][]byte, 0, batch)
+		b.SetBytes(size)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			if len(records) == 0 {
+				b.StopTimer()
+				for range batch {
+					_, _ = client.Write(msg)
+					records = append(records, cc.take())
+				}
+				b.StartTimer()
+			}
+			rec := records[0]
+			records = records[1:]
+			if n, err := s.Input(rec); err != nil || n != len(rec) {
+				b.Fatal(n, err)
+			}
+			pt := s.Plaintext()
+			if _, err := s.Write(pt); err != nil {
+				b.Fatal(err)
+			}
+			s.Discard(len(pt))
+			if _, err := s.WriteTo(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("tls.Conn", func(b *testing.B) {
+		pn := newPinned(b, tls.VersionTLS13)
+		pn.handshake(b)
+		pn.sc.out = func([]byte) {}
+		var records [][]byte
+		buf := make([]byte, 16<<10)
+		b.SetBytes(size)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			if len(records) == 0 {
+				b.StopTimer()
+				for range batch {
+					records = append(records, pn.record(b, msg))
+				}
+				b.StartTimer()
+			}
+			pn.sc.push(records[0])
+			records = records[1:]
+			n, err := pn.server.Read(buf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := pn.server.Write(buf[:n]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -130,7 +130,7 @@ func (pn *pinned) handshake(t testing.TB) {
 }
 
 // record returns what the client writes for p, without delivering it.
-func (pn *pinned) record(t *testing.T, p []byte) []byte {
+func (pn *pinned) record(t testing.TB, p []byte) []byte {
 	t.Helper()
 	pn.mu.Lock()
 	pn.capture, pn.captured = true, nil
