@@ -278,6 +278,7 @@ func (ac *ActiveClient) End(lastSeq uint64, drain time.Duration) (ActiveClientRe
 			if c.seq < lastSeq {
 				res.Behind += lastSeq - c.seq
 			}
+			res.Unanswered += uint64(c.sent)
 		}
 	}
 	res.Errors, res.FirstError = ac.errs.get()

@@ -46,7 +46,10 @@ type ActiveClientResult struct {
 	Phases []ActivePhase `json:"phases"`
 	// Behind counts the broadcasts, up to the last one made, that had not
 	// reached a live connection when the client stopped.
-	Behind     uint64 `json:"behind"`
+	Behind uint64 `json:"behind"`
+	// Unanswered counts the messages of live connections that had not come
+	// back when the client stopped.
+	Unanswered uint64 `json:"unanswered"`
 	Dead       int    `json:"dead"` // connections lost
 	Errors     int    `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
@@ -128,8 +131,10 @@ type ActiveResult struct {
 	Load      string              `json:"loadavg,omitempty"` // /proc/loadavg when the run started
 	RSSBefore int64               `json:"rss_before"`        // VmRSS before connecting
 	Phases    []ActivePhaseResult `json:"phases"`            // idle, broadcast, broadcast+echo
-	// Behind, Dead, Errors and FirstError: see ActiveClientResult.
+	// Behind, Unanswered, Dead, Errors and FirstError: see
+	// ActiveClientResult.
 	Behind     uint64 `json:"behind"`
+	Unanswered uint64 `json:"unanswered"`
 	Dead       int    `json:"dead"`
 	Errors     int    `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
@@ -235,7 +240,8 @@ func RunActive(plan ActivePlan, srv ActiveServerCtl, cli ActiveClientCtl) (Activ
 			r.CPUPerMsg = r.ServerCPU / float64(n) * 1e6
 		}
 	}
-	res.Behind, res.Dead, res.Errors, res.FirstError = cr.Behind, cr.Dead, cr.Errors, cr.FirstError
+	res.Behind, res.Unanswered, res.Dead = cr.Behind, cr.Unanswered, cr.Dead
+	res.Errors, res.FirstError = cr.Errors, cr.FirstError
 	return res, nil
 }
 

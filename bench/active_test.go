@@ -57,7 +57,7 @@ func TestActiveSmoke(t *testing.T) {
 				t.Logf("%s %-14s %6.0f broadcasts/s p99 %6.0f µs, %5.0f echoes/s p99 %6.0f µs, RSS %d kB (%+.0f B/conn)",
 					impl, p.Name, float64(p.Deliveries)/p.Seconds, p.BP99, float64(p.Echoes)/p.Seconds, p.EP99, p.RSS>>10, p.BytesPerConn)
 			}
-			t.Logf("%s: %d broadcasts, %d behind at the end", impl, echo.Server.Broadcasts, res.Behind)
+			t.Logf("%s: %d broadcasts, %d behind and %d messages unanswered at the end", impl, echo.Server.Broadcasts, res.Behind, res.Unanswered)
 		})
 	}
 }

@@ -191,7 +191,7 @@ func logActive(r bench.ActiveResult) {
 			r.Impl, p.Name, p.RSS>>10, p.RSSMax>>10, p.BytesPerConn, float64(p.Deliveries)/p.Seconds, p.BP99/1e3,
 			float64(p.Echoes)/p.Seconds, p.EP99/1e3, p.ServerCPU, p.CPUPerMsg, p.Server.HeapInuse>>10, p.OtherCPU)
 	}
-	logf("active %-4s lost %d, behind %d, connections lost %d, errors %d %s", r.Impl, lostOf(r), r.Behind, r.Dead, r.Errors, r.FirstError)
+	logf("active %-4s lost %d, behind %d, unanswered %d, connections lost %d, errors %d %s", r.Impl, lostOf(r), r.Behind, r.Unanswered, r.Dead, r.Errors, r.FirstError)
 }
 
 func lostOf(r bench.ActiveResult) uint64 {
@@ -319,8 +319,8 @@ func activeMarkdown(cfg config, rs []bench.ActiveResult) string {
 	row("other processes, CPUs (idle, broadcast, broadcast + echo)", func(r bench.ActiveResult) string {
 		return fmt.Sprintf("%.2f, %.2f, %.2f", ph(r, 0).OtherCPU, ph(r, 1).OtherCPU, ph(r, 2).OtherCPU)
 	}, nil)
-	row("broadcasts lost / behind at the end / connections lost", func(r bench.ActiveResult) string {
-		return fmt.Sprintf("%d / %d / %d", lostOf(r), r.Behind, r.Dead)
+	row("broadcasts lost / behind at the end; messages unanswered at the end; connections lost", func(r bench.ActiveResult) string {
+		return fmt.Sprintf("%d / %d; %d; %d", lostOf(r), r.Behind, r.Unanswered, r.Dead)
 	}, nil)
 	return b.String()
 }
