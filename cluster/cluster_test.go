@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -186,20 +187,26 @@ func TestPresence(t *testing.T) {
 }
 
 // A node that joins late learns the others' presence at once (it asks for
-// their full state), and the others learn its own.
+// their full state), and the others learn its own. The full state takes
+// several messages under a small max payload.
 func TestPresenceLateJoin(t *testing.T) {
-	ns := startNATS(t)
-	cfg := testConfig(t, "a", ns.url())
+	cfg := testConfig(t, "a", "")
+	cfg.Listen, cfg.MaxPayload = "127.0.0.1:0", 2048
 	cfg.Heartbeat, cfg.TTL = 50*time.Millisecond, time.Second
 	a := newNode(t, cfg)
 	for i := range 50 {
-		dial(t, a).do(typeLogin, "user-"+strings.Repeat("x", i))
+		dial(t, a).do(typeLogin, fmt.Sprintf("user-%02d-%s", i, strings.Repeat("x", 100)))
 	}
-	z := newNode(t, testConfig(t, "z", ns.url()))
+	z := newNode(t, testConfig(t, "z", a.ClientURL()))
 	dial(t, z).do(typeLogin, "zed")
 	meshed(t, a, z)
 	tiotest.Eventually(t, "z learns a's users", func() bool { return z.Counts().Users == 51 })
 	online(t, "zed", 1, a)
+	for _, ni := range z.Nodes() {
+		if !ni.Synced || (ni.ID == "a" && ni.Users != 50) {
+			t.Fatalf("z's view: %+v", z.Nodes())
+		}
+	}
 }
 
 // NATS stops: sends fail fast (the local delivery still happens), never

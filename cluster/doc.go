@@ -49,7 +49,7 @@
 // <prefix>.presence carrying what changed since the last one (absolute
 // counts per user, numbered so that a lost heartbeat is noticed), its full
 // state when a node asks (a node that joins, reconnects or missed an
-// update asks) and once a minute; every node keeps a replicated view of
+// update asks) and every ten minutes; every node keeps a replicated view of
 // the others and answers Online, Presence, Nodes and Counts from memory,
 // from any goroutine, without a network round trip. A node that stops says
 // goodbye and is forgotten at once; one that dies is forgotten when its

@@ -42,8 +42,9 @@ var (
 )
 
 // fullEvery is how often a node sends its whole presence even when nobody
-// asked (a safety net: lost updates are detected by their numbers).
-const fullEvery = time.Minute
+// asked (a safety net: lost updates are detected by their numbers, and
+// at scale a full state is the largest presence traffic).
+const fullEvery = 10 * time.Minute
 
 // Node is one tio server's membership in a cluster: it implements
 // tio.Relay (sends and closes to other nodes over NATS, and theirs to this
@@ -503,7 +504,7 @@ func (n *Node) onPresence(msg *nats.Msg) {
 }
 
 // heartbeats publishes this node's presence every Heartbeat (a full state
-// first, when asked, and every minute; what changed otherwise) and forgets
+// first, when asked, and every ten minutes; what changed otherwise) and forgets
 // the nodes not heard of within their TTL.
 func (n *Node) heartbeats() {
 	defer n.wg.Done()
@@ -578,6 +579,9 @@ func (n *Node) publishUpdate(full bool, entries []entry) error {
 	begin()
 	header := len(n.presBuf)
 	for _, e := range entries {
+		if header+entrySize(e.key) > limit {
+			continue // a user id that no message can carry (a max payload of about 1 KiB)
+		}
 		if len(n.presBuf) > header && len(n.presBuf)+entrySize(e.key) > limit {
 			flush()
 			begin()
