@@ -34,8 +34,9 @@ type Config struct {
 	// process. Listen with URL is a configuration error.
 	Listen string
 	// Embedded, if set, is the base of the embedded server's options
-	// (authorization, TLS, routes to other servers, limits); it is copied,
-	// and Listen, when set, overrides its Host and Port. Ignored with URL.
+	// (authorization, TLS, routes to other servers, limits); it is copied.
+	// Listen alone decides where it accepts clients (its Host, Port and
+	// DontListen are overridden). Ignored with URL.
 	Embedded *server.Options
 	// NATSOptions are passed to nats.go when connecting, after the node's
 	// own (so they win): credentials (nats.UserCredentials, nats.Token,
@@ -66,8 +67,9 @@ type Config struct {
 	// Heartbeat.
 	TTL time.Duration
 	// MaxPresenceBytes bounds the memory the node gives the presence of
-	// other nodes (about the key's length plus 80 bytes an entry; 512 MiB if
-	// zero). Entries beyond it are dropped and counted.
+	// other nodes (512 MiB if zero), charging about twice a user id's length
+	// plus 80 bytes for each user online on another node. Entries beyond it
+	// are dropped and counted (Stats.PresenceDropped).
 	MaxPresenceBytes int64
 	// MaxNodes bounds the number of other nodes tracked (1024 if zero).
 	MaxNodes int
@@ -87,8 +89,9 @@ type Config struct {
 	// an external server says its own). A send whose message would be
 	// larger fails with ErrTooBig.
 	MaxPayload int32
-	// StartTimeout bounds the embedded server's start and the first
-	// connection (10 s if zero).
+	// StartTimeout bounds the embedded server's start and the registration
+	// of the node's subscriptions (10 s if zero); dialing NATS is bounded by
+	// nats.Timeout (2 s by default; set it in NATSOptions).
 	StartTimeout time.Duration
 	// Logger receives the node's logs and the embedded server's
 	// (slog.Default() if nil).

@@ -19,8 +19,8 @@ func (n *Node) startEmbedded() (*server.Server, error) {
 	if n.cfg.Listen != "" {
 		host, port, _ := splitListen(n.cfg.Listen) // checked by New
 		o.Host, o.Port, o.DontListen = host, port, false
-	} else if n.cfg.Embedded == nil {
-		o.DontListen = true
+	} else {
+		o.DontListen = true // Listen alone decides where clients connect
 	}
 	if o.ServerName == "" {
 		o.ServerName = "tio-" + n.id

@@ -337,7 +337,7 @@ func (n *Node) kick() {
 // blocks. It fails fast with ErrUnavailable while the connection to NATS
 // is down, ErrBackpressure when Config.MaxOutbound bytes already wait,
 // ErrTooBig for a message over NATS's max payload, ErrNotRunning outside
-// Start and Stop; each failure is counted (Stats.PublishFailed). A send or
+// Start and Stop; each failure is counted (Stats.Failed). A send or
 // close to a kind of target not in Config.Kinds stays on this node (nil).
 // A message accepted may still be lost if the connection breaks before it
 // is written: delivery to other nodes is at most once.
@@ -630,6 +630,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 	}
 	n.connected.Store(false)
+	n.keepDropped()
 	n.nc.Close()
 	if n.ns != nil {
 		err = errors.Join(err, stopEmbedded(ctx, n.ns))
@@ -646,6 +647,18 @@ func (n *Node) quiesce() {
 	n.gate.Unlock()
 }
 
+// keepDropped moves the subscriptions' drop counts into the node's before
+// they close.
+func (n *Node) keepDropped() {
+	for i := range n.subs {
+		if sub := n.subs[i].Swap(nil); sub != nil {
+			if d, err := sub.Dropped(); err == nil {
+				n.st.dropped.Add(uint64(d))
+			}
+		}
+	}
+}
+
 // crash stops the node as a killed process would: no goodbye, no flush.
 func (n *Node) crash() {
 	n.mu.Lock()
@@ -658,6 +671,7 @@ func (n *Node) crash() {
 	n.connected.Store(false)
 	close(n.stop)
 	n.out.close()
+	n.keepDropped()
 	n.nc.Close()
 	n.wg.Wait()
 	n.out.drop()
@@ -750,7 +764,7 @@ type Stats struct {
 type counters struct {
 	published, pubFailed, lost, received, delivered, deliverFailed, closed,
 	newer, malformed, own, ignored, disconnects, reconnects, expired,
-	presDropped, untracked atomic.Uint64
+	presDropped, untracked, dropped atomic.Uint64 // dropped: by subscriptions closed
 }
 
 // Stats returns the node's counters.
@@ -773,6 +787,7 @@ func (n *Node) Stats() Stats {
 		Expired:         n.st.expired.Load(),
 		PresenceDropped: n.st.presDropped.Load(),
 		Untracked:       n.st.untracked.Load(),
+		Dropped:         n.st.dropped.Load(),
 	}
 	n.out.mu.Lock()
 	s.Queued = n.out.bytes
