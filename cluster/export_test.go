@@ -36,3 +36,15 @@ func SyncWanted(b []byte) (string, bool) {
 	}
 	return string(m.want), true
 }
+
+// Sync encodes origin's request for want's full state.
+func Sync(origin, want string) []byte {
+	return append(append(appendPresHeader(nil, presSync, origin), byte(len(want))), want...)
+}
+
+// Reset reports whether b is an update that starts a full state, and its
+// origin.
+func Reset(b []byte) (string, bool) {
+	m, err := decodePresence(b)
+	return string(m.origin), err == nil && m.typ == presUpdate && m.flags&flagReset != 0
+}

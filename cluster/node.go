@@ -511,13 +511,23 @@ func (n *Node) heartbeats() {
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
 	var out, agg []entry
+	var last time.Time
 	for full := true; ; full = false {
 		out, agg = n.beat(full, out[:0], agg[:0])
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		case <-n.wake:
+		last = time.Now()
+		for {
+			select {
+			case <-n.stop:
+				return
+			case <-t.C:
+			case <-n.wake:
+				// Asked for a full state, or reconnected: beat now, but
+				// not more than four times a Heartbeat.
+				if time.Since(last) < n.cfg.Heartbeat/4 {
+					continue
+				}
+			}
+			break
 		}
 	}
 }
@@ -525,7 +535,12 @@ func (n *Node) heartbeats() {
 // beat is one heartbeat.
 func (n *Node) beat(full bool, out, agg []entry) ([]entry, []entry) {
 	now := time.Now()
-	full = n.want.Swap(false) || full || now.Sub(n.lastFull) >= fullEvery
+	if n.want.Load() && now.Sub(n.lastFull) >= n.cfg.Heartbeat {
+		// A full state asked for, at most one a Heartbeat: a flood of
+		// requests costs one full state a Heartbeat, not one each.
+		full = n.want.Swap(false) || full
+	}
+	full = full || now.Sub(n.lastFull) >= fullEvery
 	out, agg = n.self.collect(full, out, agg)
 	up := n.connected.Load()
 	if up {

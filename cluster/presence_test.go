@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,5 +133,33 @@ func waitAsk(t *testing.T, asks chan string, want string) {
 		case <-deadline:
 			t.Fatalf("no sync request for %q", want)
 		}
+	}
+}
+
+// A flood of requests for a node's full state costs at most one full state
+// a heartbeat.
+func TestSyncFlood(t *testing.T) {
+	ns := startNATS(t)
+	newNode(t, testConfig(t, "a", ns.url())) // heartbeat 20 ms
+	nc, err := nats.Connect(ns.url())
+	must(t, err)
+	defer nc.Close()
+	var fulls atomic.Int32
+	_, err = nc.Subscribe("tio.presence", func(m *nats.Msg) {
+		if origin, ok := cluster.Reset(m.Data); ok && origin == "a" {
+			fulls.Add(1)
+		}
+	})
+	must(t, err)
+	must(t, nc.Flush())
+	start := time.Now()
+	for range 2000 {
+		must(t, nc.Publish("tio.presence", cluster.Sync("flooder", "a")))
+	}
+	must(t, nc.Flush())
+	time.Sleep(100 * time.Millisecond)
+	beats := time.Since(start) / (20 * time.Millisecond)
+	if n := fulls.Load(); n == 0 || time.Duration(n) > beats+2 {
+		t.Fatalf("%d full states in %d heartbeats", n, beats)
 	}
 }
