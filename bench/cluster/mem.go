@@ -85,7 +85,7 @@ func idle(addrs []string, n int) error {
 type nopLocal struct{}
 
 func (nopLocal) Send(tio.Target, *codec.Packet) (tio.SendResult, error) { return tio.SendResult{}, nil }
-func (nopLocal) Close(tio.Target, channel.Reason, string) (int, error)          { return 0, nil }
+func (nopLocal) Close(tio.Target, channel.Reason, string) (int, error)  { return 0, nil }
 
 // remotePresence measures the heap a node gives another node's users: a
 // scripted node announces users users (in the format of docs/cluster.md).
