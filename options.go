@@ -2,9 +2,11 @@ package tio
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"runtime"
 	"time"
@@ -24,13 +26,19 @@ type Option func(*config)
 type config struct {
 	codecs        []codec.Codec
 	fixed         bool
-	codecOpt      string            // the option that set codecs, for error messages
-	wsConfig      *websocket.Config // WithWebSocket
-	binConfig     *binary.Config    // WithBinary
-	errs          []error           // options given wrong values, returned by Start
-	relay         Relay             // WithRelay
-	linger        time.Duration     // WithCloseTimeout
-	proxies       []netip.Prefix    // WithTrustedProxies
+	codecOpt      string                                             // the option that set codecs, for error messages
+	wsConfig      *websocket.Config                                  // WithWebSocket
+	binConfig     *binary.Config                                     // WithBinary
+	errs          []error                                            // options given wrong values, returned by Start
+	relay         Relay                                              // WithRelay
+	linger        time.Duration                                      // WithCloseTimeout
+	http          http.Handler                                       // WithHTTP
+	upgrade       []func(*channel.Channel, *websocket.Request) error // WithUpgrade
+	proxies       []netip.Prefix                                     // WithTrustedProxies
+	tls           *tls.Config                                        // WithTLS
+	tlsRequired   bool                                               // WithTLSRequired
+	tlsWorkers    int                                                // WithTLSHandshakes
+	tlsQueued     int
 	loops         int
 	multicore     bool
 	workers       int
@@ -108,6 +116,30 @@ func (o *config) setCodecs(opt string, cs []codec.Codec, fixed bool) {
 // fields cfg leaves zero.
 func WithWebSocket(cfg websocket.Config) Option {
 	return func(o *config) { o.wsConfig = &cfg }
+}
+
+// WithUpgrade sets the hook of every WebSocket upgrade: it receives the
+// connection's channel, already open (Bind works, and its values), and the
+// upgrade request — path (Request.Match("/ws/{key}")), query, cookies
+// (Request.Cookie), headers — and may refuse the upgrade by returning an
+// error: websocket.Reject(status, reason) picks the HTTP status (4xx, 5xx),
+// any other error gives 403. It runs on the event loop before the 101
+// answer and must not block; a panic in it answers 500. Typical:
+//
+//	tio.WithUpgrade(func(ch *channel.Channel, r *websocket.Request) error {
+//		user, err := sessions.Check(r.Cookie("session"))
+//		if err != nil {
+//			return websocket.Reject(http.StatusUnauthorized, "log in first")
+//		}
+//		return srv.Bind(ch, tio.User(user))
+//	})
+//
+// Hooks given by several WithUpgrade options run in order; the
+// configuration's own websocket.Config.OnHandshake runs first. It applies to
+// the default WebSocket codec (with WithCodecs, set OnHandshake on the codec
+// given and use channel.Of).
+func WithUpgrade(hook func(ch *channel.Channel, r *websocket.Request) error) Option {
+	return func(o *config) { o.upgrade = append(o.upgrade, hook) }
 }
 
 // WithBinary configures the server's default binary-protocol codec (the
@@ -317,8 +349,12 @@ var ErrConfig = errors.New("tio: bad configuration")
 // check returns the configuration's errors, joined.
 func (o *config) check() error {
 	errs := append([]error(nil), o.errs...)
+	errs = append(errs, o.checkTLS())
 	l := o.limits
 	if o.codecOpt != "" {
+		if o.http != nil || len(o.upgrade) > 0 {
+			errs = append(errs, fmt.Errorf("%w: WithHTTP and WithUpgrade configure the default WebSocket codec, which %s replaces (set websocket.Config.HTTP or OnHandshake on the codec given)", ErrConfig, o.codecOpt))
+		}
 		if o.wsConfig != nil || o.binConfig != nil {
 			errs = append(errs, fmt.Errorf("%w: WithWebSocket and WithBinary configure the default codecs, which %s replaces", ErrConfig, o.codecOpt))
 		}
@@ -376,6 +412,24 @@ func defaultCodecs(o *config) []codec.Codec {
 		bin = *o.binConfig
 	}
 	l := o.limits
+	ws.HTTP = ws.HTTP || o.http != nil
+	if len(o.upgrade) > 0 {
+		hooks, prev := o.upgrade, ws.OnHandshake
+		ws.OnHandshake = func(c codec.Conn, r *websocket.Request) error {
+			if prev != nil {
+				if err := prev(c, r); err != nil {
+					return err
+				}
+			}
+			ch := channel.Of(c)
+			for _, h := range hooks {
+				if err := h(ch, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
 	ws.MaxHandshake = cmp.Or(ws.MaxHandshake, l.MaxHandshake)
 	ws.MaxFrame = cmp.Or(ws.MaxFrame, l.MaxFrame)
 	ws.MaxMessage = cmp.Or(ws.MaxMessage, l.MaxMessage)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): vet and staticcheck, cross-builds,
 # the whole suite under the race detector, a bounded fuzzing run of each
-# decoder, and a one-shot run of the in-process benchmarks so that they
-# cannot rot. Bounded: a few minutes.
+# decoder and of the TLS record path, and a one-shot run of the in-process
+# benchmarks so that they cannot rot. Bounded: a few minutes.
 #
 # The benchmarks are a module of their own (bench/, with the peers tio is
 # compared with: gws, gorilla, a gnet+gobwas floor). It is vetted, linted and
@@ -44,7 +44,7 @@ go test -race -count=1 -timeout 10m ./...
 echo "== allocation counts, without the race detector (it changes them)"
 go test -count=1 -run='Garbage|Allocate' ./...
 # Every decoder has a fuzz target: package:target.
-for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTarget .:FuzzProxyHeader; do
+for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTarget .:FuzzProxyHeader ./cluster:FuzzDecodeMessage ./cluster:FuzzDecodePresence; do
   pkg=${pt%%:*} target=${pt##*:}
   echo "== fuzz $pkg $target for $fuzztime"
   # New inputs are minimized for at most 5 s (60 s by default): a fuzz
@@ -52,6 +52,8 @@ for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTar
   # bounded time is better spent exploring.
   go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" -fuzzminimizetime=5s "$pkg"
 done
+echo "== fuzz ./internal/tlsconn (the TLS record path) for $fuzztime"
+go test -run='^$' -fuzz='^FuzzInput$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./internal/tlsconn
 echo "== benchmarks compile and run once"
 go test -run='^$' -bench=. -benchtime=1x ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -run='^$' -bench=. -benchtime=1x ./...)

@@ -410,20 +410,3 @@ func (d *clientDecoder) check(raw []byte) (string, error) {
 	}
 	return bad("subprotocol %q was not offered", clip(proto))
 }
-
-// hasToken reports whether the comma-separated list v holds token t,
-// compared without regard to ASCII case.
-func hasToken(v []byte, t string) bool {
-	for len(v) > 0 {
-		item := v
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			v = nil
-		}
-		if equalFoldASCII(bytes.Trim(item, " \t"), t) {
-			return true
-		}
-	}
-	return false
-}

@@ -339,7 +339,8 @@ func TestCloseReasons(t *testing.T) {
 		{"message too big", true, cat(frame(opBin, binaryOf(1000)), frame(opCont, binaryOf(1000)), frame(opCont, binaryOf(1000))), channel.ReasonTooBig},
 		{"invalid UTF-8", true, frame(finBit|opText, []byte{0xff}), channel.ReasonDecodeError},
 		{"client close", true, frame(finBit|opClose, closeBody(1000, "")), channel.ReasonClosedByPeer},
-		{"bad handshake", false, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), channel.ReasonHandshakeFailed},
+		{"bad handshake", false, []byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"), channel.ReasonHandshakeFailed},
+		{"plain GET, no HTTP handler", false, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), channel.ReasonHandshakeRefused},
 		{"handshake too big", false, bytes.Repeat([]byte("GET "), 300), channel.ReasonTooBig},
 	}
 	for _, tc := range cases {

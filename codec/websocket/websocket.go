@@ -87,6 +87,14 @@ type Config struct {
 	// MaxMessage bounds a whole message after reassembly (default 16 MiB).
 	// Past either limit the connection is closed with 1009.
 	MaxMessage int64
+	// HTTP hands plain HTTP requests (not upgrades) to the server whole, as
+	// packets of type TypeHTTP, for its http.Handler (tio.WithHTTP sets it
+	// on the default codec). Without it a plain request is answered 426
+	// (GET, HEAD) or 405 with "Allow: GET" and the connection closed.
+	HTTP bool
+	// MaxHTTPBody bounds a plain HTTP request's body (default 1 MiB; past
+	// it, 413). A chunked request body is refused with 411.
+	MaxHTTPBody int
 	// Mapping turns messages into packets and back (default TypePrefix{}).
 	Mapping Mapping
 	// Subprotocols lists the subprotocols the server speaks. The first one the
@@ -233,6 +241,9 @@ func New(cfg Config) *Codec {
 	if cfg.Mapping == nil {
 		cfg.Mapping = TypePrefix{}
 	}
+	if cfg.MaxHTTPBody <= 0 {
+		cfg.MaxHTTPBody = DefaultMaxHTTPBody
+	}
 	c := &Codec{cfg: cfg}
 	if cfg.Client {
 		c.initClient()
@@ -246,17 +257,7 @@ func (*Codec) Name() string { return "websocket" }
 
 // Sniff implements codec.Sniffer: a connection whose first bytes are an HTTP
 // GET speaks WebSocket.
-func (*Codec) Sniff(first []byte) codec.Match {
-	const get = "GET "
-	n := min(len(first), len(get))
-	if string(first[:n]) != get[:n] {
-		return codec.NoMatch
-	}
-	if n < len(get) {
-		return codec.NeedMore
-	}
-	return codec.Matched
-}
+func (*Codec) Sniff(first []byte) codec.Match { return sniffHTTP(first) }
 
 // NewDecoder implements codec.Codec. In the client role the decoder's
 // request asks for "/" on host "localhost" (see NewClientDecoder).
@@ -332,6 +333,7 @@ const (
 	stOpen
 	stClosed  // a close frame was sent; nothing more is delivered
 	stSaidBye // the server's own close frame was sent: its answer is awaited (Linger)
+	stHTTP    // plain HTTP: each request goes to the server whole (Config.HTTP)
 )
 
 // decoder is one connection's decoding state. It stays small (the 24-byte
@@ -339,12 +341,13 @@ const (
 // what only a fragmented or streamed message needs lives in asm, allocated
 // on first need.
 type decoder struct {
-	cd      *Codec
-	asm     *assembly // nil until a message is fragmented or a frame streamed
-	scanned int32     // handshake bytes already searched for the blank line
-	state   uint8
-	msgOp   ws.OpCode // opcode of the message being assembled, 0 if none
-	utf8    utf8State
+	cd       *Codec
+	asm      *assembly // nil until a message is fragmented or a frame streamed
+	scanned  int32     // handshake bytes already searched for the blank line
+	state    uint8
+	msgOp    ws.OpCode // opcode of the message being assembled, 0 if none
+	utf8     utf8State
+	httpWait bool // a plain HTTP request's body is on its way
 }
 
 // assembly is the state of a message that does not arrive as one whole
@@ -370,8 +373,8 @@ func (d *decoder) assembly() *assembly {
 // Decode implements codec.Decoder.
 func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
 	switch d.state {
-	case stHandshake:
-		return d.handshake(c, in)
+	case stHandshake, stHTTP:
+		return d.handshake(c, in, p)
 	case stClosed, stSaidBye:
 		return len(in), false, codec.ErrPeerClosed
 	}
@@ -689,7 +692,7 @@ var crlfcrlf = []byte("\r\n\r\n")
 
 // handshake waits for the whole upgrade request, answers it, and consumes
 // exactly its bytes.
-func (d *decoder) handshake(c codec.Conn, in []byte) (int, bool, error) {
+func (d *decoder) handshake(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
 	from := max(0, int(d.scanned)-3)
 	end := bytes.Index(in[from:min(len(in), d.cd.cfg.MaxHandshake)], crlfcrlf)
 	if end < 0 {
@@ -702,6 +705,14 @@ func (d *decoder) handshake(c codec.Conn, in []byte) (int, bool, error) {
 		return 0, false, nil
 	}
 	n := from + end + len(crlfcrlf)
+	if d.state == stHTTP || !isUpgrade(in[:n]) {
+		return d.plainHTTP(c, in, n, p)
+	}
+	if !bytes.HasPrefix(in, []byte("GET ")) {
+		d.state = stClosed
+		writeStatus(c, http.StatusMethodNotAllowed, []string{"Allow: GET"})
+		return n, false, fmt.Errorf("websocket: an upgrade request with another method than GET: %w", codec.ErrHandshake)
+	}
 	if err := d.upgrade(c, in[:n]); err != nil {
 		d.state = stClosed
 		return n, false, err
