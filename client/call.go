@@ -9,13 +9,12 @@ import (
 
 // call is one Call waiting for its reply.
 type call struct {
-	done   chan struct{}
-	resp   *codec.Packet
-	err    error
-	state  atomic.Uint32           // callWaiting, callDone, callAbandoned
-	s      atomic.Pointer[session] // where its request went (nil while queued)
-	id     uint32
-	queued bool // it waited in the queue (set under the Conn's mu)
+	done  chan struct{}
+	resp  *codec.Packet
+	err   error
+	state atomic.Uint32           // callWaiting, callDone, callAbandoned
+	s     atomic.Pointer[session] // where its request went (nil while queued)
+	id    uint32
 }
 
 const (

@@ -219,9 +219,6 @@ func (cn *Conn) send(p *codec.Packet, cl *call) error {
 	}
 	q := queued{p: *p, call: cl}
 	q.p.Body = append([]byte(nil), p.Body...)
-	if cl != nil {
-		cl.queued = true
-	}
 	cn.backlog = append(cn.backlog, q)
 	cn.queued += len(q.p.Body)
 	return nil
@@ -476,9 +473,19 @@ func (cn *Conn) up(s *session, reconnect bool) {
 			continue
 		}
 		if err := cn.sendOn(s, &q.p, q.call); err != nil {
-			// The connection is going (ErrClosed), or took no more
-			// (a slow consumer): what is left waits for the next.
-			break
+			if gone(err) || errors.Is(err, link.ErrSlowConsumer) {
+				// The connection is going, or took no more: what is
+				// left waits for the next.
+				break
+			}
+			// The packet cannot be encoded (a request the mapping
+			// cannot carry): it never will be. Say so, and go on.
+			if q.call != nil {
+				q.call.finish(nil, err)
+			} else {
+				cn.c.stats.discarded.Add(1)
+				cn.c.log.Warn("client: a queued send cannot be encoded; discarded", "url", cn.dst.url, "type", q.p.Type, "err", err)
+			}
 		}
 		sent++
 	}

@@ -338,3 +338,40 @@ func TestWebSocketDeadServer(t *testing.T) {
 		t.Fatalf("stats %+v", c.Stats())
 	}
 }
+
+// TestQueuedUnencodable: a request queued while the connection was down
+// that its mapping cannot carry (Raw has no ids) fails when the queue is
+// sent; it does not hold up the queue, and the connection comes up.
+func TestQueuedUnencodable(t *testing.T) {
+	echo := handler.NewMux()
+	echo.NotFound(handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) }))
+	srv := newRestartable(t, echo, tio.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}, Logger: tiotest.Logger(t)}))
+	rec := newRecorder()
+	c := newClient(t, rec, client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cn, err := c.Dial(ctx, "ws://"+srv.addr+"/",
+		client.WithReconnect(client.Reconnect{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}), client.WithQueue(10, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.stop()
+	tiotest.Eventually(t, "down", func() bool { return cn.State() == client.StateReconnecting })
+	called := make(chan error, 1)
+	go func() {
+		_, err := cn.Call(ctx, &codec.Packet{Type: websocket.TypeBinary, Body: []byte("q")})
+		called <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the call is queued first
+	if err := cn.Send(&codec.Packet{Type: websocket.TypeBinary, Body: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	srv.start()
+	if err := <-called; !errors.Is(err, codec.ErrUnsupported) {
+		t.Fatalf("the queued Call: %v", err)
+	}
+	tiotest.Eventually(t, "connected", func() bool { return cn.State() == client.StateConnected })
+	if got := rec.wait(t, 1); string(got[0].Body) != "after" {
+		t.Fatalf("echo %q", got[0].Body)
+	}
+}
