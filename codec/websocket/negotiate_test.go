@@ -1,0 +1,177 @@
+package websocket
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tiogo/tio/codec"
+	"github.com/tiogo/tio/codec/codectest"
+)
+
+// handshakeWith upgrades a decoder of cd with the given extension header
+// lines and returns the response's Sec-WebSocket-Extensions header (""
+// when there is none), the decoder and its connection.
+func handshakeWith(t *testing.T, cd *Codec, ext ...string) (string, *decoder, *codectest.Conn) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+	for _, e := range ext {
+		b.WriteString("Sec-WebSocket-Extensions: " + e + "\r\n")
+	}
+	b.WriteString("\r\n")
+	req := []byte(b.String())
+	d := cd.NewDecoder().(*decoder)
+	c := &codectest.Conn{}
+	n, _, err := d.Decode(c, req, &codec.Packet{})
+	if err != nil || n != len(req) {
+		t.Fatalf("handshake %q: n %d, err %v, answer %q", ext, n, err, c.Written)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(c.Written)), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake %q: %v, answer %q", ext, err, c.Written)
+	}
+	if v := resp.Header.Values("Sec-WebSocket-Extensions"); len(v) > 1 {
+		t.Fatalf("handshake %q: %d extension headers", ext, len(v))
+	}
+	return resp.Header.Get("Sec-WebSocket-Extensions"), d, c
+}
+
+// The negotiation table: offers (one header line each, possibly several
+// offers per line) and the answer of each mode. "" is no compression.
+func TestNegotiation(t *testing.T) {
+	const (
+		both = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+	)
+	for _, tc := range []struct {
+		name   string
+		offers []string
+		shared string // CompressionNoContextTakeover's answer
+		own    string // CompressionContextTakeover's (WindowBits 12)
+	}{
+		{"none", nil, "", ""},
+		{"another extension", []string{"x-webkit-deflate-frame"}, "", ""},
+		{"bare (Firefox, Safari)", []string{"permessage-deflate"}, both,
+			"permessage-deflate; client_no_context_takeover"},
+		{"browser, Node ws", []string{"permessage-deflate; client_max_window_bits"}, both,
+			"permessage-deflate; client_max_window_bits=12"},
+		{"gorilla", []string{"permessage-deflate; server_no_context_takeover; client_no_context_takeover"}, both, both},
+		{"autobahn default", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits"}, both,
+			"permessage-deflate; client_no_context_takeover"},
+		{"server window 9", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=9"},
+			both + "; server_max_window_bits=9", "permessage-deflate; client_no_context_takeover; server_max_window_bits=9"},
+		{"server window 15, quoted", []string{`permessage-deflate; server_max_window_bits="15"`},
+			both + "; server_max_window_bits=15", "permessage-deflate; client_no_context_takeover; server_max_window_bits=15"},
+		{"server window 8", []string{"permessage-deflate; server_no_context_takeover; server_max_window_bits=8"},
+			both + "; server_max_window_bits=8", "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=8"},
+		{"client window 10", []string{"permessage-deflate; client_max_window_bits=10"}, both,
+			"permessage-deflate; client_max_window_bits=10"},
+		{"client window 15", []string{"permessage-deflate; client_max_window_bits=15"}, both,
+			"permessage-deflate; client_max_window_bits=12"},
+		// Invalid offers are declined: the next one is tried.
+		{"unknown parameter", []string{"permessage-deflate; foo, permessage-deflate; server_no_context_takeover"}, both,
+			"permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+		{"duplicate parameter", []string{"permessage-deflate; server_no_context_takeover; server_no_context_takeover"}, "", ""},
+		{"duplicate client_max_window_bits without a value", []string{"permessage-deflate; client_max_window_bits; client_max_window_bits"}, "", ""},
+		{"duplicate client_max_window_bits", []string{"permessage-deflate; client_max_window_bits=10; client_max_window_bits"}, "", ""},
+		{"server_max_window_bits without a value", []string{"permessage-deflate; server_max_window_bits"}, "", ""},
+		{"window 7", []string{"permessage-deflate; server_max_window_bits=7"}, "", ""},
+		{"window 16", []string{"permessage-deflate; client_max_window_bits=16"}, "", ""},
+		{"leading zero", []string{"permessage-deflate; server_max_window_bits=09"}, "", ""},
+		{"not a number", []string{"permessage-deflate; server_max_window_bits=x"}, "", ""},
+		{"flag with a value", []string{"permessage-deflate; client_no_context_takeover=1"}, "", ""},
+		{"flag with an empty quoted value", []string{`permessage-deflate; server_no_context_takeover=""`}, "", ""},
+		{"a parameter of another case", []string{"permessage-deflate; Server_No_Context_Takeover"}, "", ""},
+		// At most one offer is answered: the first acceptable one.
+		{"two offers", []string{"permessage-deflate; server_max_window_bits=10, permessage-deflate"},
+			both + "; server_max_window_bits=10", "permessage-deflate; client_no_context_takeover; server_max_window_bits=10"},
+		{"two header lines", []string{"permessage-deflate; server_max_window_bits=x", "permessage-deflate; server_max_window_bits=11", "permessage-deflate"},
+			both + "; server_max_window_bits=11", "permessage-deflate; client_no_context_takeover; server_max_window_bits=11"},
+		{"after another extension", []string{"foo; bar=1, permessage-deflate; client_max_window_bits"}, both,
+			"permessage-deflate; client_max_window_bits=12"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, _, _ := handshakeWith(t, New(Config{}), tc.offers...); got != "" {
+				t.Errorf("compression off: answered %q", got)
+			}
+			for _, m := range []struct {
+				mode CompressionMode
+				want string
+			}{{CompressionNoContextTakeover, tc.shared}, {CompressionContextTakeover, tc.own}} {
+				got, d, c := handshakeWith(t, New(Config{Compression: Compression{Mode: m.mode}}), tc.offers...)
+				if got != m.want {
+					t.Errorf("mode %d: answered %q, want %q", m.mode, got, m.want)
+				}
+				if (d.flags&flagDeflate != 0) != (m.want != "") {
+					t.Errorf("mode %d: decoder flags %#x", m.mode, d.flags)
+				}
+				takeover := m.want != "" && !strings.Contains(m.want, "server_no_context_takeover")
+				if (c.Encoder != nil) != takeover {
+					t.Errorf("mode %d: encoder %v, want one: %v", m.mode, c.Encoder, takeover)
+				}
+				if want := 0; m.want != "" && !takeover {
+					want = 1
+					if i := strings.Index(m.want, "server_max_window_bits="); i >= 0 {
+						var bits int
+						for _, ch := range m.want[i+len("server_max_window_bits="):] {
+							if ch < '0' || ch > '9' {
+								break
+							}
+							bits = bits*10 + int(ch-'0')
+						}
+						want = 16 - bits
+					}
+					if c.Variant != want {
+						t.Errorf("mode %d: variant %d, want %d", m.mode, c.Variant, want)
+					}
+				} else if c.Variant != 0 {
+					t.Errorf("mode %d: variant %d, want 0", m.mode, c.Variant)
+				}
+			}
+		})
+	}
+}
+
+// A refused upgrade carries no extension answer.
+func TestNegotiationRefused(t *testing.T) {
+	cd := New(Config{Compression: Compression{Mode: CompressionNoContextTakeover},
+		OnHandshake: func(codec.Conn, *Request) error { return Reject(http.StatusForbidden, "no") }})
+	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+	d := cd.NewDecoder().(*decoder)
+	c := &codectest.Conn{}
+	if _, _, err := d.Decode(c, []byte(req), &codec.Packet{}); err == nil {
+		t.Fatal("upgrade not refused")
+	}
+	if bytes.Contains(c.Written, []byte("Extensions")) || !bytes.HasPrefix(c.Written, []byte("HTTP/1.1 403")) {
+		t.Fatalf("answer %q", c.Written)
+	}
+	if d.flags&flagDeflate != 0 || c.Variant != 0 || c.Encoder != nil {
+		t.Fatalf("compression set up for a refused upgrade")
+	}
+}
+
+// An upgrade that negotiates compression allocates nothing more than one
+// that does not.
+func TestUpgradeGarbageDeflate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items: counts are checked without -race")
+	}
+	req := []byte(strings.Replace(leanRequest, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n", 1))
+	cd := New(Config{Compression: Compression{Mode: CompressionNoContextTakeover}})
+	var p codec.Packet
+	c := &codectest.Conn{}
+	n := testing.AllocsPerRun(200, func() {
+		c.Written = c.Written[:0]
+		d := decoder{cd: cd}
+		if n, _, err := d.Decode(c, req, &p); err != nil || n != len(req) || d.flags&flagDeflate == 0 {
+			t.Fatalf("n %d, err %v", n, err)
+		}
+	})
+	if n > 1 {
+		t.Errorf("a compressed upgrade allocates %v times, want at most 1 (the accept key)", n)
+	}
+}
