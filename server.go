@@ -430,6 +430,9 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 			}
 		}
 	}
+	if decoded > 0 {
+		l.ReleaseDecoder() // the packets' bodies are no longer needed
+	}
 	var end int64
 	if pass.n > 0 {
 		end = time.Now().UnixNano()

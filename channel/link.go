@@ -397,3 +397,11 @@ func (l *Link) DecoderPartial() bool {
 	p, ok := (*Channel)(l).dec.(codec.Partial)
 	return ok && p.Partial()
 }
+
+// ReleaseDecoder tells the decoder that the packets it delivered have been
+// handled (codec.Releaser), if it wants to know. Called on the loop.
+func (l *Link) ReleaseDecoder() {
+	if r, ok := (*Channel)(l).dec.(codec.Releaser); ok {
+		r.Release()
+	}
+}

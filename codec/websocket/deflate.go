@@ -471,6 +471,8 @@ func (d *decoder) inflate(c codec.Conn, a *assembly, chunk []byte, last bool, p 
 		}
 		a.hist = slide(a.hist, a.msg, 1<<a.histBits)
 	}
+	d.cd.inflaters.Put(a.inf) // the message needs only its buffer now
+	a.inf = nil
 	d.flags |= flagReset
 	return d.deliver(c, a.msg, p, n)
 }
@@ -497,15 +499,11 @@ func (d *decoder) inflated(out []byte, err error, limit int) (ws.StatusCode, str
 }
 
 // releaseDeflate empties the assembly of a compressed connection after a
-// delivered message: the inflater goes back to the codec's pool and so,
-// without context takeover, does the assembly, so that an idle compressed
-// connection holds nothing an uncompressed one does not.
+// delivered message; without context takeover the assembly goes back to
+// the codec's pool, so that an idle compressed connection holds nothing an
+// uncompressed one does not.
 func (d *decoder) releaseDeflate() {
 	a := d.asm
-	if a.inf != nil {
-		d.cd.inflaters.Put(a.inf)
-		a.inf = nil
-	}
 	if cap(a.msg) > 64<<10 {
 		a.msg = nil
 	} else {

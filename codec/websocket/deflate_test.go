@@ -646,3 +646,80 @@ func TestDeflateCloseReasons(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleMemory measures what an idle connection costs the server (heap
+// after a collection, per connection) for each compression setting, after
+// it has received and sent two compressed messages of 1 KiB: the windows
+// of context takeover are full, and a pool holds whatever a connection
+// returned to it only until the collection. The client's side is the same
+// in every setting, so the differences are the server's. It reports; the
+// one bound it checks is that a compressed connection without context
+// takeover costs at most 128 bytes more than an uncompressed one.
+func TestIdleMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures memory: not in -short")
+	}
+	if websocket.RaceEnabled {
+		t.Skip("the race detector changes memory use")
+	}
+	const n = 200
+	msg := []byte(strings.Repeat(`{"id":1234,"name":"item","tags":["a","b"],"price":12.5},`, 18))
+	z := deflated(msg)
+	kinds := []struct {
+		name        string
+		mode        websocket.CompressionMode
+		windowBits  int
+		offer, want string
+	}{
+		{"uncompressed", websocket.CompressionOff, 0, "", ""},
+		{"no context takeover", websocket.CompressionNoContextTakeover, 0, "permessage-deflate; client_max_window_bits", sharedAnswer},
+		{"context takeover, 4 KiB windows", websocket.CompressionContextTakeover, 12, "permessage-deflate; client_max_window_bits",
+			"permessage-deflate; client_max_window_bits=12"},
+		{"context takeover, 32 KiB windows", websocket.CompressionContextTakeover, 15, "permessage-deflate; client_max_window_bits",
+			"permessage-deflate; client_max_window_bits=15"},
+	}
+	per := make([]float64, len(kinds))
+	for k, kind := range kinds {
+		srv, addr := startServer(t, echoMux(), tio.WithCodec(websocket.New(websocket.Config{
+			Mapping: websocket.Raw{}, Compression: websocket.Compression{Mode: kind.mode, WindowBits: kind.windowBits},
+		})))
+		heap := func() uint64 {
+			var m runtime.MemStats
+			runtime.GC()
+			runtime.GC()
+			runtime.ReadMemStats(&m)
+			return m.HeapAlloc
+		}
+		conns := make([]*rawConn, n)
+		before := heap()
+		for i := range conns {
+			rc := dialRaw(t, addr)
+			if kind.offer == "" {
+				rc.upgrade()
+			} else {
+				rc.upgradeDeflate(kind.offer, kind.want)
+			}
+			for range 2 {
+				if kind.offer == "" {
+					rc.write(frame(finBit|opText, msg))
+				} else {
+					rc.write(frame(finBit|rsv1|opText, z))
+				}
+				if f, err := readFrame(rc.br); err != nil || (f.rsv == rsv1) != (kind.offer != "") {
+					t.Fatalf("%s: echo %v, %v", kind.name, f, err)
+				}
+			}
+			conns[i] = rc
+		}
+		waitFor(t, "all connected", func() bool { return srv.Count() == n })
+		per[k] = float64(heap()-before) / n
+		t.Logf("%-34s %7.0f B per idle connection (client side included), %+7.0f B vs uncompressed", kind.name, per[k], per[k]-per[0])
+		for _, rc := range conns {
+			_ = rc.c.Close()
+		}
+		waitFor(t, "all closed", func() bool { return srv.Count() == 0 })
+	}
+	if per[1]-per[0] > 128 {
+		t.Errorf("an idle compressed connection without context takeover costs %.0f B more than an uncompressed one, want at most 128", per[1]-per[0])
+	}
+}

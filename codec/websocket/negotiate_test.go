@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/flate"
+
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/codec/codectest"
 )
@@ -14,7 +16,7 @@ import (
 // handshakeWith upgrades a decoder of cd with the given extension header
 // lines and returns the response's Sec-WebSocket-Extensions header (""
 // when there is none), the decoder and its connection.
-func handshakeWith(t *testing.T, cd *Codec, ext ...string) (string, *decoder, *codectest.Conn) {
+func handshakeWith(t testing.TB, cd *Codec, ext ...string) (string, *decoder, *codectest.Conn) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
@@ -173,5 +175,46 @@ func TestUpgradeGarbageDeflate(t *testing.T) {
 	})
 	if n > 1 {
 		t.Errorf("a compressed upgrade allocates %v times, want at most 1 (the accept key)", n)
+	}
+}
+
+// Once a compressed message is handled (Release), a connection without
+// context takeover holds nothing for compression: no assembly, no
+// inflater, only its decoder's flags. With context takeover it keeps the
+// client's window and nothing else.
+func TestCompressedIdleHoldsNothing(t *testing.T) {
+	msg := bytes.Repeat([]byte("compressed idle connection "), 100)
+	var zb bytes.Buffer
+	zw, _ := flate.NewWriter(&zb, 5)
+	_, _ = zw.Write(msg)
+	_ = zw.Flush()
+	z := bytes.TrimSuffix(zb.Bytes(), syncTail)
+	for _, mode := range []CompressionMode{CompressionNoContextTakeover, CompressionContextTakeover} {
+		_, d, c := handshakeWith(t, New(Config{Compression: Compression{Mode: mode}}), "permessage-deflate; client_max_window_bits")
+		for k, split := range []int{len(z), 10} { // whole, then streamed
+			in := mframe(0xc1, [4]byte{1, 2, 3, 4}, z)
+			var p codec.Packet
+			n, ok, err := d.Decode(c, in[:6+split], &p)
+			if split < len(z) {
+				if err != nil || ok {
+					t.Fatalf("mode %d: first piece: %v %v", mode, ok, err)
+				}
+				_, ok, err = d.Decode(c, in[n:], &p)
+			}
+			if err != nil || !ok || !bytes.Equal(p.Body, msg) {
+				t.Fatalf("mode %d: ok %v, err %v, %d bytes", mode, ok, err, len(p.Body))
+			}
+			d.Release()
+			switch mode {
+			case CompressionNoContextTakeover:
+				if d.asm != nil {
+					t.Fatalf("an idle connection holds an assembly")
+				}
+			default:
+				if a := d.asm; a == nil || a.inf != nil || len(a.hist) != min((k+1)*len(msg), 4096) {
+					t.Fatalf("context takeover: no assembly, or an inflater, or a window of the wrong size")
+				}
+			}
+		}
 	}
 }

@@ -324,16 +324,7 @@ func (d *decoder) assembly() *assembly {
 
 // Decode implements codec.Decoder.
 func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
-	if d.flags&flagReset != 0 {
-		d.flags &^= flagReset
-		if a := d.asm; d.flags&flagDeflate != 0 {
-			d.releaseDeflate()
-		} else if cap(a.msg) > 64<<10 {
-			a.msg = nil
-		} else {
-			a.msg = a.msg[:0]
-		}
-	}
+	d.Release()
 	switch d.state {
 	case stHandshake:
 		return d.handshake(c, in)
@@ -450,6 +441,24 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		return d.deliver(c, payload, p, int(total))
 	}
 	return d.fragment(c, payload, fin, p, int(total))
+}
+
+// Release implements codec.Releaser: the message buffer of a delivered
+// message is emptied for the next one (or dropped, past 64 KiB), and on a
+// compressed connection given back to the codec's pool. Decode calls it
+// too, for servers that do not.
+func (d *decoder) Release() {
+	if d.flags&flagReset == 0 {
+		return
+	}
+	d.flags &^= flagReset
+	if a := d.asm; d.flags&flagDeflate != 0 {
+		d.releaseDeflate()
+	} else if cap(a.msg) > 64<<10 {
+		a.msg = nil
+	} else {
+		a.msg = a.msg[:0]
+	}
 }
 
 // Partial implements codec.Partial: a fragmented message is being
