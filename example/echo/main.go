@@ -4,8 +4,10 @@
 // One exception: a WebSocket text message whose payload starts with "B:" is
 // broadcast unchanged to every connected client, the sender included (a
 // send to everyone, encoded once per protocol), so that benchmarks can
-// measure fan-out. Conformance checks and benchmarks run against it; keep
-// -addr and this behaviour stable.
+// measure fan-out. permessage-deflate (RFC 7692, without context takeover)
+// is negotiated with clients that offer it; -deflate=false turns it off.
+// Conformance checks and benchmarks run against it; keep -addr and this
+// behaviour stable.
 //
 //	go run ./example/echo -addr 127.0.0.1:9001
 package main
@@ -27,22 +29,23 @@ import (
 
 // newServer builds the echo server (package echoserver, which the
 // benchmarks share); main_test.go runs it too.
-func newServer(addr string, logger *slog.Logger) *tio.Server {
-	return echoserver.New(addr, tio.WithLogger(logger))
+func newServer(addr string, logger *slog.Logger, deflate bool) *tio.Server {
+	return echoserver.NewWith(addr, echoserver.Config{NoDeflate: !deflate}, tio.WithLogger(logger))
 }
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "TCP address to listen on")
 	metricsAddr := flag.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9002 (empty: off)")
+	deflate := flag.Bool("deflate", true, "negotiate permessage-deflate with clients that offer it")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	srv := newServer(*addr, logger)
+	srv := newServer(*addr, logger, *deflate)
 	if err := srv.Start(); err != nil {
 		logger.Error("echo: cannot listen", "addr", *addr, "err", err)
 		os.Exit(1)
 	}
-	logger.Info("echo: serving WebSocket and binary protocol", "addr", srv.Addr().String())
+	logger.Info("echo: serving WebSocket and binary protocol", "addr", srv.Addr().String(), "deflate", *deflate)
 	if *metricsAddr != "" {
 		at, err := serveMetrics(*metricsAddr, srv)
 		if err != nil {
