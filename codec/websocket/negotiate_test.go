@@ -218,3 +218,28 @@ func TestCompressedIdleHoldsNothing(t *testing.T) {
 		}
 	}
 }
+
+// The Mapping sees compressed messages inflated: under TypePrefix a
+// compressed binary message's first inflated byte is its type, and one that
+// inflates to nothing has none (1003).
+func TestCompressedMapping(t *testing.T) {
+	z := func(b []byte) []byte {
+		var zb bytes.Buffer
+		zw, _ := flate.NewWriter(&zb, 5)
+		_, _ = zw.Write(b)
+		_ = zw.Flush()
+		return bytes.TrimSuffix(zb.Bytes(), syncTail)
+	}
+	in := append(mframe(0xc2, [4]byte{9, 8, 7, 6}, z(append([]byte{7}, bytes.Repeat([]byte("seven"), 100)...))),
+		mframe(0xc2, [4]byte{9, 8, 7, 6}, z(nil))...)
+	req := []byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+	cd := New(Config{Compression: Compression{Mode: CompressionNoContextTakeover}})
+	r := codectest.Splits(t, cd.NewDecoder, append(req, in...), []byte{3, 50}, nil)
+	if len(r.Packets) != 1 || r.Packets[0].Type != 7 || r.Packets[0].Body != strings.Repeat("seven", 100) || r.Err != codec.ErrUnsupported {
+		t.Fatalf("%v", r)
+	}
+	if !bytes.HasSuffix(r.Written, []byte{0x88, 2, 0x03, 0xeb}) {
+		t.Fatalf("closed with %x, want 1003", r.Written[len(r.Written)-4:])
+	}
+}
