@@ -243,3 +243,68 @@ func TestCompressedMapping(t *testing.T) {
 		t.Fatalf("closed with %x, want 1003", r.Written[len(r.Written)-4:])
 	}
 }
+
+// What the server sends never reaches further back than the window the
+// client imposed (server_max_window_bits): each variant's messages alone,
+// and a context takeover encoder's messages as one stream.
+func TestEncodeWindows(t *testing.T) {
+	// Words in a pseudo-random order, the block repeated every 3000 bytes:
+	// matches at every distance, most of them beyond the small windows.
+	r := randomBytes(3000, 7)
+	var block []byte
+	for i := 0; len(block) < 3000; i++ {
+		block = append(block, "alpha bravo charl delta echoo foxtr golfi hotel india julie "[r[i]%10*6:][:6]...)
+		block = append(block, 'a'+r[i+1]%26)
+	}
+	text := bytes.Repeat(block[:3000], 7)
+	frames := func(b []byte) (payloads [][]byte) {
+		for len(b) > 0 {
+			n, h := int(b[1]&0x7F), 2
+			switch n {
+			case 126:
+				n, h = int(b[2])<<8|int(b[3]), 4
+			case 127:
+				n, h = int(b[6])<<24|int(b[7])<<16|int(b[8])<<8|int(b[9]), 10
+			}
+			if b[0] != 0xC2 {
+				t.Fatalf("frame header %x: want a final compressed binary frame", b[0])
+			}
+			payloads = append(payloads, b[h:h+n])
+			b = b[h+n:]
+		}
+		return payloads
+	}
+	cd := New(Config{Mapping: Raw{}, Compression: Compression{Mode: CompressionNoContextTakeover, Level: 9}})
+	p := &codec.Packet{Type: TypeBinary, Body: text}
+	for v := 1; v < cd.NumVariants(); v++ {
+		b, _ := cd.EncodeVariant(nil, p, v)
+		f := new(inflater)
+		f.reset()
+		f.window = 1 << (16 - v)
+		var out []byte
+		if err := f.inflate(append(frames(b)[0], syncTail...), &out, nil, 1<<20); err != nil || !bytes.Equal(out, text) {
+			t.Fatalf("variant %d: %v, %d bytes", v, err, len(out))
+		}
+	}
+	for _, offer := range []string{"permessage-deflate; server_max_window_bits=9", "permessage-deflate; server_max_window_bits=12"} {
+		_, _, c := handshakeWith(t, New(Config{Mapping: Raw{}, Compression: Compression{Mode: CompressionContextTakeover, WindowBits: 15}}), offer)
+		bits := 9
+		if strings.HasSuffix(offer, "12") {
+			bits = 12
+		}
+		var stream, want []byte
+		for i := range 6 {
+			m := text[i*1000 : i*1000+3000]
+			b, _ := c.Encoder.Encode(nil, &codec.Packet{Type: TypeBinary, Body: m})
+			stream = append(append(stream, frames(b)[0]...), syncTail...)
+			want = append(want, m...)
+		}
+		f := new(inflater)
+		f.reset()
+		f.window = 1 << bits
+		var out []byte
+		if err := f.inflate(stream, &out, nil, 1<<20); err != nil || !bytes.Equal(out, want) {
+			t.Fatalf("%s: %v, %d bytes of %d", offer, err, len(out), len(want))
+		}
+	}
+}
