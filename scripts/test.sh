@@ -42,7 +42,7 @@ echo "== go test -race"
 go test -race -count=1 -timeout 10m ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -race -count=1 -timeout 5m ./...)
 echo "== allocation counts, without the race detector (it changes them)"
-go test -count=1 -run='Garbage|Allocate' ./...
+go test -count=1 -run='Garbage|Allocate|IdleMemory' ./...
 for pkg in ./codec/websocket ./codec/binary; do
   echo "== fuzz $pkg for $fuzztime"
   # New inputs are minimized for at most 5 s (60 s by default): a fuzz
@@ -50,6 +50,8 @@ for pkg in ./codec/websocket ./codec/binary; do
   # bounded time is better spent exploring.
   go test -run='^$' -fuzz='^FuzzDecode$' -fuzztime="$fuzztime" -fuzzminimizetime=5s "$pkg"
 done
+echo "== fuzz the permessage-deflate inflater against compress/flate for $fuzztime"
+go test -run='^$' -fuzz='^FuzzInflate$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./codec/websocket
 echo "== benchmarks compile and run once"
 go test -run='^$' -bench=. -benchtime=1x ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -run='^$' -bench=. -benchtime=1x ./...)
