@@ -482,6 +482,9 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 		taken, decoded = s.decodeAll(l, raw, &pass, &now)
 		partial = taken < len(raw)
 	}
+	if decoded > 0 {
+		s.releaseDecoder(l) // the packets' bodies are no longer needed
+	}
 	var end int64
 	if pass.n > 0 {
 		end = time.Now().UnixNano()
@@ -729,6 +732,17 @@ func (s *Server) decode(l *link.Link, in []byte, p *codec.Packet) (n int, ok boo
 		}
 	}()
 	return l.Decode(in, p)
+}
+
+// releaseDecoder tells the decoder its packets were handled
+// (codec.Releaser), guarded like Decode.
+func (s *Server) releaseDecoder(l *link.Link) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.decodeFailed(l, &panicError{v: v, stack: debug.Stack()})
+		}
+	}()
+	l.ReleaseDecoder()
 }
 
 // decodeFailed closes a connection whose decoder failed (or panicked).

@@ -215,6 +215,16 @@ type Partial interface {
 	Partial() bool
 }
 
+// Releaser is implemented by decoders that deliver packets from buffers of
+// their own (a message inflated, or assembled from fragments). The server
+// calls Release on the event loop at the end of each pass that delivered a
+// packet, once the packets' handlers have returned (it copies a packet that
+// leaves the loop): the decoder may then reuse or give back what their
+// bodies pointed to, so that an idle connection holds none of it.
+type Releaser interface {
+	Release()
+}
+
 // Sentinel errors. Decoders wrap them with %w so that the server can record a
 // precise close reason; Farewell receives them to choose a close code.
 var (

@@ -42,7 +42,7 @@ echo "== go test -race"
 go test -race -count=1 -timeout 10m ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -race -count=1 -timeout 5m ./...)
 echo "== allocation counts, without the race detector (it changes them)"
-go test -count=1 -run='Garbage|Allocate' ./...
+go test -count=1 -run='Garbage|Allocate|IdleMemory' ./...
 # Every decoder has a fuzz target: package:target.
 for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTarget .:FuzzProxyHeader ./cluster:FuzzDecodeMessage ./cluster:FuzzDecodePresence; do
   pkg=${pt%%:*} target=${pt##*:}
@@ -54,6 +54,8 @@ for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTar
 done
 echo "== fuzz ./internal/tlsconn (the TLS record path) for $fuzztime"
 go test -run='^$' -fuzz='^FuzzInput$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./internal/tlsconn
+echo "== fuzz the permessage-deflate inflater against compress/flate for $fuzztime"
+go test -run='^$' -fuzz='^FuzzInflate$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./codec/websocket
 echo "== benchmarks compile and run once"
 go test -run='^$' -bench=. -benchtime=1x ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -run='^$' -bench=. -benchtime=1x ./...)

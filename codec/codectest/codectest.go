@@ -164,6 +164,9 @@ func Decode(t testing.TB, d codec.Decoder, input []byte, next func() int, check 
 			}
 			if ok {
 				r.Packets = append(r.Packets, Packet{Type: p.Type, Body: string(p.Body), ID: p.ID, Reply: p.Reply})
+				if rel, is := d.(codec.Releaser); is {
+					rel.Release() // as the server does once the packet is handled
+				}
 			}
 			pending = pending[n:]
 			if check != nil {

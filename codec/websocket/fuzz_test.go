@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/klauspost/compress/flate"
 
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/codec/codectest"
@@ -141,6 +142,7 @@ func checkCloseCode(t *testing.T, code ws.StatusCode, err error) {
 	t.Helper()
 	want := map[error]ws.StatusCode{
 		codec.ErrProtocol:    ws.StatusProtocolError,
+		codec.ErrMalformed:   ws.StatusProtocolError,
 		codec.ErrInvalidData: ws.StatusInvalidFramePayloadData,
 		codec.ErrTooBig:      ws.StatusMessageTooBig,
 		codec.ErrUnsupported: ws.StatusUnsupportedData,
@@ -157,6 +159,10 @@ func checkCloseCode(t *testing.T, code ws.StatusCode, err error) {
 
 var fuzzRequest = []byte("GET /fuzz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+// fuzzDeflateRequest offers permessage-deflate as browsers do.
+var fuzzDeflateRequest = bytes.Replace(fuzzRequest, []byte("\r\n\r\n"),
+	[]byte("\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"), 1)
 
 // mframe builds a masked client frame with the given key.
 func mframe(b0 byte, key [4]byte, payload []byte) []byte {
@@ -182,7 +188,16 @@ const (
 	modeTypePrefix             // TypePrefix instead of Raw
 	modeFrames                 // data describes frames that the harness masks (see framesFrom)
 	modeHeaders                // data is header lines of the upgrade request (see requestWith)
+	modeDeflate                // permessage-deflate negotiated, without context takeover
+	modeTakeover               // with context takeover (with modeDeflate: both modes' codecs)
+	modeCompress               // with modeFrames: the harness compresses messages that start with RSV1
 )
+
+// codecModes are the mode bits that choose the codec.
+const codecModes = modeRaw | modeTypePrefix | modeDeflate | modeTakeover
+
+// fuzzZ compresses for framesFrom (fuzz inputs run one at a time).
+var fuzzZ, _ = flate.NewWriter(nil, 1)
 
 // requestWith returns an upgrade request with the valid upgrade headers
 // and then data, as header lines, and the blank line. Data may end the
@@ -238,10 +253,15 @@ func checkAccepted(t *testing.T, input []byte, seen *Request) {
 // fuzzer reaches the states behind the masking rule: each frame is a first
 // byte (FIN, RSV, opcode), a length byte and that many payload bytes. A
 // length byte over 200 stands for (l-200)*20 bytes, past the limits; missing
-// payload bytes are zeros.
-func framesFrom(data []byte) []byte {
+// payload bytes are zeros. With compress, the payloads of a message whose
+// first frame has RSV1 are compressed as a client would, each frame's part
+// flushed and the message's last four bytes (the sync flush's) removed, so
+// that the fuzzer reaches the states behind valid compressed data.
+func framesFrom(data []byte, compress bool) []byte {
 	key := [4]byte{0xa5, 0x5a, 0x0f, 0xf0}
 	var out []byte
+	var zb bytes.Buffer
+	compressing := false
 	for len(data) >= 2 {
 		b0, n := data[0], int(data[1])
 		data = data[2:]
@@ -251,6 +271,24 @@ func framesFrom(data []byte) []byte {
 		payload := make([]byte, n)
 		copy(payload, data)
 		data = data[min(n, len(data)):]
+		if op := ws.OpCode(b0 & 0x0F); compress && op.IsData() {
+			if op != ws.OpContinuation {
+				compressing = b0&0x40 != 0
+				if compressing {
+					fuzzZ.Reset(&zb)
+				}
+			}
+			if compressing {
+				zb.Reset()
+				_, _ = fuzzZ.Write(payload)
+				_ = fuzzZ.Flush()
+				payload = append([]byte(nil), zb.Bytes()...)
+				if b0&0x80 != 0 {
+					payload = payload[:len(payload)-4]
+					compressing = false
+				}
+			}
+		}
 		out = append(out, mframe(b0, key, payload)...)
 	}
 	return out
@@ -327,8 +365,39 @@ func FuzzDecode(f *testing.F) {
 	// The hook of every codec checks what it sees of the request.
 	var seen *Request
 	var seenErr error
-	codecs := [4]*Codec{}
+	// Compressed input: valid and broken messages, whole, fragmented, with
+	// pings between fragments, over the inflated limit; with context
+	// takeover, messages that refer to the ones before.
+	z := func(b []byte) []byte {
+		var out bytes.Buffer
+		w, _ := flate.NewWriter(&out, 5)
+		_, _ = w.Write(b)
+		_ = w.Flush()
+		return bytes.TrimSuffix(out.Bytes(), syncTail)
+	}
+	hello := []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}
+	for _, s := range [][]byte{
+		mframe(0xc1, key, hello),
+		append(mframe(0xc1, key, hello), mframe(0xc1, key, []byte{0xf2, 0x00, 0x11, 0x00, 0x00})...),
+		append(append(mframe(0x41, zero, hello[:3]), mframe(0x89, zero, nil)...), mframe(0x80, zero, hello[3:])...),
+		mframe(0xc2, key, z(bytes.Repeat([]byte{1, 2, 3}, 500))),
+		mframe(0xc1, key, z([]byte("caf\xc3\xa9 \xff"))),
+		mframe(0xc1, key, z(bytes.Repeat([]byte("é"), 200))),
+		mframe(0xc2, key, []byte{0xff}),
+		mframe(0xc1, key, nil),
+		append(mframe(0x41, key, hello), mframe(0xc0, key, nil)...),
+	} {
+		f.Add(s, []byte{5, 1}, uint8(modeDeflate))
+		f.Add(s, []byte{}, uint8(modeTakeover|modeTypePrefix))
+	}
+	f.Add([]byte("\x41\x05hello\x89\x01p\x80\x06 world\xc2\x03abc"), []byte{2, 9}, uint8(modeFrames|modeCompress|modeDeflate))
+	f.Add([]byte("\xc1\x40"+strings.Repeat("ab", 32)+"\xc1\x40"+strings.Repeat("ab", 32)), []byte{7}, uint8(modeFrames|modeCompress|modeTakeover))
+
+	codecs := [codecModes + 1]*Codec{}
 	for m := range codecs {
+		if m&^codecModes != 0 {
+			continue // a mode bit that does not choose the codec
+		}
 		cfg := Config{
 			MaxHandshake: fuzzMaxHandshake, MaxHeaders: fuzzMaxHeaders,
 			MaxFrame: fuzzMaxFrame, MaxMessage: fuzzMaxMessage, Mapping: Raw{},
@@ -344,23 +413,33 @@ func FuzzDecode(f *testing.F) {
 		if m&modeTypePrefix != 0 {
 			cfg.Mapping = TypePrefix{}
 		}
+		switch {
+		case m&modeTakeover != 0:
+			cfg.Compression.Mode = CompressionContextTakeover
+		case m&modeDeflate != 0:
+			cfg.Compression.Mode = CompressionNoContextTakeover
+		}
 		codecs[m] = New(cfg)
 		codecs[m].cfg.Logger = slogDiscard
 	}
 	f.Fuzz(func(t *testing.T, data, splits []byte, mode uint8) {
-		mode &= modeRaw | modeTypePrefix | modeFrames | modeHeaders
+		mode &= codecModes | modeFrames | modeCompress | modeHeaders
 		input := data
 		switch {
 		case mode&modeHeaders != 0:
 			input = requestWith(data)
 		case mode&modeFrames != 0:
-			input = framesFrom(data)
+			input = framesFrom(data, mode&modeCompress != 0)
 		}
 		if mode&(modeRaw|modeHeaders) == 0 {
-			input = append(append([]byte(nil), fuzzRequest...), input...)
+			req := fuzzRequest
+			if mode&(modeDeflate|modeTakeover) != 0 {
+				req = fuzzDeflateRequest
+			}
+			input = append(append([]byte(nil), req...), input...)
 		}
 		seen, seenErr = nil, nil
-		whole := codectest.Splits(t, codecs[mode&(modeRaw|modeTypePrefix)].NewDecoder, input, splits, checkBounds)
+		whole := codectest.Splits(t, codecs[mode&codecModes].NewDecoder, input, splits, checkBounds)
 		if seenErr != nil {
 			t.Fatal(seenErr)
 		}

@@ -124,10 +124,10 @@ func (d *decoder) plainHTTP(c codec.Conn, in []byte, n int, p *codec.Packet) (in
 	}
 	total := n + int(max(req.ContentLength, 0))
 	if len(in) < total {
-		d.httpWait = true // the body is on its way (the packet deadline applies)
+		d.flags |= flagHTTPWait // the body is on its way (the packet deadline applies)
 		return 0, false, nil
 	}
-	d.httpWait = false
+	d.flags &^= flagHTTPWait
 	d.state, d.scanned = stHTTP, 0
 	p.Type, p.Body = TypeHTTP, in[:total]
 	return total, true, nil

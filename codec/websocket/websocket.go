@@ -43,6 +43,43 @@
 // allocator's rounding of MaxHandshake up to its size class, at most an
 // eighth more), however many header fields it has: the headers are parsed
 // only when the application asks for them.
+//
+// # Compression
+//
+// permessage-deflate (RFC 7692) is off unless [Config].Compression turns it
+// on. [CompressionNoContextTakeover], the cheap mode, answers every offer
+// with server_no_context_takeover and client_no_context_takeover, which
+// RFC 7692 lets a server do whatever the client offered: each message is
+// compressed on its own both ways, a connection keeps nothing between
+// messages (an idle compressed connection costs what an uncompressed one
+// does: its codec variant is its compression), and a fan-out compresses a
+// packet once per variant (see [Codec.NumVariants]) and shares the bytes.
+// [CompressionContextTakeover] keeps a window per connection and
+// direction instead. Offers are answered as RFC 7692 says: the first valid
+// one is accepted, invalid ones (an unknown or repeated parameter, a bad
+// value) are declined, and every window size a client may ask for is
+// honoured.
+//
+// Compressed messages are inflated as their frames arrive, into a buffer
+// that never grows past MaxMessage: a message that would inflate further
+// is closed with 1009 as soon as it does, text is checked for UTF-8 as it
+// inflates (1007), and compressed data that cannot be decoded closes with
+// 1002, as does RSV1 on a control or continuation frame, or without
+// compression negotiated.
+//
+// On the libraries: gobwas/ws parses the offers and hands them to the
+// codec's negotiation; its wsflate.Extension does not serve, because it
+// declines every offer with server_max_window_bits (it cannot honour a
+// window under 32 KiB), fails the whole handshake on an invalid offer where
+// RFC 7692 says to decline that offer and try the next, misses a repeated
+// client_max_window_bits without a value, and its reader and writer assume
+// a blocking connection. Compression uses klauspost/compress, whose
+// flate.NewWriterWindow honours a server_max_window_bits under 15 (which
+// compress/flate cannot) and whose Writer.ResetDict primes a pooled
+// compressor with a connection's window. Inflating is the codec's own: the
+// decoders of compress/flate and klauspost pull from an io.Reader and keep
+// its errors for good, so they cannot stop in the middle of a symbol when
+// a frame has arrived only in part, as an event loop must.
 package websocket
 
 import (
@@ -173,6 +210,9 @@ type Config struct {
 	// policies (Origins, Hosts, CheckOrigin, OnHandshake, KeepRequest) do
 	// not apply.
 	Client bool
+	// Compression configures permessage-deflate (RFC 7692): see
+	// [Compression]. The zero value is off.
+	Compression Compression
 }
 
 // RejectError refuses an upgrade with an HTTP status.
@@ -217,6 +257,12 @@ type Codec struct {
 	masks  sync.Pool      // of *rand.ChaCha8, seeded from crypto/rand
 	enc    *clientEncoder // every client connection's encoder
 	defReq *ClientRequest // what NewDecoder's requests ask for
+
+	// permessage-deflate (deflate.go)
+	threshold   int
+	compressors [numWindows]sync.Pool // of *compressor, by window bits − 8
+	inflaters   sync.Pool             // of *inflater
+	assemblies  sync.Pool             // of *assembly, for compressed connections without context takeover
 }
 
 // New returns a WebSocket codec configured by cfg.
@@ -248,6 +294,7 @@ func New(cfg Config) *Codec {
 	if cfg.Client {
 		c.initClient()
 	}
+	c.initCompression()
 	c.upgraders.New = func() any { return newUpgrader(c) }
 	return c
 }
@@ -341,14 +388,20 @@ const (
 // what only a fragmented or streamed message needs lives in asm, allocated
 // on first need.
 type decoder struct {
-	cd       *Codec
-	asm      *assembly // nil until a message is fragmented or a frame streamed
-	scanned  int32     // handshake bytes already searched for the blank line
-	state    uint8
-	msgOp    ws.OpCode // opcode of the message being assembled, 0 if none
-	utf8     utf8State
-	httpWait bool // a plain HTTP request's body is on its way
+	cd      *Codec
+	asm     *assembly // nil until a message is fragmented or a frame streamed (or compressed)
+	scanned int32     // handshake bytes already searched for the blank line
+	state   uint8
+	msgOp   ws.OpCode // opcode of the message being assembled, 0 if none
+	utf8    utf8State
+	flags   uint8 // flagReset, flagHTTPWait, and permessage-deflate's (deflate.go)
 }
+
+// flagReset: asm.msg holds a delivered message: reset before reuse.
+const flagReset uint8 = 1
+
+// flagHTTPWait: a plain HTTP request's body is on its way.
+const flagHTTPWait uint8 = 1 << 7
 
 // assembly is the state of a message that does not arrive as one whole
 // frame, and of a frame whose payload is streamed as it arrives. It is kept
@@ -360,18 +413,30 @@ type assembly struct {
 	mask    [4]byte
 	maskPos uint8
 	fin     bool // the streamed frame is the message's last
+
+	// permessage-deflate (deflate.go)
+	histBits uint8     // context takeover: the client's window is 2^histBits bytes
+	inf      *inflater // while a compressed message arrives; from the codec's pool
+	hist     []byte    // context takeover: the end of the client's earlier compressed messages
 }
 
-// assembly returns d.asm, allocating it on first use.
+// assembly returns d.asm, allocating it on first use (from the codec's
+// pool on a compressed connection, to which it returns once the message is
+// delivered).
 func (d *decoder) assembly() *assembly {
 	if d.asm == nil {
-		d.asm = new(assembly)
+		if d.flags&flagDeflate != 0 {
+			d.asm = d.cd.assemblies.Get().(*assembly)
+		} else {
+			d.asm = new(assembly)
+		}
 	}
 	return d.asm
 }
 
 // Decode implements codec.Decoder.
 func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, error) {
+	d.Release()
 	switch d.state {
 	case stHandshake, stHTTP:
 		return d.handshake(c, in, p)
@@ -398,10 +463,14 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	}
 	// Rules that the first two bytes already break fail before more arrive.
 	switch {
-	case rsv != 0:
+	case rsv != 0 && (rsv != 0x40 || d.flags&flagDeflate == 0):
 		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "reserved bits set without an extension")
 	case op.IsReserved():
 		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "reserved opcode")
+	case rsv != 0 && op.IsControl():
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "compressed control frame")
+	case rsv != 0 && op == ws.OpContinuation:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "RSV1 set on a continuation frame")
 	case op.IsControl() && !fin:
 		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "fragmented control frame")
 	case op.IsControl() && plen > 125:
@@ -455,11 +524,17 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	}
 	if !cont {
 		d.msgOp, d.utf8 = op, utf8Accept
+		d.flags &^= flagCompressed
+		if rsv != 0 { // RSV1, allowed above: a compressed message
+			d.flags |= flagCompressed
+		}
 	}
+	compressed := d.flags&flagCompressed != 0
 	total := int64(hlen) + plen
 	whole := int64(len(in)) >= total
-	if cont || !whole || !fin {
-		// Not a whole message in one frame: count the message's length.
+	if cont || !whole || !fin || compressed {
+		// Not a whole message in one frame (or a compressed one, which
+		// is inflated into the message buffer): count its length.
 		a := d.assembly()
 		if !cont {
 			a.msgLen = 0
@@ -474,7 +549,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	}
 	payload := in[hlen:total]
 	unmask(payload, mask, 0)
-	if fin && (!cont || len(d.asm.msg) == 0) {
+	if fin && !compressed && (!cont || len(d.asm.msg) == 0) {
 		// A whole message in one frame: deliver it in place.
 		if d.msgOp == ws.OpText && d.utf8.validate(payload) != utf8Accept {
 			return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message is not valid UTF-8")
@@ -484,10 +559,28 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	return d.fragment(c, payload, fin, p, int(total))
 }
 
+// Release implements codec.Releaser: the message buffer of a delivered
+// message is emptied for the next one (or dropped, past 64 KiB), and on a
+// compressed connection given back to the codec's pool. Decode calls it
+// too, for servers that do not.
+func (d *decoder) Release() {
+	if d.flags&flagReset == 0 {
+		return
+	}
+	d.flags &^= flagReset
+	if a := d.asm; d.flags&flagDeflate != 0 {
+		d.releaseDeflate()
+	} else if cap(a.msg) > retainMsg {
+		a.msg = nil
+	} else {
+		a.msg = a.msg[:0]
+	}
+}
+
 // Partial implements codec.Partial: a fragmented message is being
 // assembled, or a frame's payload is arriving.
 func (d *decoder) Partial() bool {
-	return d.state == stOpen && (d.msgOp != 0 || (d.asm != nil && d.asm.remain > 0))
+	return d.flags&flagHTTPWait != 0 || d.state == stOpen && (d.msgOp != 0 || (d.asm != nil && d.asm.remain > 0))
 }
 
 // stream consumes part of a frame whose payload has not arrived whole.
@@ -506,6 +599,9 @@ func (d *decoder) stream(c codec.Conn, a *assembly, in []byte, p *codec.Packet) 
 // fragment adds a piece of a message to the message buffer and delivers the
 // message when its last piece has come.
 func (d *decoder) fragment(c codec.Conn, chunk []byte, last bool, p *codec.Packet, n int) (int, bool, error) {
+	if d.flags&flagCompressed != 0 {
+		return d.inflate(c, d.asm, chunk, last, p, n)
+	}
 	if d.msgOp == ws.OpText {
 		if d.utf8 = d.utf8.validate(chunk); d.utf8 == utf8Reject {
 			return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message is not valid UTF-8")
@@ -522,27 +618,14 @@ func (d *decoder) fragment(c codec.Conn, chunk []byte, last bool, p *codec.Packe
 	if d.msgOp == ws.OpText && d.utf8 != utf8Accept {
 		return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message ends inside a UTF-8 sequence")
 	}
-	msg := a.msg
-	a.msg = releaseMsg(msg)
-	return d.deliver(c, msg, p, n)
+	d.flags |= flagReset
+	return d.deliver(c, a.msg, p, n)
 }
 
 // retainMsg is the largest message buffer a connection keeps between
-// messages.
+// messages: Release drops a larger one, so that it is garbage as soon as
+// the server is done with the packet, not when the peer next speaks.
 const retainMsg = 64 << 10
-
-// releaseMsg returns what the message buffer becomes once msg, its
-// contents, is handed out: emptied for the next message or, if a large
-// message grew it, dropped, so that it is garbage as soon as the server
-// is done with the packet, not when the peer next speaks. The packet's
-// Body may alias msg until the server calls Decode again (see the decoding
-// contract), and nothing is appended to the buffer before that.
-func releaseMsg(msg []byte) []byte {
-	if cap(msg) > retainMsg {
-		return nil
-	}
-	return msg[:0]
-}
 
 func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) (int, bool, error) {
 	text := d.msgOp == ws.OpText
@@ -726,7 +809,13 @@ func (d *decoder) handshake(c codec.Conn, in []byte, p *codec.Packet) (int, bool
 func (d *decoder) upgrade(c codec.Conn, raw []byte) error {
 	u := d.cd.upgraders.Get().(*upgrader)
 	defer u.release(&d.cd.upgraders)
-	return u.upgrade(c, raw)
+	u.pmd = deflateParams{}
+	err := u.upgrade(c, raw)
+	if err == nil && u.pmd.ok {
+		d.negotiated(c, &u.pmd)
+	}
+	u.pmd = deflateParams{}
+	return err
 }
 
 // upgrader is the scratch space of one opening handshake: gobwas's Upgrader
@@ -748,6 +837,9 @@ type upgrader struct {
 	proto   string  // the subprotocol selected, one of cfg.Subprotocols
 	refused bool    // a policy refused the request (not its syntax)
 	out     []byte  // the response: written by gobwas
+
+	pmd deflateParams // the permessage-deflate offer accepted (deflate.go)
+	ext []byte        // its answer's header line
 }
 
 func newUpgrader(cd *Codec) *upgrader {
@@ -758,6 +850,9 @@ func newUpgrader(cd *Codec) *upgrader {
 	}
 	if len(cd.cfg.Subprotocols) > 0 {
 		u.u.Protocol = u.protocol
+	}
+	if cd.cfg.Compression.Mode != CompressionOff {
+		u.u.Negotiate, u.u.OnBeforeUpgrade = u.negotiate, u.beforeUpgradeDeflate
 	}
 	return u
 }

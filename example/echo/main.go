@@ -4,11 +4,12 @@
 // One exception: a WebSocket text message whose payload starts with "B:" is
 // broadcast unchanged to every connected client, the sender included (a
 // send to everyone, encoded once per protocol), so that benchmarks can
-// measure fan-out. With -cert and -key it serves TLS too, on the same port
-// (wss:// next to ws://, the binary protocol over TLS next to it in clear),
-// and reloads the certificate files on SIGHUP. Conformance checks and
-// benchmarks run against it; keep -addr, -cert, -key and this behaviour
-// stable.
+// measure fan-out. permessage-deflate (RFC 7692, without context takeover)
+// is negotiated with clients that offer it; -deflate=false turns it off.
+// With -cert and -key it serves TLS too, on the same port (wss:// next to
+// ws://, the binary protocol over TLS next to it in clear), and reloads the
+// certificate files on SIGHUP. Conformance checks and benchmarks run against
+// it; keep -addr, -cert, -key, -deflate and this behaviour stable.
 //
 //	go run ./example/echo -addr 127.0.0.1:9001
 //	go run ./example/echo -addr :9443 -cert fullchain.pem -key privkey.pem
@@ -32,8 +33,8 @@ import (
 
 // newServer builds the echo server (package echoserver, which the
 // benchmarks share); main_test.go runs it too.
-func newServer(addr string, logger *slog.Logger, opts ...tio.Option) *tio.Server {
-	return echoserver.New(addr, append([]tio.Option{tio.WithLogger(logger)}, opts...)...)
+func newServer(addr string, logger *slog.Logger, deflate bool, opts ...tio.Option) *tio.Server {
+	return echoserver.NewWith(addr, echoserver.Config{NoDeflate: !deflate}, append([]tio.Option{tio.WithLogger(logger)}, opts...)...)
 }
 
 func main() {
@@ -41,6 +42,7 @@ func main() {
 	metricsAddr := flag.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9002 (empty: off)")
 	certFile := flag.String("cert", "", "serve TLS too, with the certificate chain in PEM `FILE` (reloaded on SIGHUP)")
 	keyFile := flag.String("key", "", "the private key of -cert, in PEM `FILE`")
+	deflate := flag.Bool("deflate", true, "negotiate permessage-deflate with clients that offer it")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -58,12 +60,12 @@ func main() {
 		}
 		opts = append(opts, tio.WithTLS(certs.Config()))
 	}
-	srv := newServer(*addr, logger, opts...)
+	srv := newServer(*addr, logger, *deflate, opts...)
 	if err := srv.Start(); err != nil {
 		logger.Error("echo: cannot listen", "addr", *addr, "err", err)
 		os.Exit(1)
 	}
-	logger.Info("echo: serving WebSocket and binary protocol", "addr", srv.Addr().String(), "tls", certs != nil)
+	logger.Info("echo: serving WebSocket and binary protocol", "addr", srv.Addr().String(), "tls", certs != nil, "deflate", *deflate)
 	if *metricsAddr != "" {
 		at, err := serveMetrics(*metricsAddr, srv)
 		if err != nil {

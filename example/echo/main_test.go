@@ -18,7 +18,7 @@ import (
 // opcode and payload on any path, and binary-protocol packets come back
 // unchanged, on one port.
 func TestEcho(t *testing.T) {
-	srv := newServer("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := newServer("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), true)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestEcho(t *testing.T) {
 // binary-protocol clients as a packet of type websocket.TypeText. Other
 // messages are still echoed to their sender alone.
 func TestBroadcast(t *testing.T) {
-	srv := newServer("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := newServer("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), true)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -138,5 +138,59 @@ func TestBroadcast(t *testing.T) {
 		if _, got, err := ws.ReadMessage(); err != nil || string(got) != "B:2" {
 			t.Fatalf("client %d got %q, %v", i, got, err)
 		}
+	}
+}
+
+// permessage-deflate is negotiated with a client that offers it, unless
+// -deflate=false; compressed and uncompressed clients get the same
+// echoes and broadcasts.
+func TestEchoDeflate(t *testing.T) {
+	for _, deflate := range []bool{true, false} {
+		srv := newServer("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)), deflate)
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := srv.Addr().String()
+		d := &websocket.Dialer{EnableCompression: true}
+		zc, resp, err := d.Dial("ws://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("Sec-WebSocket-Extensions"); (got != "") != deflate {
+			t.Fatalf("deflate %v: extension answer %q", deflate, got)
+		}
+		plain, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []*websocket.Conn{zc, plain} {
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		}
+		for srv.Count(tio.All()) != 2 {
+			time.Sleep(time.Millisecond)
+		}
+		big := bytes.Repeat([]byte("compressible "), 1000)
+		for _, m := range [][]byte{[]byte("hi"), big} {
+			for _, c := range []*websocket.Conn{zc, plain} {
+				if err := c.WriteMessage(websocket.BinaryMessage, m); err != nil {
+					t.Fatal(err)
+				}
+				if op, got, err := c.ReadMessage(); err != nil || op != websocket.BinaryMessage || !bytes.Equal(got, m) {
+					t.Fatalf("deflate %v: echo of %d bytes: op %d, %d bytes, %v", deflate, len(m), op, len(got), err)
+				}
+			}
+		}
+		msg := append([]byte("B:"), big...)
+		if err := zc.WriteMessage(websocket.TextMessage, msg); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range []*websocket.Conn{zc, plain} {
+			if op, got, err := c.ReadMessage(); err != nil || op != websocket.TextMessage || !bytes.Equal(got, msg) {
+				t.Fatalf("deflate %v: broadcast to client %d: op %d, %d bytes, %v", deflate, i, op, len(got), err)
+			}
+		}
+		zc.Close()
+		plain.Close()
+		_ = srv.Shutdown(context.Background())
 	}
 }

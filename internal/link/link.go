@@ -476,3 +476,11 @@ func sayFarewell(f codec.Farewell, c codec.Conn, why error) {
 	defer func() { _ = recover() }()
 	f.Farewell(c, why)
 }
+
+// ReleaseDecoder tells the decoder that the packets it delivered have been
+// handled (codec.Releaser), if it wants to know. Called on the loop.
+func (l *Link) ReleaseDecoder() {
+	if r, ok := l.dec.(codec.Releaser); ok {
+		r.Release()
+	}
+}

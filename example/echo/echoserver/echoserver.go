@@ -1,6 +1,7 @@
 // Package echoserver builds the server of example/echo, so that the
 // benchmarks measure exactly what the example runs: one port for WebSocket
-// (any path; every message comes back with its opcode and payload) and tio's
+// (any path; every message comes back with its opcode and payload, and
+// permessage-deflate is negotiated when a client offers it) and tio's
 // binary protocol (every packet comes back unchanged). A WebSocket text
 // message, or a binary-protocol packet of type websocket.TypeText, whose
 // payload starts with BroadcastPrefix goes to every client instead.
@@ -20,9 +21,25 @@ import (
 // BroadcastPrefix marks the text messages sent to every client.
 var BroadcastPrefix = []byte("B:")
 
-// New returns the echo server for addr, configured further by opts (a
-// logger, hooks). Start it with Start or Serve.
+// Config configures the echo server beyond tio's options.
+type Config struct {
+	// NoDeflate turns permessage-deflate off. By default it is negotiated
+	// when a client offers it, without context takeover.
+	NoDeflate bool
+}
+
+// New returns the echo server for addr with the default Config, configured
+// further by opts (a logger, hooks). Start it with Start or Serve.
 func New(addr string, opts ...tio.Option) *tio.Server {
+	return NewWith(addr, Config{}, opts...)
+}
+
+// NewWith is New with a Config.
+func NewWith(addr string, cfg Config, opts ...tio.Option) *tio.Server {
+	compression := websocket.Compression{Mode: websocket.CompressionNoContextTakeover}
+	if cfg.NoDeflate {
+		compression.Mode = websocket.CompressionOff
+	}
 	var srv *tio.Server
 	mux := handler.NewMux()
 	// Every packet, whatever its type, is sent back as it came. Sending only
@@ -45,8 +62,9 @@ func New(addr string, opts ...tio.Option) *tio.Server {
 			// TypeBinary packet, each with the whole payload as its body,
 			// so echoing the packet echoes the message and its opcode.
 			websocket.New(websocket.Config{
-				Mapping: websocket.Raw{},
-				Origins: []string{"*"},
+				Mapping:     websocket.Raw{},
+				Origins:     []string{"*"},
+				Compression: compression,
 			}),
 			binary.New(binary.Config{}),
 		),
