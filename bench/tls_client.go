@@ -32,6 +32,8 @@ type TLSResult struct {
 	P99     float64 `json:"p99_us"`
 	P999    float64 `json:"p999_us"`
 	Max     float64 `json:"max_us"`
+	Mean    float64 `json:"mean_us"`
+	Samples uint64  `json:"latency_samples"` // what the latency figures are of
 }
 
 // DialWSS connects to addr over TLS with cfg (its ServerName defaults to
@@ -58,8 +60,9 @@ func DialWSS(addr string, cfg *tls.Config, timeout time.Duration) (net.Conn, []b
 // shardedHist is a latency histogram that goroutines add to concurrently.
 type shardedHist struct {
 	shards [16]struct {
-		mu sync.Mutex
-		h  Hist
+		mu  sync.Mutex
+		h   Hist
+		sum time.Duration
 	}
 }
 
@@ -67,17 +70,25 @@ func (s *shardedHist) add(i int, d time.Duration) {
 	sh := &s.shards[i%len(s.shards)]
 	sh.mu.Lock()
 	sh.h.Add(uint64(d))
+	sh.sum += d
 	sh.mu.Unlock()
 }
 
 func (s *shardedHist) fill(r *TLSResult) {
-	var h Hist
+	var (
+		h   Hist
+		sum time.Duration
+	)
 	for i := range s.shards {
 		s.shards[i].mu.Lock()
 		h.Merge(&s.shards[i].h)
+		sum += s.shards[i].sum
 		s.shards[i].mu.Unlock()
 	}
 	r.P50, r.P99, r.P999, r.Max = h.Quantile(0.5), h.Quantile(0.99), h.Quantile(0.999), h.Quantile(1)
+	if r.Samples = h.Count(); r.Samples > 0 {
+		r.Mean = float64(sum) / float64(r.Samples) / 1e3
+	}
 }
 
 // gate tells the client's goroutines which target is active.
@@ -107,8 +118,8 @@ func (g *gate) set(t int) {
 // wait blocks until target t is active (t < 0: any target) and returns the
 // active one, or -1 once stopped.
 func (g *gate) wait(t int) int {
-	a := int(g.active.Load())
-	if (a == t || t < 0 && a >= 0) && !g.stop.Load() {
+	ok := func(a int) bool { return a >= 0 && (t < 0 || a == t) }
+	if a := int(g.active.Load()); ok(a) && !g.stop.Load() {
 		return a
 	}
 	g.mu.Lock()
@@ -117,8 +128,7 @@ func (g *gate) wait(t int) int {
 		if g.stop.Load() {
 			return -1
 		}
-		a = int(g.active.Load())
-		if a == t || t < 0 && a >= 0 {
+		if a := int(g.active.Load()); ok(a) {
 			return a
 		}
 		g.cond.Wait()

@@ -125,3 +125,34 @@ func TestTLSSmoke(t *testing.T) {
 		}
 	})
 }
+
+// TestGate checks the gate's waits: before any target is active, a wait
+// for any target blocks (it returned -1, "stopped", once, and the
+// handshake scenario's dialers that started before the first slice quit).
+func TestGate(t *testing.T) {
+	g := newGate()
+	got := make(chan int, 2)
+	go func() { got <- g.wait(-1) }()
+	go func() { got <- g.wait(1) }()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case a := <-got:
+		t.Fatalf("a wait returned %d before any target was active", a)
+	default:
+	}
+	g.set(0)
+	if a := <-got; a != 0 {
+		t.Fatalf("wait(-1) = %d with target 0 active, want 0", a)
+	}
+	g.set(1)
+	if a := <-got; a != 1 {
+		t.Fatalf("wait(1) = %d, want 1", a)
+	}
+	g.set(-1)
+	go func() { got <- g.wait(-1) }()
+	time.Sleep(10 * time.Millisecond)
+	g.halt()
+	if a := <-got; a != -1 {
+		t.Fatalf("wait after halt = %d, want -1", a)
+	}
+}

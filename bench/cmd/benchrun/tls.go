@@ -105,8 +105,8 @@ func runTLS(cfg config) ([]tlsRound, error) {
 				return rounds, fmt.Errorf("round %d, wss echo: %w", r+1, err)
 			}
 			for _, x := range res {
-				logf("round %d f %-4s %9.0f msg/s  p50 %.0f µs p99 %.0f µs  cpu: server %.2fs (%.2f µs/msg) client %.2fs other %.2fs over %.1fs",
-					r+1, x.Impl, x.Rate, x.P50, x.P99, x.ServerCPU, perMsg(x.ServerCPU, x.Msgs), x.ClientCPU, x.OtherCPU, x.Seconds)
+				logf("round %d f %-4s %9.0f msg/s  p50 %.0f µs p99 %.0f µs mean %.0f µs (%.0f in flight)  cpu: server %.2fs (%.2f µs/msg) client %.2fs other %.2fs over %.1fs",
+					r+1, x.Impl, x.Rate, x.P50, x.P99, x.Mean, x.Rate*x.Mean/1e6, x.ServerCPU, perMsg(x.ServerCPU, x.Msgs), x.ClientCPU, x.OtherCPU, x.Seconds)
 			}
 			round.Echo = res
 		}
@@ -128,8 +128,8 @@ func runTLS(cfg config) ([]tlsRound, error) {
 				return rounds, fmt.Errorf("round %d, handshakes: %w", r+1, err)
 			}
 			for _, x := range res {
-				logf("round %d h %-4s %7.0f handshakes/s  p50 %.1f ms p99 %.1f ms  cpu: server %.2fs (%.0f µs/handshake) client %.2fs other %.2fs over %.1fs",
-					r+1, x.Impl, x.Rate, x.P50/1e3, x.P99/1e3, x.ServerCPU, perMsg(x.ServerCPU, x.Msgs), x.ClientCPU, x.OtherCPU, x.Seconds)
+				logf("round %d h %-4s %7.0f handshakes/s  p50 %.1f ms p99 %.1f ms mean %.1f ms (%.0f in flight)  cpu: server %.2fs (%.0f µs/handshake) client %.2fs other %.2fs over %.1fs",
+					r+1, x.Impl, x.Rate, x.P50/1e3, x.P99/1e3, x.Mean/1e3, x.Rate*x.Mean/1e6, x.ServerCPU, perMsg(x.ServerCPU, x.Msgs), x.ClientCPU, x.OtherCPU, x.Seconds)
 			}
 			round.Handshakes = res
 		}
