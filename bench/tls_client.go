@@ -148,7 +148,9 @@ func (g *gate) halt() {
 // over TLS with tlsCfg, a goroutine per connection writing its messages
 // and reading their echoes (each one checked). It also measures the round
 // trips that end in the measured windows: from the write of a connection's
-// messages to the last of their echoes.
+// messages to the last of their echoes. With a nil tlsCfg the same client
+// speaks ws in clear, which tells what the client does to a comparison
+// from what TLS does.
 func CompareTLS(cfg CompareConfig, tlsCfg *tls.Config) ([]TLSResult, error) {
 	if len(cfg.Targets) == 0 || cfg.Conns <= 0 || cfg.Size < 0 || cfg.Inflight <= 0 || cfg.Cycles <= 0 || cfg.Slice <= cfg.Settle {
 		return nil, errors.New("bench: need targets, conns, inflight and cycles > 0, and a slice longer than its settling time")
@@ -173,6 +175,9 @@ func CompareTLS(cfg CompareConfig, tlsCfg *tls.Config) ([]TLSResult, error) {
 	}
 	for t, tg := range cfg.Targets {
 		cs, rests, err := dialAllWith(cfg.Conns, 64, func() (net.Conn, []byte, error) {
+			if tlsCfg == nil {
+				return DialWS(tg.Addr, 10*time.Second)
+			}
 			return DialWSS(tg.Addr, tlsCfg, 10*time.Second)
 		})
 		if err != nil {

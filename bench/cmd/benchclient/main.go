@@ -37,7 +37,9 @@
 // crypto/tls's client (a goroutine per connection; TLS 1.3, X25519, no
 // session cache: see bench.ClientTLS), and print bench.TLSResult. In idle
 // mode each connection first sends one -size-byte message and reads its
-// echo. -handshakes runs the handshake scenario (bench.Handshakes) against
+// echo. (-blocking, without -ca, runs the same client over ws in clear,
+// to tell what the client does to a comparison from what TLS does.)
+// -handshakes runs the handshake scenario (bench.Handshakes) against
 // -targets: -dialers goroutines dialing the active server over and over.
 //
 //	benchclient -ca ca.pem -targets tio=127.0.0.1:9001@PID,gws=127.0.0.1:9002@PID -conns 1000 -size 64
@@ -82,8 +84,18 @@ func main() {
 	caFile := flag.String("ca", "", "TLS: speak wss, trusting the certificates of this PEM file")
 	handshakes := flag.Bool("handshakes", false, "TLS: the handshake scenario against -targets (needs -ca)")
 	dialers := flag.Int("dialers", 64, "handshake scenario: concurrent dialers")
+	blocking := flag.Bool("blocking", false, "comparison without -ca: use the TLS scenarios' client (a goroutine per connection) over ws in clear")
 	flag.Parse()
 	raiseNoFile()
+
+	if *blocking && *caFile == "" && *targets != "" {
+		res, err := bench.CompareTLS(bench.CompareConfig{
+			Targets: parseTargets(*targets), Conns: *conns, Size: *size, Inflight: *inflight,
+			Warmup: *warmup, Slice: *slice, Settle: *settle, Cycles: *cycles,
+		}, nil)
+		printTLS(res, err)
+		return
+	}
 
 	if *caFile != "" {
 		cfg, err := bench.LoadClientTLS(*caFile)
