@@ -235,6 +235,12 @@ func randomPayload(n int) []byte {
 
 // dialAll opens n WebSocket connections to addr, at most par at a time.
 func dialAll(addr string, n, par int, timeout time.Duration) ([]net.Conn, [][]byte, error) {
+	return dialAllWith(n, par, func() (net.Conn, []byte, error) { return DialWS(addr, timeout) })
+}
+
+// dialAllWith opens n connections with dial, at most par at a time. On the
+// first failure it closes those it opened and returns the error.
+func dialAllWith(n, par int, dial func() (net.Conn, []byte, error)) ([]net.Conn, [][]byte, error) {
 	conns := make([]net.Conn, n)
 	rests := make([][]byte, n)
 	var (
@@ -251,7 +257,7 @@ func dialAll(addr string, n, par int, timeout time.Duration) ([]net.Conn, [][]by
 				if i >= n {
 					return
 				}
-				c, rest, err := DialWS(addr, timeout)
+				c, rest, err := dial()
 				if err != nil {
 					errs.add(fmt.Errorf("connection %d: %w", i, err))
 					return

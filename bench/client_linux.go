@@ -96,66 +96,24 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 			w.run()
 		}()
 	}
-	count := func(t int) uint64 {
-		var n uint64
-		for _, w := range workers {
-			n += w.counts[t].Load()
-		}
-		return n
-	}
-	serversCPU := func() float64 {
-		sum := 0.0
-		for _, tg := range cfg.Targets {
-			if c := ProcCPU(tg.PID); c > 0 {
-				sum += c
+	res := interleaver{
+		targets: cfg.Targets, warmup: cfg.Warmup, slice: cfg.Slice, settle: cfg.Settle, cycles: cfg.Cycles,
+		activate: func(t int) { active.Store(int32(t)) },
+		count: func(t int) uint64 {
+			var n uint64
+			for _, w := range workers {
+				n += w.counts[t].Load()
 			}
-		}
-		return sum
-	}
-
-	res := make([]LoadResult, nt)
-	for t, tg := range cfg.Targets {
-		res[t] = LoadResult{Impl: tg.Name, Conns: cfg.Conns, Size: cfg.Size, Inflight: cfg.Inflight}
-		active.Store(int32(t))
-		time.Sleep(cfg.Warmup)
-	}
-	for cyc := range cfg.Cycles {
-		for j := range nt {
-			t := (cyc + j) % nt
-			active.Store(int32(t))
-			time.Sleep(cfg.Settle)
-			sys0, srv0, all0, cli0 := systemCPU(), ProcCPU(cfg.Targets[t].PID), serversCPU(), SelfCPU()
-			n0, t0 := count(t), time.Now()
-			time.Sleep(cfg.Slice - cfg.Settle)
-			n1, t1 := count(t), time.Now()
-			sys1, srv1, all1, cli1 := systemCPU(), ProcCPU(cfg.Targets[t].PID), serversCPU(), SelfCPU()
-
-			r := &res[t]
-			secs := t1.Sub(t0).Seconds()
-			r.Msgs += n1 - n0
-			r.Seconds += secs
-			r.Slices = append(r.Slices, float64(n1-n0)/secs)
-			r.ServerCPU += srv1 - srv0
-			r.ClientCPU += cli1 - cli0
-			if sys0.ok && sys1.ok {
-				r.OtherCPU += max(0, sys1.tasks-sys0.tasks-(all1-all0)-(cli1-cli0))
-				r.SoftirqCPU += sys1.softirq - sys0.softirq
-			} else {
-				r.OtherCPU, r.SoftirqCPU = -1, -1
-			}
-		}
-	}
-	active.Store(-1)
+			return n
+		},
+	}.run()
 	stop.Store(true)
 	wg.Wait()
 
 	n, first := errs.get()
-	for t, tg := range cfg.Targets {
+	for t := range res {
 		r := &res[t]
-		r.Rate = float64(r.Msgs) / r.Seconds
-		if tg.PID <= 0 {
-			r.ServerCPU = -1
-		}
+		r.Conns, r.Size, r.Inflight = cfg.Conns, cfg.Size, cfg.Inflight
 		r.Errors, r.FirstError = n, first // the client does not tell whose connection failed
 	}
 	return res, nil

@@ -25,8 +25,8 @@ func ProcCPU(int) float64 { return -1 }
 func SelfCPU() float64 { return -1 }
 
 type sysCPU struct {
-	tasks float64
-	ok    bool
+	tasks, softirq float64
+	ok             bool
 }
 
 func systemCPU() sysCPU { return sysCPU{} }

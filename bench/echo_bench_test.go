@@ -46,18 +46,59 @@ func BenchmarkEchoPipelined(b *testing.B) {
 // inflight at a time on each (an op is one message echoed).
 func benchEcho(b *testing.B, impl string, size, inflight int) {
 	s := startT(b, impl)
+	var cs []net.Conn
+	for range benchConns {
+		c, _ := dialT(b, s.Addr())
+		cs = append(cs, c)
+	}
+	runEcho(b, cs, size, inflight)
+}
+
+// BenchmarkEchoTLS is BenchmarkEcho over TLS (StartTLS's servers, TLS 1.3,
+// AES-128-GCM), 64-byte messages.
+func BenchmarkEchoTLS(b *testing.B) {
+	p, err := NewPKI()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, impl := range TLSImpls {
+		b.Run(impl+"/64B", func(b *testing.B) {
+			if !Selected(impl) {
+				b.Skipf("%s: not selected by %s", impl, ImplsEnv)
+			}
+			s, err := StartTLS(impl, "127.0.0.1:0", p.ServerConfig(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var cs []net.Conn
+			for range benchConns {
+				c, rest, err := DialWSS(s.Addr(), p.ClientConfig(), 5*time.Second)
+				if err != nil || len(rest) > 0 {
+					b.Fatalf("dial: %v (%d bytes after the upgrade)", err, len(rest))
+				}
+				defer c.Close()
+				cs = append(cs, c)
+			}
+			runEcho(b, cs, 64, 1)
+		})
+	}
+}
+
+// runEcho sends b.N messages of size bytes over the connections cs,
+// inflight at a time on each (an op is one message echoed).
+func runEcho(b *testing.B, cs []net.Conn, size, inflight int) {
 	payload := randomPayload(size)
 	type conn struct {
 		c     net.Conn
 		r     *bufio.Reader
 		burst []byte
 	}
-	conns := make([]conn, benchConns)
-	for i := range conns {
-		c, r := dialT(b, s.Addr())
+	conns := make([]conn, len(cs))
+	for i, c := range cs {
 		_ = c.SetDeadline(time.Time{})
 		frame := AppendClientFrame(nil, 2, payload, [4]byte{byte(i), 7, 42, 99})
-		conns[i] = conn{c, r, bytes.Repeat(frame, inflight)}
+		conns[i] = conn{c, bufio.NewReader(c), bytes.Repeat(frame, inflight)}
 	}
 	frameLen := len(conns[0].burst) / inflight
 
@@ -65,10 +106,10 @@ func benchEcho(b *testing.B, impl string, size, inflight int) {
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make(chan error, benchConns)
+	errs := make(chan error, len(conns))
 	for i, cn := range conns {
-		n := b.N / benchConns
-		if i < b.N%benchConns {
+		n := b.N / len(conns)
+		if i < b.N%len(conns) {
 			n++
 		}
 		wg.Add(1)

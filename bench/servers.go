@@ -5,7 +5,10 @@
 // The servers live here so that the benchserver command and the in-process
 // testing.B benchmarks build exactly the same ones; the load client (raw
 // sockets, a hand-written client handshake, masked frames) is in client.go and
-// client_linux.go. See docs/benchmarks.md for the method and the numbers, and
+// client_linux.go. The TLS scenarios (tio.WithTLS against gws on net/http
+// with crypto/tls: a wss echo, memory per idle wss connection, handshakes per
+// second) are in tls.go and tls_client.go. See docs/benchmarks.md for the
+// method and the numbers, and
 // run the whole comparison, from bench/ (the benchmarks' own module), with
 //
 //	go run ./cmd/benchrun

@@ -31,6 +31,20 @@
 // broadcasts.
 //
 //	benchclient -addr 127.0.0.1:9001 -active -conns 18000 -size 256 -esize 64 -every 5s
+//
+// TLS: with -ca (the PEM file of the authority that signed the servers'
+// certificate), the comparison and the idle mode speak wss instead, with
+// crypto/tls's client (a goroutine per connection; TLS 1.3, X25519, no
+// session cache: see bench.ClientTLS), and print bench.TLSResult. In idle
+// mode each connection first sends one -size-byte message and reads its
+// echo. (-blocking, without -ca, runs the same client over ws in clear,
+// to tell what the client does to a comparison from what TLS does.)
+// -handshakes runs the handshake scenario (bench.Handshakes) against
+// -targets: -dialers goroutines dialing the active server over and over.
+//
+//	benchclient -ca ca.pem -targets tio=127.0.0.1:9001@PID,gws=127.0.0.1:9002@PID -conns 1000 -size 64
+//	benchclient -ca ca.pem -addr 127.0.0.1:9001 -idle -conns 9000 -size 64
+//	benchclient -ca ca.pem -handshakes -dialers 64 -targets tio=127.0.0.1:9001@PID,gws=127.0.0.1:9002@PID
 package main
 
 import (
@@ -39,6 +53,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -66,8 +81,52 @@ func main() {
 	active := flag.Bool("active", false, "active mode: the active-connection scenario's client, driven by commands on stdin")
 	esize := flag.Int("esize", 64, "active mode: payload bytes of each connection's messages")
 	every := flag.Duration("every", 5*time.Second, "active mode: each connection sends a message this often in the echo phases")
+	caFile := flag.String("ca", "", "TLS: speak wss, trusting the certificates of this PEM file")
+	handshakes := flag.Bool("handshakes", false, "TLS: the handshake scenario against -targets (needs -ca)")
+	dialers := flag.Int("dialers", 64, "handshake scenario: concurrent dialers")
+	blocking := flag.Bool("blocking", false, "comparison without -ca: use the TLS scenarios' client (a goroutine per connection) over ws in clear")
 	flag.Parse()
 	raiseNoFile()
+
+	if *blocking && *caFile == "" && *targets != "" {
+		res, err := bench.CompareTLS(bench.CompareConfig{
+			Targets: parseTargets(*targets), Conns: *conns, Size: *size, Inflight: *inflight,
+			Warmup: *warmup, Slice: *slice, Settle: *settle, Cycles: *cycles,
+		}, nil)
+		printTLS(res, err)
+		return
+	}
+
+	if *caFile != "" {
+		cfg, err := bench.LoadClientTLS(*caFile)
+		if err != nil {
+			fatal(err)
+		}
+		switch {
+		case *idle:
+			cs, err := bench.IdleTLS(*addr, cfg, *conns, *size)
+			if err != nil {
+				fatal(err)
+			}
+			holdIdle(cs, *hold)
+			return
+		case *targets != "" && *handshakes:
+			res, err := bench.Handshakes(bench.HandshakeConfig{
+				Targets: parseTargets(*targets), TLS: cfg, Dialers: *dialers,
+				Warmup: *warmup, Slice: *slice, Settle: *settle, Cycles: *cycles,
+			})
+			printTLS(res, err)
+			return
+		case *targets != "":
+			res, err := bench.CompareTLS(bench.CompareConfig{
+				Targets: parseTargets(*targets), Conns: *conns, Size: *size, Inflight: *inflight,
+				Warmup: *warmup, Slice: *slice, Settle: *settle, Cycles: *cycles,
+			}, cfg)
+			printTLS(res, err)
+			return
+		}
+		fatal(fmt.Errorf("-ca: want -idle, -targets or -handshakes -targets"))
+	}
 
 	if *active {
 		runActive(bench.ActiveClientConfig{
@@ -81,31 +140,13 @@ func main() {
 		if err != nil {
 			fatal(err)
 		}
-		fmt.Printf("connected %d\n", len(cs))
-		done := make(chan struct{})
-		go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(*hold):
-		}
-		fmt.Printf("alive %d\n", bench.Alive(cs))
-		bench.CloseAll(cs)
+		holdIdle(cs, *hold)
 		return
 	}
 
 	if *targets != "" {
-		var ts []bench.Target
-		for _, spec := range strings.Split(*targets, ",") {
-			name, rest, ok := strings.Cut(spec, "=")
-			if !ok {
-				fatal(fmt.Errorf("bad target %q: want name=addr@pid", spec))
-			}
-			addr, pidStr, _ := strings.Cut(rest, "@")
-			pid, _ := strconv.Atoi(pidStr)
-			ts = append(ts, bench.Target{Name: name, Addr: addr, PID: pid})
-		}
 		res, err := bench.Compare(bench.CompareConfig{
-			Targets: ts, Conns: *conns, Size: *size, Inflight: *inflight,
+			Targets: parseTargets(*targets), Conns: *conns, Size: *size, Inflight: *inflight,
 			Warmup: *warmup, Slice: *slice, Settle: *settle, Cycles: *cycles, Workers: *workers,
 		})
 		if err != nil {
@@ -131,6 +172,49 @@ func main() {
 	fmt.Println(string(b))
 	if res.Errors > 0 {
 		fmt.Fprintf(os.Stderr, "benchclient: %d connections failed; first: %s\n", res.Errors, res.FirstError)
+		os.Exit(2)
+	}
+}
+
+// parseTargets parses -targets: name=addr@pid,...
+func parseTargets(spec string) []bench.Target {
+	var ts []bench.Target
+	for _, one := range strings.Split(spec, ",") {
+		name, rest, ok := strings.Cut(one, "=")
+		if !ok {
+			fatal(fmt.Errorf("bad target %q: want name=addr@pid", one))
+		}
+		addr, pidStr, _ := strings.Cut(rest, "@")
+		pid, _ := strconv.Atoi(pidStr)
+		ts = append(ts, bench.Target{Name: name, Addr: addr, PID: pid})
+	}
+	return ts
+}
+
+// holdIdle prints "connected N", holds the connections until stdin closes
+// or hold passes, then prints "alive N" and closes them.
+func holdIdle(cs []net.Conn, hold time.Duration) {
+	fmt.Printf("connected %d\n", len(cs))
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(hold):
+	}
+	fmt.Printf("alive %d\n", bench.Alive(cs))
+	bench.CloseAll(cs)
+}
+
+// printTLS prints a TLS scenario's results as JSON, and fails if a
+// connection did.
+func printTLS(res []bench.TLSResult, err error) {
+	if err != nil {
+		fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	if len(res) > 0 && res[0].Errors > 0 {
+		fmt.Fprintf(os.Stderr, "benchclient: %d connections failed; first: %s\n", res[0].Errors, res[0].FirstError)
 		os.Exit(2)
 	}
 }

@@ -27,6 +27,14 @@
 //
 //	go run ./cmd/benchrun -scenarios e -impls tio,gws          # ≈ 6 minutes
 //	go run ./cmd/benchrun -scenarios e -impls tio,gws -active 200 -active-idle 2s -active-phase 3s
+//
+// Scenarios (f), (g) and (h), not run unless asked for ("tls" names all
+// three), compare tio's TLS (tio.WithTLS) with gws on net/http with
+// crypto/tls (see tls.go): (f) the wss echo of (a), (g) memory per idle
+// wss connection, (h) full TLS handshakes per second; each -rounds times:
+//
+//	go run ./cmd/benchrun -scenarios tls -rounds 3          # ≈ 6 minutes
+//	go run ./cmd/benchrun -scenarios f,h -rounds 2 -cycles 4 -tls-idle 2000
 package main
 
 import (
@@ -82,6 +90,7 @@ type config struct {
 	scen     map[string]bool
 	server   string
 	client   string
+	tls      tlsConfig
 }
 
 func main() {
@@ -106,14 +115,21 @@ func main() {
 	flag.DurationVar(&ac.plan.Sample, "rss-sample", time.Second, "scenario (e): read the server's VmRSS this often")
 	flag.DurationVar(&ac.plan.Tail, "rss-tail", 20*time.Second, "scenario (e): a phase's RSS is the median over its last rss-tail (at most half the phase)")
 	flag.DurationVar(&ac.plan.Drain, "drain", 2*time.Second, "scenario (e): wait for the last broadcasts after the last phase")
+	var tc tlsConfig
+	flag.IntVar(&tc.rounds, "rounds", 3, "scenarios f, g, h: rounds, the servers' order rotating from round to round")
+	flag.IntVar(&tc.idle, "tls-idle", 9000, "scenario (g): idle wss connections")
+	flag.IntVar(&tc.dialers, "dialers", 64, "scenario (h): concurrent dialers")
 	flag.Parse()
 
 	cfg := config{
 		cycles: *cycles, slice: *slice, settle: *settle, warmup: *warmup, idle: *idle, idleWait: *idleWait,
-		impls: strings.Split(*impls, ","), scen: map[string]bool{}, active: ac,
+		impls: strings.Split(*impls, ","), scen: map[string]bool{}, active: ac, tls: tc,
 	}
 	for _, s := range strings.Split(*scen, ",") {
-		cfg.scen[strings.TrimSpace(s)] = true
+		if s = strings.TrimSpace(s); s == "tls" {
+			cfg.scen["f"], cfg.scen["g"], cfg.scen["h"] = true, true, true
+		}
+		cfg.scen[s] = true
 	}
 	dir, err := os.MkdirTemp("", "tio-bench-")
 	if err != nil {
@@ -127,6 +143,16 @@ func main() {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fatal(fmt.Errorf("building %s (run benchrun from within bench/, the benchmarks' module): %w", pkg, err))
+		}
+	}
+
+	if tlsScenarios(cfg) {
+		pki, err := bench.NewPKI()
+		if err != nil {
+			fatal(err)
+		}
+		if cfg.tls.ca, cfg.tls.cert, cfg.tls.key, err = pki.WriteFiles(dir); err != nil {
+			fatal(err)
 		}
 	}
 
@@ -173,7 +199,13 @@ func main() {
 			actives = append(actives, res)
 		}
 	}
-	report := markdown(cfg, loads, idles, time.Since(start)) + activeMarkdown(cfg, actives)
+	var tlsRounds []tlsRound
+	if tlsScenarios(cfg) {
+		if tlsRounds, err = runTLS(cfg); err != nil {
+			fatal(err)
+		}
+	}
+	report := markdown(cfg, loads, idles, time.Since(start)) + activeMarkdown(cfg, actives) + tlsMarkdown(cfg, tlsRounds)
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
@@ -181,7 +213,7 @@ func main() {
 		}
 	}
 	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(map[string]any{"load": loads, "idle": idles, "active": actives}, "", "  ")
+		b, _ := json.MarshalIndent(map[string]any{"load": loads, "idle": idles, "active": actives, "tls": tlsRounds}, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			fatal(err)
 		}

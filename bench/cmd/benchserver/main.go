@@ -13,6 +13,13 @@
 //
 //	benchserver -impl tio -broadcast 1s -size 256
 //
+// With -cert and -key it runs the wss echo of the TLS scenarios
+// (bench.StartTLS) with that certificate: tio with tio.WithTLS, or gws on
+// net/http with crypto/tls. It then reads commands on stdin: "mem" answers
+// "mem" and the bench.MemSnapshot after a garbage collection, as JSON.
+//
+//	benchserver -impl gws -cert cert.pem -key key.pem
+//
 // Once listening it prints "ready ADDR" on stdout. It runs until SIGTERM or
 // SIGINT. SIGUSR1 prints the Go runtime's memory statistics on stderr (and,
 // with -memprofile, collects garbage and writes a heap profile). With -cpuprofile it profiles the
@@ -42,6 +49,8 @@ func main() {
 	memprofile := flag.String("memprofile", "", "record every allocation and write a heap profile to this file on SIGUSR1 (slow: diagnosis only)")
 	broadcast := flag.Duration("broadcast", 0, "active-connection scenario (tio, gws): broadcast to every connection this often, between \"start\" and \"stop\" on stdin")
 	size := flag.Int("size", 256, "with -broadcast: payload bytes of each broadcast")
+	certFile := flag.String("cert", "", "TLS scenarios (tio, gws): serve wss with this certificate (PEM, with -key)")
+	keyFile := flag.String("key", "", "with -cert: the certificate's private key (PEM)")
 	flag.Parse()
 
 	raiseNoFile()
@@ -62,12 +71,21 @@ func main() {
 	var (
 		srv bench.Server
 		as  bench.ActiveServer
+		ctl func() // reads commands on stdin
 		err error
 	)
-	if *broadcast > 0 {
+	switch {
+	case *certFile != "" || *keyFile != "":
+		cfg, lerr := bench.LoadServerTLS(*certFile, *keyFile)
+		if lerr != nil {
+			fatal(lerr)
+		}
+		srv, err = bench.StartTLS(*impl, *addr, cfg, logger)
+		ctl = memControl
+	case *broadcast > 0:
 		as, err = bench.StartActive(*impl, *addr, logger, bench.BroadcastConfig{Interval: *broadcast, Size: *size})
 		srv = as
-	} else {
+	default:
 		srv, err = bench.Start(*impl, *addr, logger)
 	}
 	if err != nil {
@@ -75,7 +93,10 @@ func main() {
 	}
 	fmt.Printf("ready %s\n", srv.Addr())
 	if as != nil {
-		go control(as)
+		ctl = func() { control(as) }
+	}
+	if ctl != nil {
+		go ctl()
 	}
 
 	sig := make(chan os.Signal, 1)
@@ -89,6 +110,20 @@ func main() {
 			pprof.StopCPUProfile()
 		}
 		os.Exit(0) // the benchmark does not measure shutdown
+	}
+}
+
+// memControl answers the TLS mode's "mem" commands on stdin, until it
+// closes.
+func memControl() {
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if cmd := sc.Text(); cmd != "mem" {
+			fmt.Printf("error unknown command %q (want mem)\n", cmd)
+			continue
+		}
+		b, _ := json.Marshal(bench.ReadMem(true))
+		fmt.Printf("mem %s\n", b)
 	}
 }
 
