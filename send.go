@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/panjf2000/gnet/v2"
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/codec"
 	"github.com/tiogo/tio/internal/link"
@@ -270,6 +271,12 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 	)
 	enc.p, enc.env = p, &s.env
 	defer enc.release()
+	var wk *wakes // the targets whose loops must run a pass, by loop
+	defer func() {
+		if wk != nil {
+			s.wake(wk)
+		}
+	}()
 	if block {
 		if ctx == nil {
 			ctx = context.Background()
@@ -310,10 +317,17 @@ func (s *Server) fanout(block bool, ctx context.Context, targets []*channel.Chan
 			continue
 		}
 		if w == nil {
-			if l.SendShared(sh) == nil {
-				res.OK++
-			} else {
+			wake, err := l.SendSharedBatch(sh)
+			if err != nil {
 				res.Failed++
+				continue
+			}
+			res.OK++
+			if wake {
+				if wk == nil {
+					wk = s.getWakes()
+				}
+				wk.add(l)
 			}
 			continue
 		}
@@ -440,6 +454,79 @@ func (e *encoder) release() {
 	for i := range e.more {
 		if sh := e.more[i].sh; sh != nil {
 			sh.Release()
+		}
+	}
+}
+
+// wakes collects the channels a fan-out must flush, by event loop, so that
+// each loop is handed one task for all of them instead of one wake-up per
+// connection (each of which gnet queues, allocating: for a broadcast to
+// tens of thousands of connections, garbage that shows as resident memory).
+type wakes struct {
+	loops []gnet.EventLoop
+	links [][]*link.Link
+}
+
+func (w *wakes) add(l *link.Link) {
+	el := l.EventLoop()
+	for i, x := range w.loops {
+		if x == el {
+			w.links[i] = append(w.links[i], l)
+			return
+		}
+	}
+	w.loops = append(w.loops, el)
+	if len(w.links) < len(w.loops) {
+		w.links = append(w.links, nil)
+	}
+	i := len(w.loops) - 1
+	w.links[i] = append(w.links[i][:0], l)
+}
+
+func (s *Server) getWakes() *wakes {
+	if w, _ := s.wakePool.Get().(*wakes); w != nil {
+		return w
+	}
+	return new(wakes)
+}
+
+// wake hands each loop of w one task that runs a pass over its channels (as
+// gnet's own wake-up does: the event handler's OnTraffic, then its
+// action), then recycles w once every task has run. A loop that takes no
+// task (shutting down) has its channels woken one by one.
+func (s *Server) wake(w *wakes) {
+	var left atomic.Int32
+	left.Store(int32(len(w.loops)))
+	done := func() {
+		if left.Add(-1) == 0 {
+			for i := range w.links {
+				clear(w.links[i])
+				w.links[i] = w.links[i][:0]
+			}
+			w.loops = w.loops[:0]
+			s.wakePool.Put(w)
+		}
+	}
+	for i, el := range w.loops {
+		batch := w.links[i]
+		err := el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			for _, l := range batch {
+				if l.Gone() {
+					continue // closed meanwhile: nothing to flush
+				}
+				c := l.Conn()
+				if s.onTraffic(c) == gnet.Close {
+					_ = c.EventLoop().Close(c)
+				}
+			}
+			done()
+			return nil
+		}))
+		if err != nil {
+			for _, l := range batch {
+				l.Wake()
+			}
+			done()
 		}
 	}
 }

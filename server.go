@@ -74,6 +74,7 @@ type Server struct {
 
 	wheel    *wheel.Wheel[uint64] // channel ids: a closed channel is not held
 	slowLog  atomic.Int64         // when a slow handler was last logged, unix ns
+	wakePool sync.Pool            // of *wakes: fan-outs' batches of wake-ups
 	open     atomic.Int64         // open connections, for MaxConnections
 	ips      perIP
 	drainMu  sync.Mutex

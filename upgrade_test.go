@@ -3,6 +3,7 @@ package tio_test
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tiogo/tio"
@@ -15,7 +16,7 @@ import (
 // a cookie — or refuses it with a status; the binding is there by the time
 // the connection is ready.
 func TestWithUpgradeBindsFromTheRequest(t *testing.T) {
-	var srvp *tio.Server
+	var srvp atomic.Pointer[tio.Server]
 	connected := make(chan tio.Bindings, 1)
 	srv := tiotest.NewServer(t, echoMux(),
 		tio.WithUpgrade(func(ch *channel.Channel, r *tws.Request) error {
@@ -27,13 +28,13 @@ func TestWithUpgradeBindsFromTheRequest(t *testing.T) {
 			if err != nil {
 				return tws.Reject(http.StatusUnauthorized, "log in first")
 			}
-			if err := srvp.Bind(ch, tio.User(c.Value)); err != nil {
+			if err := srvp.Load().Bind(ch, tio.User(c.Value)); err != nil {
 				return err
 			}
-			return srvp.Bind(ch, tio.Group(params["room"]))
+			return srvp.Load().Bind(ch, tio.Group(params["room"]))
 		}),
-		tio.WithOnConnect(func(ch *channel.Channel) { connected <- srvp.Bindings(ch) }))
-	srvp = srv
+		tio.WithOnConnect(func(ch *channel.Channel) { connected <- srvp.Load().Bindings(ch) }))
+	srvp.Store(srv)
 	tiotest.DialWebSocket(t, srv, "/ws/lobby", "Cookie: theme=dark; user=alice")
 	if b := <-connected; b.User != "alice" || !b.InGroup("lobby") {
 		t.Fatalf("bindings when connected: %+v", b)

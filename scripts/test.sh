@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): vet and staticcheck, cross-builds,
 # the whole suite under the race detector, a bounded fuzzing run of each
-# decoder, and a one-shot run of the in-process benchmarks so that they
-# cannot rot. Bounded: a few minutes.
+# decoder and of the TLS record path, and a one-shot run of the in-process
+# benchmarks so that they cannot rot. Bounded: a few minutes.
 #
 # The benchmarks are a module of their own (bench/, with the peers tio is
 # compared with: gws, gorilla, a gnet+gobwas floor). It is vetted, linted and
@@ -52,6 +52,8 @@ for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTar
   # bounded time is better spent exploring.
   go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" -fuzzminimizetime=5s "$pkg"
 done
+echo "== fuzz ./internal/tlsconn (the TLS record path) for $fuzztime"
+go test -run='^$' -fuzz='^FuzzInput$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./internal/tlsconn
 echo "== benchmarks compile and run once"
 go test -run='^$' -bench=. -benchtime=1x ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -run='^$' -bench=. -benchtime=1x ./...)

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/panjf2000/gnet/v2"
 )
 
 // Shared is an encoding that a fan-out shares between its targets. A
@@ -74,6 +76,38 @@ func (ch *Link) SendShared(s *Shared) error {
 	}
 	return ch.queued(true)
 }
+
+// SendSharedBatch is SendShared for a fan-out that wakes the loops itself:
+// instead of waking the connection's loop it reports whether the loop must
+// run a pass over it (see Batch). Then the caller must make that pass
+// happen, or the bytes wait.
+func (ch *Link) SendSharedBatch(s *Shared) (wake bool, err error) {
+	if err := ch.lockShared(s); err != nil {
+		return false, err
+	}
+	ch.sends++
+	wake = ch.bits&(bitInLoop|bitWoken) == 0
+	if wake {
+		ch.bits |= bitWoken
+	}
+	ch.mu.Unlock()
+	return wake, nil
+}
+
+// EventLoop returns the gnet event loop that serves the connection.
+func (ch *Link) EventLoop() gnet.EventLoop { return ch.conn.EventLoop() }
+
+// Gone reports whether the connection has closed (OnClosed ran). Call it
+// on the loop, where it is exact.
+func (ch *Link) Gone() bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.state == stClosed
+}
+
+// Conn returns the gnet connection. For the loop's own use: a pass run by
+// a batch (see SendSharedBatch) hands it to the event handler.
+func (ch *Link) Conn() gnet.Conn { return ch.conn }
 
 // SendSharedNotify is SendShared that also reports when the bytes have been
 // written, like SendNotify.

@@ -1,0 +1,5 @@
+//go:build !race
+
+package tlsconn
+
+const raceEnabled = false
