@@ -346,6 +346,7 @@ func TestBadInput(t *testing.T) {
 		{`{"cmd":"say","room":"r"}`, "bad_text"},
 		{`{"cmd":"say","room":"r","text":"   "}`, "bad_text"},
 		{`{"cmd":"say","room":"r","text":"bell\u0007"}`, "bad_text"},
+		{`{"cmd":"say","room":"r","text":"csi\u009b2J"}`, "bad_text"},
 		{`{"cmd":"say","room":"r","text":"` + strings.Repeat("x", 101) + `","ref":"big"}`, "too_long"},
 		{`{"cmd":"say","room":"elsewhere","text":"hi"}`, "not_in_room"},
 		{`{"cmd":"say","room":"r","text":"hi","ref":"` + strings.Repeat("r", 65) + `"}`, "bad_request"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/tiogo/tio/codec"
@@ -209,7 +210,8 @@ func checkName(what, s string, max int) error {
 }
 
 // checkText reports why s cannot be sent: empty (after trimming spaces),
-// over max bytes, or holding control characters other than newline and tab.
+// over max bytes, or holding control characters other than newline and tab
+// (C0, DEL, C1).
 func checkText(s string, max int) (code string, err error) {
 	if len(s) > max {
 		return codeTooLong, fmt.Errorf("text is %d bytes, the limit is %d", len(s), max)
@@ -221,7 +223,9 @@ func checkText(s string, max int) (code string, err error) {
 		return codeBadText, errors.New("text is not UTF-8")
 	}
 	for _, r := range s {
-		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+		// C0, DEL and C1 (U+0080–U+009F, which some terminals read as
+		// escape sequences): a text is for people, and for every client.
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
 			return codeBadText, fmt.Errorf("text holds the control character %U", r)
 		}
 	}
