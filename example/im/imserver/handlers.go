@@ -119,7 +119,7 @@ func (h *hub) doLogin(r *request) {
 		r.fail(codeBadRequest, "user is required")
 		return
 	}
-	if p := h.login(r.ch, r.s, r.c.User, r.c.Token); p != nil {
+	if p := h.login(r.ch, r.s, r.c.User, r.c.Token, r.c.Ref); p != nil {
 		r.reply(p)
 	}
 }
@@ -129,7 +129,7 @@ func (h *hub) doJoin(r *request) {
 		r.fail(codeBadName, "%s", err)
 		return
 	}
-	res, errp := h.join(r.ch, r.s, r.c.Room)
+	res, errp := h.join(r.ch, r.s, r.c.Room, r.c.Ref)
 	if errp != nil {
 		r.reply(errp)
 	}

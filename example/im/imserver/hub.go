@@ -139,15 +139,16 @@ func (h *hub) closed(ch *channel.Channel, _ channel.Reason, _ error) {
 	}
 }
 
-// login logs ch in as name and returns the welcome or error event.
-func (h *hub) login(ch *channel.Channel, s *session, name, token string) *codec.Packet {
+// login logs ch in as name and returns the welcome or error event (with
+// ref, the command's).
+func (h *hub) login(ch *channel.Channel, s *session, name, token, ref string) *codec.Packet {
 	if err := checkName("user", name, maxUserName); err != nil {
-		return errPacket(codeBadName, err.Error(), "login", "")
+		return errPacket(codeBadName, err.Error(), "login", ref)
 	}
 	admin := false
 	if token != "" {
 		if h.admin == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.admin)) != 1 {
-			return errPacket(codeBadAdminToken, "the admin token is wrong", "login", "")
+			return errPacket(codeBadAdminToken, "the admin token is wrong", "login", ref)
 		}
 		admin = true
 	}
@@ -160,17 +161,17 @@ func (h *hub) login(ch *channel.Channel, s *session, name, token string) *codec.
 		s.admin = s.admin || admin
 		return h.welcome(s)
 	case s.user != "":
-		return errPacket(codeLoggedIn, "this connection is logged in as "+s.user, "login", "")
+		return errPacket(codeLoggedIn, "this connection is logged in as "+s.user, "login", ref)
 	}
 	if until, ok := h.bans[name]; ok {
 		if time.Now().Before(until) {
-			return errPacket(codeBanned, name+" was kicked by an admin; try again later", "login", "")
+			return errPacket(codeBanned, name+" was kicked by an admin; try again later", "login", ref)
 		}
 		delete(h.bans, name)
 	}
 	u := h.users[name]
 	if u != nil && u.conns >= h.lim.MaxConnsPerUser {
-		return errPacket(codeTooManyConns, "too many connections for "+name, "login", "")
+		return errPacket(codeTooManyConns, "too many connections for "+name, "login", ref)
 	}
 	if err := h.srv.Bind(ch, tio.User(name)); err != nil {
 		return nil // closed meanwhile
@@ -200,7 +201,7 @@ type joinResult struct {
 // join puts ch in room. It sends ch its joined, history and online events
 // under the room's lock, so that no message of the room reaches ch before
 // the history it follows.
-func (h *hub) join(ch *channel.Channel, s *session, name string) (*joinResult, *codec.Packet) {
+func (h *hub) join(ch *channel.Channel, s *session, name, ref string) (*joinResult, *codec.Packet) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.closed {
@@ -212,14 +213,14 @@ func (h *hub) join(ch *channel.Channel, s *session, name string) (*joinResult, *
 	if !again {
 		inRoom := r != nil && r.members[s.user] > 0
 		if !inRoom && u.rooms >= h.lim.MaxRoomsPerUser {
-			return nil, errPacket(codeTooManyRooms, "you are in the most rooms a user may be in; leave one first", "join", "")
+			return nil, errPacket(codeTooManyRooms, "you are in the most rooms a user may be in; leave one first", "join", ref)
 		}
 		if !inRoom && r != nil && len(r.members) >= h.lim.MaxUsersPerRoom {
-			return nil, errPacket(codeRoomFull, "room "+name+" is full", "join", "")
+			return nil, errPacket(codeRoomFull, "room "+name+" is full", "join", ref)
 		}
 		if r == nil {
 			if len(h.rooms) >= h.lim.MaxRooms && !h.evictLocked() {
-				return nil, errPacket(codeTooManyRooms, "the server has as many rooms as it keeps, all in use", "join", "")
+				return nil, errPacket(codeTooManyRooms, "the server has as many rooms as it keeps, all in use", "join", ref)
 			}
 			r = &room{name: name, members: make(map[string]int)}
 			h.rooms[name] = r

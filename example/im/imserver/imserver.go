@@ -224,7 +224,7 @@ func (h *hub) upgrade(ch *channel.Channel, r *websocket.Request) error {
 	s := h.newSession(ch)
 	if u := r.Query().Get("user"); u != "" {
 		// Errors are told once the connection is open (connected).
-		s.pending = h.login(ch, s, u, "")
+		s.pending = h.login(ch, s, u, "", "")
 	}
 	return nil
 }

@@ -534,8 +534,10 @@ func TestBounds(t *testing.T) {
 	a := login(t, srv, "a")
 	a.join("r1")
 	a.join("r2")
-	a.send(`{"cmd":"join","room":"r3"}`)
-	a.expectError("too_many_rooms")
+	a.send(`{"cmd":"join","room":"r3","ref":"j3"}`)
+	if e := a.expectError("too_many_rooms"); e.str("ref") != "j3" {
+		t.Fatalf("%v", e)
+	}
 	b := login(t, srv, "b")
 	b.join("r1")
 	a.expect("joined")
