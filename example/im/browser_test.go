@@ -215,9 +215,13 @@ func TestChatInTheBrowser(t *testing.T) {
 	bob.say("the deploy is done, metrics look fine")
 	alice.wait("dev unread", `document.querySelector("#rooms .badge") && document.querySelector("#rooms .badge").textContent === "1"`)
 
-	termSays(t, srv, alice)
-
-	if os.Getenv("TIO_SCREENSHOTS") != "" {
+	// A terminal client's message appears in the page, and the page's
+	// answer on the terminal; the screenshot is taken meanwhile.
+	termSays(t, srv, alice, func() {
+		if os.Getenv("TIO_SCREENSHOTS") == "" {
+			return
+		}
+		alice.wait("three online", `document.querySelectorAll("#online li").length === 3`)
 		png, err := chromedp.Run(alice.ctx, chromedp.CaptureScreenshot())
 		if err != nil {
 			t.Fatal(err)
@@ -227,7 +231,7 @@ func TestChatInTheBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("wrote %s (%d bytes)", out, len(png))
-	}
+	})
 
 	// An admin's kick: both of bob's tabs show why, and stay disconnected.
 	mod := openPrivatePage(t, browser, base, "mod")
@@ -246,7 +250,3 @@ func TestChatInTheBrowser(t *testing.T) {
 	}
 	alice.wait("bob gone from the list", `[...document.querySelectorAll("#online .name")].every(e => e.textContent !== "bob")`)
 }
-
-// termSays: a terminal client's message appears in the page (once package
-// client is there).
-func termSays(t *testing.T, srv *imserver.Server, p *page) {}
