@@ -127,15 +127,18 @@ func js(s string) string {
 }
 
 // The chat in headless Chromium: two users chat in a room, a DM reaches
-// both tabs of its recipient, hostile text is shown as text, the pages
-// ride out a server restart on the same port and keep chatting, and a kick
-// shows its reason. With TIO_SCREENSHOTS=1 it saves docs/im.png.
+// both tabs of its recipient, hostile text is shown as text, the pages'
+// pings keep them connected past the heartbeat timeout, they ride out a
+// server restart on the same port and keep chatting, a terminal client
+// chats with them (with -tags tioclient until package client is in main),
+// and a kick shows its reason. With TIO_SCREENSHOTS=1 it saves docs/im.png.
 func TestChatInTheBrowser(t *testing.T) {
 	browser := browsertest.New(t, 2*time.Minute)
 	srv := startIM(t, "127.0.0.1:0", imserver.WithAdminToken("s3cret"))
 	addr := srv.Addr().String()
 	base := "http://" + addr + "/"
 
+	opened := time.Now()
 	alice := openPage(t, browser, base+"?user=alice", "alice")
 	alice.online("lobby")
 	bob := openPage(t, browser, base+"?user=bob", "bob")
@@ -175,6 +178,17 @@ func TestChatInTheBrowser(t *testing.T) {
 	for _, p := range []*page{alice, bob, bob2} {
 		p.click(`#rooms .conv`)
 		p.wait("the lobby shown", `document.getElementById("chat-title").textContent === "# lobby"`)
+	}
+
+	// The pages' pings keep them connected well past the server's
+	// heartbeat timeout (3 s): none has reconnected.
+	if d := 8*time.Second - time.Since(opened); d > 0 {
+		time.Sleep(d)
+	}
+	for _, p := range []*page{alice, bob, bob2} {
+		if n := eval[int](p, `chat.connects`); n != 1 {
+			t.Fatalf("%s connected %d times before the restart, want once", p.name, n)
+		}
 	}
 
 	// The server stops and starts again on the same port: the pages show

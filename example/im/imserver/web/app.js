@@ -16,6 +16,7 @@ const chat = {
   ws: null,
   status: "offline", // offline | connecting | online | reconnecting | stopped
   attempt: 0,        // reconnection attempts since the last welcome
+  connects: 0,       // welcomes received: 1 + the reconnections
   retryAt: 0, retryTimer: 0, bannerTimer: 0,
   heartbeat: 20000, pingTimer: 0, lastHeard: 0,
   limits: { text: 2000 },
@@ -383,6 +384,7 @@ const handlers = {
     chat.user = m.user;
     chat.admin = !!m.admin;
     chat.attempt = 0;
+    chat.connects++;
     if (m.heartbeat > 0) chat.heartbeat = Math.max(1000, m.heartbeat);
     if (m.limits) chat.limits = m.limits;
     store.set("user", chat.user);
