@@ -64,6 +64,10 @@ type Limits struct {
 	// KickBan is how long a kicked user cannot log in again (default 1
 	// minute).
 	KickBan time.Duration
+	// MaxConnsPerIP bounds the connections from one IP address (default:
+	// none; the benchmark opens thousands from 127.0.0.1). Past it a
+	// connection is refused at accept (tio.Limits.MaxConnectionsPerIP).
+	MaxConnsPerIP int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -161,11 +165,12 @@ func New(addr string, opts ...Option) *Server {
 		tio.WithHeartbeat(c.heartbeat, nil),
 		tio.WithRateLimit(l.ConnRate, l.ConnBurst, false),
 		tio.WithLimits(tio.Limits{
-			MaxFrame:    int64(l.MaxFrame),
-			MaxMessage:  int64(l.MaxFrame),
-			MaxPacket:   l.MaxFrame,
-			MaxOutbound: l.MaxOutbound,
-			MaxQueued:   64 * l.MaxFrame,
+			MaxConnectionsPerIP: l.MaxConnsPerIP,
+			MaxFrame:            int64(l.MaxFrame),
+			MaxMessage:          int64(l.MaxFrame),
+			MaxPacket:           l.MaxFrame,
+			MaxOutbound:         l.MaxOutbound,
+			MaxQueued:           64 * l.MaxFrame,
 		}),
 		tio.WithWorkers(0, 64), // 64 commands queued per connection, at most
 	}

@@ -559,3 +559,13 @@ func TestBounds(t *testing.T) {
 	extra.send(`{"cmd":"login","user":"a"}`)
 	extra.expectError("too_many_conns")
 }
+
+// Connections per IP address are bounded when asked.
+func TestConnsPerIP(t *testing.T) {
+	srv := start(t, imserver.WithLimits(imserver.Limits{MaxConnsPerIP: 2}))
+	login(t, srv, "a")
+	login(t, srv, "b")
+	if _, err := tiotest.DialWebSocketErr(t, srv.Server, "/ws"); err == nil {
+		t.Fatal("a third connection from 127.0.0.1 was accepted")
+	}
+}

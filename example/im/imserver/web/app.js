@@ -492,7 +492,7 @@ const handlers = {
   },
 
   typing(m) {
-    const c = m.room ? chat.convs.get("#" + m.room) : conv("@" + m.user);
+    const c = chat.convs.get(m.room ? "#" + m.room : "@" + m.user); // typing opens no conversation
     if (!c || m.user === chat.user) return;
     clearTimeout(c.typing.get(m.user));
     c.typing.set(m.user, setTimeout(() => { c.typing.delete(m.user); if (c.key === chat.current) drawTyping(); }, 3500));
