@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"math/bits"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -378,13 +380,13 @@ func runClient(cfg config) (result, error) {
 	sending.Store(true)
 
 	time.Sleep(cfg.Warmup)
-	srv0, cli0 := bench.ProcCPU(cfg.ServerPID), bench.SelfCPU()
+	srv0, cli0, sys0 := bench.ProcCPU(cfg.ServerPID), bench.SelfCPU(), busyCPU()
 	t0 := time.Now()
 	measuring.Store(true)
 	time.Sleep(cfg.Duration)
 	measuring.Store(false)
 	t1 := time.Now()
-	srv1, cli1 := bench.ProcCPU(cfg.ServerPID), bench.SelfCPU()
+	srv1, cli1, sys1 := bench.ProcCPU(cfg.ServerPID), bench.SelfCPU(), busyCPU()
 	if rss, err := bench.ProcRSS(cfg.ServerPID); err == nil && cfg.ServerPID > 0 {
 		res.ServerRSS = rss
 	}
@@ -405,8 +407,12 @@ func runClient(cfg config) (result, error) {
 	res.Expected = float64(cfg.Conns) * cfg.Rate * (members - 1)
 	res.P50, res.P99, res.P999, res.Max = h.quantile(0.5), h.quantile(0.99), h.quantile(0.999), h.quantile(1)
 	res.ClientCPU = cli1 - cli0
+	res.OtherCPU = -1
 	if srv0 >= 0 && srv1 >= 0 {
 		res.ServerCPU = srv1 - srv0
+		if sys0 >= 0 && sys1 >= 0 {
+			res.OtherCPU = max(0, sys1-sys0-res.ServerCPU-res.ClientCPU)
+		}
 	}
 	res.Errors = int(errs.n.Load())
 	if errs.first != nil {
@@ -427,6 +433,29 @@ func joinAll(workers []*worker) {
 			}
 		}
 	}
+}
+
+// busyCPU returns the CPU seconds all processes have used (user, nice,
+// system, irq, softirq: /proc/stat), or -1.
+func busyCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq …
+	if len(f) < 8 || f[0] != "cpu" {
+		return -1
+	}
+	sum := 0.0
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		n, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return -1
+		}
+		sum += float64(n)
+	}
+	return sum / 100 // USER_HZ
 }
 
 func appendHex(b []byte, v uint64) []byte {

@@ -65,6 +65,7 @@ type result struct {
 	Max        float64 `json:"max_us"`
 	ServerCPU  float64 `json:"server_cpu"` // CPU seconds in the window (-1: unknown)
 	ClientCPU  float64 `json:"client_cpu"`
+	OtherCPU   float64 `json:"other_cpu"`  // CPU seconds of every other process and the kernel's interrupts (-1: unknown)
 	ServerRSS  int64   `json:"server_rss"` // bytes, at the end (0: unknown)
 	Errors     int     `json:"errors"`     // error events and failed connections
 	FirstError string  `json:"first_error,omitempty"`
@@ -123,9 +124,9 @@ func main() {
 				fmt.Fprintln(os.Stderr, "im:", err)
 				os.Exit(1)
 			}
-			fmt.Printf("round %d: %.0f messages delivered/s (%.1f%% of %.0f expected), %.0f sent/s, %.0f acked/s; latency p50 %.0f µs, p99 %.0f µs, p99.9 %.0f µs, max %.0f µs; server CPU %.2f cores, client CPU %.2f cores; server RSS %.0f MB; errors %d %s\n",
+			fmt.Printf("round %d: %.0f messages delivered/s (%.1f%% of %.0f expected), %.0f sent/s, %.0f acked/s; latency p50 %.0f µs, p99 %.0f µs, p99.9 %.0f µs, max %.0f µs; server CPU %.2f cores, client CPU %.2f cores, others %.2f cores; server RSS %.0f MB; errors %d %s\n",
 				r, res.PerSecond, 100*res.PerSecond/res.Expected, res.Expected, float64(res.Sent)/res.Seconds, float64(res.Acked)/res.Seconds,
-				res.P50, res.P99, res.P999, res.Max, res.ServerCPU/res.Seconds, res.ClientCPU/res.Seconds, float64(res.ServerRSS)/1e6, res.Errors, res.FirstError)
+				res.P50, res.P99, res.P999, res.Max, res.ServerCPU/res.Seconds, res.ClientCPU/res.Seconds, res.OtherCPU/res.Seconds, float64(res.ServerRSS)/1e6, res.Errors, res.FirstError)
 		}
 	default:
 		fmt.Fprintln(os.Stderr, "im: unknown -mode", *mode)
