@@ -2,9 +2,11 @@ package tio_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/tiogo/tio"
 	tws "github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/internal/browsertest"
+	"github.com/tiogo/tio/stats"
 	"github.com/tiogo/tio/tiotest"
 )
 
@@ -91,4 +94,58 @@ type closeEvent struct {
 	Clean  bool
 	Code   int
 	Reason string
+}
+
+// wssPage, served over HTTPS by the tio server itself, echoes one message
+// over wss:// on the same origin and records what happened.
+const wssPage = `<!doctype html><script>
+window.result = null; window.closeInfo = null;
+const ws = new WebSocket("wss://" + location.host + "/ws");
+ws.onopen = () => ws.send("hello over wss");
+ws.onmessage = e => { window.result = e.data; ws.close(1000, "done"); };
+ws.onerror = () => { window.result = "error"; };
+ws.onclose = e => { window.closeInfo = {clean: e.wasClean, code: e.code, reason: e.reason}; };
+</script>`
+
+// Chromium, trusting the test CA, loads a page over HTTPS from the tio
+// server and talks wss:// to it on the same port.
+func TestBrowserWSS(t *testing.T) {
+	pki := tiotest.NewPKI(t)
+	leaf := pki.Certificate()
+	leaf.Certificate = append(leaf.Certificate, pki.CA.Raw) // the chain names the CA the browser trusts
+	var page atomic.Int32
+	srv := tiotest.NewServer(t, echoMux(),
+		tio.WithTLS(&tls.Config{Certificates: []tls.Certificate{leaf}}),
+		tio.WithHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.TLS != nil {
+				page.Add(1)
+			}
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, wssPage)
+		})))
+	ctx := browsertest.New(t, 60*time.Second, browsertest.TrustCertificate(pki.CA))
+	if err := chromedp.Do(ctx, chromedp.Navigate("https://"+srv.Addr().String()+"/")); err != nil {
+		t.Fatal(err)
+	}
+	var closed closeEvent
+	tiotest.EventuallyWithin(t, 10*time.Second, "the page's echo and close", func() bool {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[*closeEvent](`window.closeInfo`))
+		if err == nil && got != nil {
+			closed = *got
+		}
+		return err == nil && got != nil
+	})
+	result, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.result`))
+	if err != nil || result != "hello over wss" {
+		t.Fatalf("the page got %q (%v)", result, err)
+	}
+	if !closed.Clean || closed.Code != 1000 {
+		t.Fatalf("close as the browser saw it: %+v", closed)
+	}
+	if page.Load() == 0 {
+		t.Fatal("the page was not served over TLS")
+	}
+	if s := srv.Stats().TLS; s.Handshakes < 2 || s.Failed != [stats.NumTLSFailures]uint64{} {
+		t.Fatalf("TLS stats %+v", s)
+	}
 }

@@ -18,7 +18,8 @@ import (
 // WithHTTP serves plain HTTP requests — requests that are not WebSocket
 // upgrades — on the server's port with h: a web page, /metrics
 // (srv.MetricsHandler()), health checks, next to WebSocket and the binary
-// protocol. A page served this way is the same origin as the WebSocket
+// protocol, and over TLS with WithTLS (Request.TLS is then set, as net/http
+// sets it). A page served this way is the same origin as the WebSocket
 // endpoint, so the default origin rule lets it connect.
 //
 // Each request runs on the worker pool, never on an event loop, in order
@@ -62,6 +63,9 @@ func (s *Server) answerHTTP(l *link.Link, raw []byte) {
 		return
 	}
 	req.RemoteAddr = ch.RemoteAddr().String()
+	if cs, ok := ch.TLS(); ok {
+		req.TLS = &cs // an https request, as net/http says it
+	}
 	w := &httpResponse{header: make(http.Header)}
 	func() {
 		defer func() {

@@ -2,6 +2,7 @@ package tio
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,10 @@ type config struct {
 	http          http.Handler                                       // WithHTTP
 	upgrade       []func(*channel.Channel, *websocket.Request) error // WithUpgrade
 	proxies       []netip.Prefix                                     // WithTrustedProxies
+	tls           *tls.Config                                        // WithTLS
+	tlsRequired   bool                                               // WithTLSRequired
+	tlsWorkers    int                                                // WithTLSHandshakes
+	tlsQueued     int
 	loops         int
 	multicore     bool
 	workers       int
@@ -344,6 +349,7 @@ var ErrConfig = errors.New("tio: bad configuration")
 // check returns the configuration's errors, joined.
 func (o *config) check() error {
 	errs := append([]error(nil), o.errs...)
+	errs = append(errs, o.checkTLS())
 	l := o.limits
 	if o.codecOpt != "" {
 		if o.http != nil || len(o.upgrade) > 0 {

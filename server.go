@@ -39,6 +39,7 @@ import (
 	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/internal/pool"
 	"github.com/tiogo/tio/internal/registry"
+	"github.com/tiogo/tio/internal/tlsconn"
 	"github.com/tiogo/tio/internal/wheel"
 	"github.com/tiogo/tio/stats"
 )
@@ -68,6 +69,7 @@ type Server struct {
 	totals  link.Totals
 	packets sync.Pool         // *codec.Packet scratch for onTraffic
 	ipStats *counters.IPTable // per-IP statistics (metrics.go); nil when off
+	tls     *tlsconn.Engine   // WithTLS; nil without
 	groups  *registry.Registry
 	black   Blacklist // IPs refused at accept (blacklist.go)
 	log     *slog.Logger
@@ -144,9 +146,16 @@ func (s *Server) Start() error {
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
+	if err := s.startTLS(); err != nil {
+		s.started.Store(false)
+		return err
+	}
 	if r := s.cfg.relay; r != nil {
 		if err := r.Start(local{s}); err != nil {
 			s.started.Store(false)
+			if s.tls != nil {
+				s.tls.Close()
+			}
 			return fmt.Errorf("tio: relay: %w", err)
 		}
 	}
@@ -172,6 +181,9 @@ func (s *Server) Start() error {
 			err = fmt.Errorf("tio: serve on %s: %w", s.addr, err)
 		}
 		s.serveErr = err
+		if s.tls != nil {
+			s.tls.Close() // idle handshake workers exit
+		}
 		// Stop taking tasks, without waiting for them: Shutdown waits, up
 		// to its deadline, and a handler that never returns must not keep
 		// Serve from returning.
@@ -322,6 +334,7 @@ func (s *Server) Stats() stats.Snapshot {
 	snap.Traffic = counters.Traffic(&s.totals)
 	snap.Bindings = stats.Bindings(s.groups.Sizes())
 	s.statsIPs(&snap)
+	s.tlsStats(&snap)
 	return snap
 }
 
@@ -401,6 +414,9 @@ func (s *Server) onOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s.cfg.fixed {
 		l.SetCodec(0)
 	}
+	if s.tls != nil {
+		l.AwaitTLS()
+	}
 	if at, ok := s.firstCheck(ch); ok {
 		s.wheel.Add(ch.ID(), at)
 	}
@@ -419,6 +435,9 @@ func (s *Server) onClose(c gnet.Conn, err error) gnet.Action {
 	if r != link.ReasonClosedByPeer && r != link.ReasonClosedByApp && r != link.ReasonServerShutdown {
 		s.log.Debug("tio: connection closed", "channel", ch.ID(), "remote", ch.RemoteAddr(), "reason", r.String(), "err", cerr)
 	}
+	if s.tls != nil {
+		s.tlsClosed(l, r)
+	}
 	if s.cfg.hooks.OnClose != nil {
 		s.onCloseHook(l, channel.Reason(r), cerr)
 	}
@@ -434,76 +453,34 @@ func (s *Server) onClose(c gnet.Conn, err error) gnet.Action {
 
 // onTraffic implements gnet.EventHandler.OnTraffic: it decodes every whole packet
 // buffered for the connection, dispatches each, and flushes the replies in
-// one write.
+// one write. A connection that speaks TLS has its records decrypted first
+// (internal/tlsconn), one record at a time, and its codec sees the
+// plaintext.
 func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 	l := c.Context().(*link.Link)
-	buf, _ := c.Peek(-1)
-	fresh, now := l.Begin(len(buf))
+	raw, _ := c.Peek(-1)
+	fresh, now := l.Begin(len(raw))
 	if fresh > 0 && s.cfg.hooks.OnReceived != nil {
 		s.onReceived(l, fresh)
 	}
-	consumed, decoded := 0, 0
-	if l.AwaitingProxy() && len(buf) > 0 {
-		if n := s.readProxy(l, buf); n > 0 {
+	if l.AwaitingProxy() && len(raw) > 0 {
+		if n := s.readProxy(l, raw); n > 0 {
 			_, _ = c.Discard(n)
-			buf = buf[n:]
+			raw = raw[n:]
 		}
-	}
-	if !l.HasCodec() && len(buf) > 0 && !l.AwaitingProxy() && !l.Closing() {
-		s.sniff(l, buf)
 	}
 	pass := inlinePass{start: now}
-	if l.HasCodec() && !l.AwaitingProxy() {
-		// The packet escapes through the codec and handler interfaces: take a
-		// scratch one rather than allocate one per pass.
-		p := s.packets.Get().(*codec.Packet)
-		defer func() { *p = codec.Packet{}; s.packets.Put(p) }()
-		for consumed < len(buf) && !l.Closing() {
-			n, ok, err := s.decode(l, buf[consumed:], p)
-			consumed += n
-			if err != nil {
-				s.decodeFailed(l, err)
-				break
-			}
-			if l.TookReady() && s.cfg.hooks.OnConnected != nil {
-				s.onConnected(l)
-			}
-			if l.TookControl() && s.cfg.rate > 0 {
-				// A ping or a heartbeat takes a token like a packet.
-				if now == 0 {
-					now = time.Now().UnixNano()
-				}
-				if !l.Allow(now, s.cfg.rate, s.cfg.burst) {
-					s.stats.RateLimited()
-					if !s.cfg.rateDrop {
-						l.Fail(link.ReasonRateLimited, nil, true)
-						break
-					}
-				}
-			}
-			if ok {
-				decoded++
-				if s.cfg.rate > 0 {
-					if now == 0 {
-						now = time.Now().UnixNano()
-					}
-					if !l.Allow(now, s.cfg.rate, s.cfg.burst) {
-						if s.cfg.rateDrop {
-							s.stats.RateLimited()
-							continue
-						}
-						l.Fail(link.ReasonRateLimited, nil, true)
-						break
-					}
-				}
-				if s.cfg.hooks.OnDecoded != nil {
-					s.onDecoded(l, p)
-				}
-				s.dispatch(l, p, &pass)
-			} else if n == 0 {
-				break
-			}
-		}
+	ready := true // the first bytes may be given to the codec
+	if l.AwaitingTLS() && !l.AwaitingProxy() && !l.Closing() && len(raw) > 0 {
+		ready = s.sniffTLS(l, c, raw)
+	}
+	var taken, decoded int
+	var partial bool
+	if t := l.Transport(); t != nil {
+		taken, decoded, partial = s.decryptAndDecode(l, t.(*tlsconn.Session), raw, &pass, &now)
+	} else if ready && !l.AwaitingTLS() {
+		taken, decoded = s.decodeAll(l, raw, &pass, &now)
+		partial = taken < len(raw)
 	}
 	var end int64
 	if pass.n > 0 {
@@ -511,17 +488,17 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 		s.account(l, &pass, end)
 	}
 	if l.Closing() {
-		if len(buf) > 0 && l.Lingering() {
+		if len(raw) > 0 && l.Lingering() {
 			l.Answered() // the peer's close (or anything: the wait is over)
 		}
-		consumed = len(buf) // a closing connection reads no more: bound what it can make us hold
+		taken = len(raw) // a closing connection reads no more: bound what it can make us hold
 	} else if s.cfg.packetTimeout > 0 && l.HasCodec() {
-		l.SetPartial(consumed < len(buf) || l.DecoderPartial(), end)
+		l.SetPartial(partial || l.DecoderPartial(), end)
 	}
-	if consumed > 0 {
-		_, _ = c.Discard(consumed)
+	if taken > 0 {
+		_, _ = c.Discard(taken)
 	}
-	switch l.End(len(buf)-consumed, decoded, end) {
+	switch l.End(len(raw)-taken, decoded, end) {
 	case link.Close:
 		return gnet.Close
 	case link.Draining:
@@ -530,6 +507,69 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 		s.drainMu.Unlock()
 	}
 	return gnet.None
+}
+
+// decodeAll sniffs the connection's codec if needed and decodes every whole
+// packet of buf, dispatching each. It returns the bytes consumed and the
+// packets decoded.
+func (s *Server) decodeAll(l *link.Link, buf []byte, pass *inlinePass, now *int64) (consumed, decoded int) {
+	if !l.HasCodec() && len(buf) > 0 && !l.AwaitingProxy() && !l.Closing() {
+		s.sniff(l, buf)
+	}
+	if !l.HasCodec() || l.AwaitingProxy() {
+		return 0, 0
+	}
+	// The packet escapes through the codec and handler interfaces: take a
+	// scratch one rather than allocate one per pass.
+	p := s.packets.Get().(*codec.Packet)
+	defer func() { *p = codec.Packet{}; s.packets.Put(p) }()
+	for consumed < len(buf) && !l.Closing() {
+		n, ok, err := s.decode(l, buf[consumed:], p)
+		consumed += n
+		if err != nil {
+			s.decodeFailed(l, err)
+			break
+		}
+		if l.TookReady() && s.cfg.hooks.OnConnected != nil {
+			s.onConnected(l)
+		}
+		if l.TookControl() && s.cfg.rate > 0 {
+			// A ping or a heartbeat takes a token like a packet.
+			if *now == 0 {
+				*now = time.Now().UnixNano()
+			}
+			if !l.Allow(*now, s.cfg.rate, s.cfg.burst) {
+				s.stats.RateLimited()
+				if !s.cfg.rateDrop {
+					l.Fail(link.ReasonRateLimited, nil, true)
+					break
+				}
+			}
+		}
+		if ok {
+			decoded++
+			if s.cfg.rate > 0 {
+				if *now == 0 {
+					*now = time.Now().UnixNano()
+				}
+				if !l.Allow(*now, s.cfg.rate, s.cfg.burst) {
+					if s.cfg.rateDrop {
+						s.stats.RateLimited()
+						continue
+					}
+					l.Fail(link.ReasonRateLimited, nil, true)
+					break
+				}
+			}
+			if s.cfg.hooks.OnDecoded != nil {
+				s.onDecoded(l, p)
+			}
+			s.dispatch(l, p, pass)
+		} else if n == 0 {
+			break
+		}
+	}
+	return consumed, decoded
 }
 
 // inlinePass accounts for the packets handled inline during one pass of the

@@ -61,23 +61,14 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 		errs   errorLog
 	)
 	active.Store(-1)
-	workers := make([]*worker, cfg.Workers)
-	cleanup := func() {
-		for _, w := range workers {
-			if w != nil {
-				w.closeAll()
-			}
-		}
+	workers, err := newWorkers(cfg.Workers, func(w *worker) {
+		w.payload, w.inflight, w.stop, w.active = payload, cfg.Inflight, &stop, &active
+		w.errs, w.counts = &errs, make([]atomic.Uint64, nt)
+	})
+	if err != nil {
+		return nil, err
 	}
-	for i := range workers {
-		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-		if err != nil {
-			cleanup()
-			return nil, err
-		}
-		workers[i] = &worker{epfd: epfd, payload: payload, inflight: cfg.Inflight, stop: &stop, active: &active,
-			errs: &errs, counts: make([]atomic.Uint64, nt)}
-	}
+	cleanup := func() { closeWorkers(workers) }
 	frameLen := len(AppendClientFrame(nil, 2, payload, [4]byte{}))
 	rcap := max(cfg.Inflight*frameLen+4096, 8192)
 	next := 0
@@ -87,21 +78,13 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 			cleanup()
 			return nil, fmt.Errorf("%s: %w", tg.Addr, err)
 		}
-		for i, c := range conns {
-			fd, err := TakeFD(c)
-			if err != nil {
-				CloseAll(conns[i+1:])
-				cleanup()
-				return nil, err
-			}
-			var mask [4]byte
-			_, _ = rand.Read(mask[:])
-			frame := AppendClientFrame(nil, 2, payload, mask)
-			lc := &loadConn{fd: fd, target: t, frameLen: len(frame), burst: bytes.Repeat(frame, cfg.Inflight), rbuf: make([]byte, rcap)}
-			lc.rlen = copy(lc.rbuf, rests[i])
-			w := workers[next%len(workers)]
-			next++
-			w.conns = append(w.conns, lc)
+		err = attach(workers, &next, conns, rests, rcap, func(lc *loadConn) {
+			frame := AppendClientFrame(nil, 2, payload, lc.mask)
+			lc.target, lc.frameLen, lc.burst = t, len(frame), bytes.Repeat(frame, cfg.Inflight)
+		})
+		if err != nil {
+			cleanup()
+			return nil, err
 		}
 	}
 
@@ -178,6 +161,53 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 	return res, nil
 }
 
+// newWorkers makes n workers, each with its epoll instance, set up by init.
+func newWorkers(n int, init func(*worker)) ([]*worker, error) {
+	workers := make([]*worker, n)
+	for i := range workers {
+		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			closeWorkers(workers)
+			return nil, err
+		}
+		workers[i] = &worker{epfd: epfd, index: i, nworkers: n}
+		init(workers[i])
+	}
+	return workers, nil
+}
+
+// closeWorkers closes workers that did not run, and their connections.
+func closeWorkers(workers []*worker) {
+	for _, w := range workers {
+		if w != nil {
+			w.closeAll()
+		}
+	}
+}
+
+// attach takes the sockets of conns (the bytes read past their handshakes
+// in rests) out of the Go runtime and deals them to the workers in turn,
+// starting with workers[*next], as loadConns with a random mask and a read
+// buffer of rcap bytes, set up further by init. On failure it closes the
+// connections not yet attached.
+func attach(workers []*worker, next *int, conns []net.Conn, rests [][]byte, rcap int, init func(*loadConn)) error {
+	for i, c := range conns {
+		fd, err := TakeFD(c)
+		if err != nil {
+			CloseAll(conns[i+1:])
+			return err
+		}
+		lc := &loadConn{fd: fd, rbuf: make([]byte, max(rcap, len(rests[i])))}
+		_, _ = rand.Read(lc.mask[:])
+		lc.rlen = copy(lc.rbuf, rests[i])
+		init(lc)
+		w := workers[*next%len(workers)]
+		*next++
+		w.conns = append(w.conns, lc)
+	}
+	return nil
+}
+
 // TakeFD takes c's socket out of the Go runtime's poller: it duplicates the
 // descriptor (non-blocking, like the original) and closes c.
 func TakeFD(c net.Conn) (int, error) {
@@ -204,16 +234,21 @@ type loadConn struct {
 	fd       int
 	target   int // index in CompareConfig.Targets
 	sent     int // messages in flight
+	mask     [4]byte
+	seq      uint64 // active scenario: the last broadcast received
 	frameLen int
 	burst    []byte // Inflight copies of this connection's masked frame
 	rbuf     []byte
 	rlen     int
 	pending  []byte // bytes a write left unsent
 	dead     bool
+	failed   bool // dead by fail, not closed at the end
 }
 
 type worker struct {
 	epfd     int
+	index    int // among nworkers: connection i of this worker is the index+i*nworkers'th dealt
+	nworkers int
 	conns    []*loadConn
 	payload  []byte
 	inflight int
@@ -222,6 +257,7 @@ type worker struct {
 	errs     *errorLog
 	counts   []atomic.Uint64 // echoes received, per target
 	current  int             // loop only: the active target as last seen
+	act      *activeWorker   // the active scenario (ActiveClient), nil for Compare
 }
 
 const (
@@ -245,7 +281,10 @@ func (w *worker) run() {
 	}
 	events := make([]unix.EpollEvent, 256)
 	for !w.stop.Load() {
-		if a := int(w.active.Load()); a != w.current {
+		timeout := 10 // ms
+		if w.act != nil {
+			timeout = w.sendEchoes()
+		} else if a := int(w.active.Load()); a != w.current {
 			w.current = a
 			for i, c := range w.conns {
 				if c.target == a && !c.dead && c.sent < w.inflight {
@@ -253,7 +292,7 @@ func (w *worker) run() {
 				}
 			}
 		}
-		n, err := unix.EpollWait(w.epfd, events, 10)
+		n, err := unix.EpollWait(w.epfd, events, timeout)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -310,6 +349,10 @@ func (w *worker) read(i int, c *loadConn) {
 
 // consume checks the whole echoes buffered and sends as many new messages.
 func (w *worker) consume(i int, c *loadConn) {
+	if w.act != nil {
+		w.consumeActive(c)
+		return
+	}
 	off, k := 0, 0
 	for {
 		b0, p, n, err := ParseServerFrame(c.rbuf[off:c.rlen])
@@ -346,7 +389,12 @@ func (w *worker) consume(i int, c *loadConn) {
 // send writes k messages (c.sent+k <= inflight).
 func (w *worker) send(i int, c *loadConn, k int) {
 	c.sent += k
-	data := c.burst[:k*c.frameLen]
+	w.writeOut(i, c, c.burst[:k*c.frameLen])
+}
+
+// writeOut writes data to connection i, c, after what earlier writes left
+// unsent, and keeps (a copy of) what the socket does not take now.
+func (w *worker) writeOut(i int, c *loadConn, data []byte) {
 	if len(c.pending) > 0 {
 		c.pending = append(c.pending, data...)
 		return
@@ -404,7 +452,7 @@ func (w *worker) fail(c *loadConn, err error) {
 	if c.dead {
 		return
 	}
-	c.dead = true
+	c.dead, c.failed = true, true
 	if !w.stop.Load() {
 		w.errs.add(err)
 	}

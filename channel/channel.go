@@ -19,6 +19,7 @@ package channel
 
 import (
 	"context"
+	"crypto/tls"
 	"net/netip"
 	"time"
 
@@ -189,3 +190,9 @@ func (ch *Channel) Reply(req, resp *codec.Packet) error {
 	r.ID, r.Reply = req.ID, req.ID != 0
 	return ch.Send(&r)
 }
+
+// TLS returns the state of the connection's TLS session — version, cipher
+// suite, server name, ALPN protocol, the client's certificates — and false
+// if the connection does not use TLS or its TLS handshake has not
+// completed. A snapshot, safe from any goroutine.
+func (ch *Channel) TLS() (tls.ConnectionState, bool) { return ch.l().TLS() }

@@ -28,6 +28,10 @@ const (
 	MetricRateLimited    = "tio_rate_limited_packets_total"
 	MetricIPs            = "tio_ip_stats_tracked_ips"
 	MetricIPsUntracked   = "tio_ip_stats_untracked_connections_total"
+	MetricTLSHandshakes  = "tio_tls_handshakes_total"
+	MetricTLSFailures    = "tio_tls_failures_total"
+	MetricTLSWorkers     = "tio_tls_handshake_workers"
+	MetricTLSQueued      = "tio_tls_handshakes_queued"
 )
 
 // OtherType is the value of the type label of the latency histogram shared by
@@ -45,6 +49,7 @@ type collector struct {
 	decodeErrors, panics, dropped, rate *prometheus.Desc
 	panicsClosing, slowHandlers         *prometheus.Desc
 	ips, ipsUntracked                   *prometheus.Desc
+	tlsOK, tlsFailed, tlsWork, tlsQueue *prometheus.Desc
 }
 
 // NewCollector returns a prometheus.Collector that calls snapshot at each
@@ -77,6 +82,10 @@ func NewCollector(snapshot func() Snapshot, constLabels prometheus.Labels) prome
 		rate:          d(MetricRateLimited, "Packets dropped by the inbound rate limit."),
 		ips:           d(MetricIPs, "IP addresses tracked by per-IP statistics."),
 		ipsUntracked:  d(MetricIPsUntracked, "Connections not tracked by per-IP statistics because the table of addresses was full."),
+		tlsOK:         d(MetricTLSHandshakes, "TLS handshakes that succeeded."),
+		tlsFailed:     d(MetricTLSFailures, "Connections ended by their TLS layer, by failure (each also counted by close reason).", "failure"),
+		tlsWork:       d(MetricTLSWorkers, "Goroutines running TLS handshakes."),
+		tlsQueue:      d(MetricTLSQueued, "TLS handshakes waiting for a worker."),
 	}
 }
 
@@ -85,7 +94,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.accepted, c.active, c.closed, c.bytesIn, c.packetsIn, c.reads, c.bytesOut, c.packetsOut,
 		c.handled, c.latency, c.decodeErrors, c.panics, c.dropped, c.rate, c.ips, c.ipsUntracked,
-		c.panicsClosing, c.slowHandlers,
+		c.panicsClosing, c.slowHandlers, c.tlsOK, c.tlsFailed, c.tlsWork, c.tlsQueue,
 	} {
 		ch <- d
 	}
@@ -131,6 +140,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.rate, s.RateLimited)
 	gauge(c.ips, float64(s.IPs))
 	counter(c.ipsUntracked, s.IPsUntracked)
+	counter(c.tlsOK, s.TLS.Handshakes)
+	for f := range NumTLSFailures {
+		counter(c.tlsFailed, s.TLS.Failed[f], f.String())
+	}
+	gauge(c.tlsWork, float64(s.TLS.Workers))
+	gauge(c.tlsQueue, float64(s.TLS.Queued))
 	for _, l := range s.Latency {
 		buckets := make(map[float64]uint64, len(latencyBoundsSeconds))
 		var cum uint64

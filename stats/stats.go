@@ -47,6 +47,8 @@ type Snapshot struct {
 	// Bindings counts the entries of the server's binding indexes. Once
 	// every connection has closed, all are zero.
 	Bindings Bindings
+	// TLS counts TLS handshakes and failures (zero without TLS).
+	TLS TLS
 }
 
 // Bindings counts the entries of a server's binding indexes.

@@ -20,6 +20,7 @@ package tiotest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -116,6 +117,23 @@ func DialFrom(t testing.TB, srv *tio.Server, ip string) net.Conn {
 	return c
 }
 
+// DialTLS opens a TLS connection to srv with cfg (PKI.ClientConfig, say),
+// completes the handshake, and closes it when the test ends.
+func DialTLS(t testing.TB, srv *tio.Server, cfg *tls.Config) *tls.Conn {
+	t.Helper()
+	cfg = cfg.Clone()
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		cfg.ServerName, _, _ = net.SplitHostPort(srv.Addr().String()) // as tls.Dial does
+	}
+	c := tls.Client(Dial(t, srv), cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.Fatalf("tiotest: TLS handshake: %v", err)
+	}
+	return c
+}
+
 // ExpectClosed reads from c until the server closes it and returns what
 // came before, failing the test if the server does not close it within
 // Timeout.
@@ -146,6 +164,17 @@ func DialBinary(t testing.TB, srv *tio.Server) *BinaryConn {
 func DialBinaryFrom(t testing.TB, srv *tio.Server, ip string) *BinaryConn {
 	t.Helper()
 	c := &BinaryConn{Conn: DialFrom(t, srv, ip), t: t}
+	c.SendRaw([]byte{tbin.TagHandshake})
+	if b := c.ReadN(1); b[0] != tbin.TagHandshake {
+		t.Fatalf("tiotest: binary handshake answered %#x", b[0])
+	}
+	return c
+}
+
+// DialBinaryTLS is DialBinary over TLS with cfg (see DialTLS).
+func DialBinaryTLS(t testing.TB, srv *tio.Server, cfg *tls.Config) *BinaryConn {
+	t.Helper()
+	c := &BinaryConn{Conn: DialTLS(t, srv, cfg), t: t}
 	c.SendRaw([]byte{tbin.TagHandshake})
 	if b := c.ReadN(1); b[0] != tbin.TagHandshake {
 		t.Fatalf("tiotest: binary handshake answered %#x", b[0])
@@ -251,9 +280,24 @@ func DialWebSocket(t testing.TB, srv *tio.Server, path string, header ...string)
 	return c
 }
 
+// DialWebSocketTLS is DialWebSocket over TLS (wss://) with cfg.
+func DialWebSocketTLS(t testing.TB, srv *tio.Server, cfg *tls.Config, path string, header ...string) *WSConn {
+	t.Helper()
+	c, err := dialWebSocket(t, "wss://", cfg, srv, path, header...)
+	if err != nil {
+		t.Fatalf("tiotest: dial websocket %s: %v", path, err)
+	}
+	return c
+}
+
 // DialWebSocketErr is DialWebSocket that returns the upgrade's error (a
 // ws.StatusError carries a refusal's HTTP status) instead of failing.
 func DialWebSocketErr(t testing.TB, srv *tio.Server, path string, header ...string) (*WSConn, error) {
+	t.Helper()
+	return dialWebSocket(t, "ws://", nil, srv, path, header...)
+}
+
+func dialWebSocket(t testing.TB, scheme string, cfg *tls.Config, srv *tio.Server, path string, header ...string) (*WSConn, error) {
 	t.Helper()
 	var h strings.Builder
 	for _, kv := range header {
@@ -262,7 +306,10 @@ func DialWebSocketErr(t testing.TB, srv *tio.Server, path string, header ...stri
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	d := ws.Dialer{Header: ws.HandshakeHeaderString(h.String()), Timeout: Timeout}
-	conn, br, hs, err := d.Dial(ctx, "ws://"+srv.Addr().String()+path)
+	if cfg != nil {
+		d.TLSConfig = cfg.Clone()
+	}
+	conn, br, hs, err := d.Dial(ctx, scheme+srv.Addr().String()+path)
 	if err != nil {
 		return nil, err
 	}

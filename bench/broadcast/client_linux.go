@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/bits"
 	"net"
 	"os"
 	"runtime"
@@ -90,61 +89,6 @@ func parseMessage(b0 byte, p []byte) (ts, seq uint64, err error) {
 	return ts, seq, nil
 }
 
-// hist is a log-linear latency histogram of nanoseconds: 64 buckets per
-// power of two (under 1.6% error).
-type hist struct{ counts [64 * 64]uint64 }
-
-func histIndex(v uint64) int {
-	if v < 128 {
-		return int(v)
-	}
-	e := bits.Len64(v) - 7 // v>>e in [64, 128)
-	return (e+1)*64 + int(v>>uint(e)) - 64
-}
-
-func histValue(i int) uint64 { // the bucket's upper bound
-	if i < 128 {
-		return uint64(i)
-	}
-	e := i/64 - 1
-	return (uint64(i%64+64)+1)<<uint(e) - 1
-}
-
-func (h *hist) add(v uint64) {
-	if i := histIndex(v); i < len(h.counts) {
-		h.counts[i]++
-	} else {
-		h.counts[len(h.counts)-1]++
-	}
-}
-
-func (h *hist) merge(o *hist) {
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-}
-
-// quantile returns the q-quantile in microseconds.
-func (h *hist) quantile(q float64) float64 {
-	var total uint64
-	for _, c := range h.counts {
-		total += c
-	}
-	if total == 0 {
-		return 0
-	}
-	want := uint64(q*float64(total) + 0.5)
-	want = max(want, 1)
-	var seen uint64
-	for i, c := range h.counts {
-		seen += c
-		if seen >= want {
-			return float64(histValue(i)) / 1e3
-		}
-	}
-	return float64(histValue(len(h.counts)-1)) / 1e3
-}
-
 type errorLog struct {
 	n     atomic.Int64
 	mu    sync.Mutex
@@ -176,7 +120,7 @@ type worker struct {
 	errs       *errorLog
 	deliveries atomic.Uint64
 	lost       atomic.Uint64
-	h          hist
+	h          bench.Hist
 }
 
 func (w *worker) run() {
@@ -257,7 +201,7 @@ func (w *worker) consume(c *rconn, b []byte) {
 				w.tr.delivered(seq)
 				if measuring {
 					got++
-					w.h.add(t - min(ts, t))
+					w.h.Add(t - min(ts, t))
 				}
 			}
 		}
@@ -518,16 +462,16 @@ func runClient(cfg config) (result, error) {
 	<-done
 	wg.Wait()
 
-	var h hist
+	var h bench.Hist
 	for _, w := range workers {
-		h.merge(&w.h)
+		h.Merge(&w.h)
 		res.Lost += w.lost.Load()
 	}
 	res.Seconds = t1.Sub(t0).Seconds()
 	res.Sent = sent1 - sent0
 	res.Deliveries = deliveries
 	res.Rate = float64(deliveries) / res.Seconds
-	res.P50, res.P99, res.P999, res.Max = h.quantile(0.5), h.quantile(0.99), h.quantile(0.999), h.quantile(1)
+	res.P50, res.P99, res.P999, res.Max = h.Quantile(0.5), h.Quantile(0.99), h.Quantile(0.999), h.Quantile(1)
 	res.ClientCPU = cli1 - cli0
 	if srv0 >= 0 && srv1 >= 0 {
 		res.ServerCPU = srv1 - srv0

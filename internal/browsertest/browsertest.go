@@ -6,6 +6,9 @@ package browsertest
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"testing"
@@ -27,10 +30,11 @@ func Path() string {
 	return ""
 }
 
-// New starts a headless browser for t, with a fresh profile, and returns
-// a chromedp context on a first tab, closed when the test ends; timeout
-// bounds the browser's life (a watchdog kills it then).
-func New(t testing.TB, timeout time.Duration) context.Context {
+// New starts a headless browser for t, with a fresh profile and extra
+// options (TrustCertificate), and returns a chromedp context on a first
+// tab, closed when the test ends; timeout bounds the browser's life (a
+// watchdog kills it then).
+func New(t testing.TB, timeout time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := Path()
 	if path == "" {
@@ -51,6 +55,7 @@ func New(t testing.TB, timeout time.Duration) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
 	)
+	opts = append(opts, extra...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelC := chromedp.NewContext(actx)
 	watchdog := time.AfterFunc(timeout, func() { cancelC(); cancelA() })
@@ -70,4 +75,14 @@ func Tab(t testing.TB, ctx context.Context) context.Context {
 		t.Fatalf("browsertest: new tab: %v", err)
 	}
 	return tab
+}
+
+// TrustCertificate makes the browser accept the certificate chains that
+// contain cert (a test CA, which the server must then present with its
+// leaf): Chromium's --ignore-certificate-errors-spki-list, which it honours
+// with a profile of its own (New makes one). The browser's certificate
+// checks stay on for every other chain.
+func TrustCertificate(cert *x509.Certificate) chromedp.ExecAllocatorOption {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(sum[:]))
 }

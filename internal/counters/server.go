@@ -24,6 +24,18 @@ type Server struct {
 	dropped  atomic.Uint64 // packets with no handler
 	limited  atomic.Uint64 // packets dropped by the rate limit
 	latency  *latency      // nil: latency not kept
+	tlsOK    atomic.Uint64
+	tlsBad   [stats.NumTLSFailures]atomic.Uint64
+}
+
+// TLSHandshake counts a TLS handshake that succeeded.
+func (s *Server) TLSHandshake() { s.tlsOK.Add(1) }
+
+// TLSFailed counts a connection that its TLS layer ended.
+func (s *Server) TLSFailed(f stats.TLSFailure) {
+	if f < stats.NumTLSFailures {
+		s.tlsBad[f].Add(1)
+	}
 }
 
 // Accepted counts an accepted connection (which is now active).
@@ -94,6 +106,10 @@ func (s *Server) Snapshot() stats.Snapshot {
 	}
 	for i := range s.closed {
 		snap.Closed[i] = s.closed[i].Load()
+	}
+	snap.TLS.Handshakes = s.tlsOK.Load()
+	for i := range s.tlsBad {
+		snap.TLS.Failed[i] = s.tlsBad[i].Load()
 	}
 	if s.latency != nil {
 		snap.Latency = s.latency.snapshot()

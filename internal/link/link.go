@@ -1,6 +1,7 @@
 package link
 
 import (
+	"io"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -307,25 +308,31 @@ func (l *Link) End(leftover, decoded int, now int64) Next {
 	ch.mu.Unlock()
 	var werr error
 	written := 0
-	if buf != nil {
-		if n := len(*buf); n > 0 {
-			if _, werr = ch.conn.Write(*buf); werr == nil {
-				written = n
-				if f := ch.env.OnSent; f != nil {
-					f(ch, n)
-				}
-			} else {
-				closing, reason = true, ReasonIOError
-			}
+	t := l.loopTransport()
+	if buf != nil || t != nil {
+		var p []byte
+		if buf != nil {
+			p = *buf
 		}
-		l.env.releaseOut(buf, shared)
+		// Through TLS, what went out (the records) is counted, and so are
+		// the transport's own bytes (its handshake, its alerts).
+		written, werr = l.writeOut(t, p)
+		if werr != nil {
+			closing = true
+		}
+		if f := ch.env.OnSent; f != nil && written > 0 {
+			f(ch, written)
+		}
+		if buf != nil {
+			l.env.releaseOut(buf, shared)
+		}
 	}
 	l.count(uint64(decoded), sends, written, now)
 	for _, done := range waiters {
 		done(werr)
 	}
 	if !closing {
-		if buf != nil {
+		if written > 0 {
 			ch.backlog.Store(int64(ch.conn.OutboundBuffered()))
 		}
 		return Keep
@@ -333,6 +340,21 @@ func (l *Link) End(leftover, decoded int, now int64) Next {
 	if werr != nil {
 		return Close
 	}
+	next := l.closeNext(reason)
+	if next == Close && t != nil {
+		// The transport's farewell (TLS close_notify) goes last; gnet
+		// flushes what it can of it as it closes.
+		_ = t.Close()
+		if t.Pending() > 0 {
+			_, _ = t.WriteTo(l.conn)
+		}
+	}
+	return next
+}
+
+// closeNext tells whether a closing link closes now or keeps draining.
+func (l *Link) closeNext(reason Reason) Next {
+	ch := l
 	x := ch.x.Load()
 	if drains(reason) && ch.env.DrainTimeout > 0 && ch.conn.OutboundBuffered() > 0 {
 		now := time.Now().UnixNano()
@@ -390,6 +412,10 @@ func (l *Link) OnClosed(err error) Reason {
 	}
 	ch.state = stClosed
 	ch.flags.Or(flagClosing)
+	if x := ch.x.Load(); x != nil && x.transport != nil {
+		_ = x.transport.Close() // a handshake under way is abandoned
+		_, _ = x.transport.WriteTo(io.Discard)
+	}
 	if ch.out != nil {
 		ch.env.releaseOut(ch.out, ch.bits&bitShared != 0)
 		ch.out = nil

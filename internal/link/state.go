@@ -139,10 +139,37 @@ const (
 
 // Bits of Link.edges, which only the loop touches.
 const (
-	edgeReady   = 1 << iota // Ready was called during this pass
-	edgeControl             // the decoder consumed a control message (Control)
-	edgeProxy               // a trusted proxy's PROXY header is still to come
+	edgeReady    = 1 << iota // Ready was called during this pass
+	edgeControl              // the decoder consumed a control message (Control)
+	edgeProxy                // a trusted proxy's PROXY header is still to come
+	edgeSniffTLS             // the first bytes may be a TLS ClientHello: not looked at yet
+	edgeSecured              // the TLS handshake's success was counted
 )
+
+// AwaitTLS marks the link's first bytes as to be checked for a TLS
+// ClientHello. Call it on the loop, in OnOpen.
+func (l *Link) AwaitTLS() { l.edges |= edgeSniffTLS }
+
+// AwaitingTLS reports whether the first bytes are still to be checked for
+// a ClientHello.
+func (l *Link) AwaitingTLS() bool { return l.edges&edgeSniffTLS != 0 }
+
+// TLSSniffed records that the first bytes were checked.
+func (l *Link) TLSSniffed() { l.edges &^= edgeSniffTLS }
+
+// Secured reports, once, that the TLS handshake has succeeded: the first
+// call after it returns true, later ones false. established is the
+// transport's own say; call it on the loop.
+func (l *Link) Secured(established bool) bool {
+	if !established || l.edges&edgeSecured != 0 {
+		return false
+	}
+	l.edges |= edgeSecured
+	return true
+}
+
+// SecuredOnce reports whether Secured has returned true.
+func (l *Link) SecuredOnce() bool { return l.edges&edgeSecured != 0 }
 
 // AwaitProxy marks the link as waiting for a PROXY protocol header before
 // its protocol's first bytes. Call it on the loop, in OnOpen.
@@ -198,6 +225,7 @@ type extra struct {
 	answered  bool           // loop only: the peer sent something after our farewell (its close)
 	queue     *pool.Queue    // the channel's tasks for the worker pool; set on the loop, under mu
 	encoder   codec.Encoder  // mu: the connection's own encoder, if its codec gave it one
+	transport Transport      // mu (set once, on the loop): TLS between the codec and the socket
 }
 
 // extLocked returns the channel's extra state, allocating it. mu is held.

@@ -490,20 +490,29 @@ func (s *Session) AppendOutput(dst []byte) []byte {
 // WriteTo writes every ciphertext byte waiting for the peer to w, in one
 // Write call (gnet's Conn.Write on the loop copies into its outbound
 // buffer), and forgets them. It implements io.WriterTo. Loop only.
+//
+// The bytes are taken from the session before w.Write is called, and no
+// lock is held during the call, so that w may call back into the session:
+// gnet's Conn.Write, failing, closes the connection and runs the server's
+// OnClose, which closes the session, from inside the Write.
 func (s *Session) WriteTo(w io.Writer) (int64, error) {
-	if !s.loop {
+	locked := !s.loop // only the loop changes s.loop, and the loop calls this
+	if locked {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 	}
-	if s.out == nil {
+	out := s.out
+	s.out = nil
+	if locked {
+		s.mu.Unlock()
+	}
+	if out == nil {
 		return 0, nil
 	}
-	n, err := w.Write(*s.out)
-	if err == nil && n < len(*s.out) {
+	n, err := w.Write(*out)
+	if err == nil && n < len(*out) {
 		err = io.ErrShortWrite
 	}
-	putBuf(s.out)
-	s.out = nil
+	putBuf(out)
 	return int64(n), err
 }
 
@@ -553,6 +562,12 @@ func (s *Session) abandon(err error) {
 	}
 }
 
+// Partial reports whether a record has begun to arrive and is not yet
+// whole: crypto/tls holds its first bytes, waiting for the rest. The server
+// counts it toward its packet deadline, as it does a partial frame. Loop
+// only.
+func (s *Session) Partial() bool { return s.loop && s.cur.hdrN > 0 }
+
 // Handshaking reports whether the handshake is still under way (collecting
 // the ClientHello, queued, or running): false once it has succeeded or
 // the session has failed or closed. A snapshot. Loop only.
@@ -589,9 +604,15 @@ func (s *Session) Err() error {
 
 // ConnectionState returns crypto/tls's account of the connection (version,
 // cipher suite, ALPN protocol, server name, the client's certificates...);
-// the zero value before the handshake has succeeded. Loop only.
+// the zero value before the handshake has succeeded. Safe from any
+// goroutine: the fields it reads are the handshake's, which crypto/tls
+// guards with its own lock, and none of them changes once the handshake is
+// over.
 func (s *Session) ConnectionState() tls.ConnectionState {
-	if !s.own() {
+	s.mu.Lock()
+	done := s.vers != 0
+	s.mu.Unlock()
+	if !done {
 		return tls.ConnectionState{}
 	}
 	return s.conn.ConnectionState()

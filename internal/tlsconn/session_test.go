@@ -463,3 +463,46 @@ func TestResumption(t *testing.T) {
 		})
 	}
 }
+
+// reentrantWriter closes the session from inside Write, as gnet does when
+// a write fails: it closes the connection and runs OnClose, which closes
+// the session, before Write returns.
+type reentrantWriter struct {
+	s *Session
+	n int
+}
+
+func (w *reentrantWriter) Write(p []byte) (int, error) {
+	w.n += len(p)
+	_ = w.s.Close()
+	_, _ = w.s.WriteTo(io.Discard)
+	return 0, errors.New("write: broken pipe")
+}
+
+// WriteTo lets its writer call back into the session (no lock held, the
+// bytes taken first): a failing gnet write closes the session from inside
+// it.
+func TestWriteToReentrant(t *testing.T) {
+	e := newEngine(t, pki(t).serverConfig(), Options{})
+	s := e.NewSession(time.Time{}, nil, nil, nil)
+	if _, err := s.Input([]byte("\x16\x03\x01\x00\x08garbage!")); !errors.Is(err, ErrMalformedHello) {
+		t.Fatalf("Input: %v", err)
+	}
+	if s.Pending() == 0 {
+		t.Fatal("no alert queued")
+	}
+	done := make(chan struct{})
+	w := &reentrantWriter{s: s}
+	go func() {
+		defer close(done)
+		_, _ = s.WriteTo(w)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("WriteTo deadlocked with a writer that closes the session")
+	}
+	if w.n == 0 || s.Pending() != 0 {
+		t.Fatalf("wrote %d, %d pending", w.n, s.Pending())
+	}
+}

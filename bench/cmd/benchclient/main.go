@@ -19,9 +19,22 @@
 // then print "alive N": how many the server had kept open.
 //
 //	benchclient -addr 127.0.0.1:9001 -idle -conns 9000
+//
+// Active: the client of the active-connection scenario (bench.ActiveClient)
+// against a benchserver -broadcast: open -conns connections, print
+// "connected N", then obey commands on stdin: "phase NAME ECHO" ends the
+// current phase and starts NAME, with each connection sending a message of
+// -esize bytes every -every if ECHO is 1 (answered "ok"); "end LASTSEQ
+// DRAIN" stops the messages, waits DRAIN (a duration) for the broadcasts up
+// to LASTSEQ and prints the bench.ActiveClientResult as JSON. A failed
+// command is answered "error ...". -size is the size of the server's
+// broadcasts.
+//
+//	benchclient -addr 127.0.0.1:9001 -active -conns 18000 -size 256 -esize 64 -every 5s
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -50,8 +63,18 @@ func main() {
 	settle := flag.Duration("settle", 150*time.Millisecond, "comparison: unmeasured start of each slice")
 	idle := flag.Bool("idle", false, "idle mode: open -conns connections and hold them until stdin closes")
 	hold := flag.Duration("hold", 60*time.Second, "idle mode: longest time to hold the connections")
+	active := flag.Bool("active", false, "active mode: the active-connection scenario's client, driven by commands on stdin")
+	esize := flag.Int("esize", 64, "active mode: payload bytes of each connection's messages")
+	every := flag.Duration("every", 5*time.Second, "active mode: each connection sends a message this often in the echo phases")
 	flag.Parse()
 	raiseNoFile()
+
+	if *active {
+		runActive(bench.ActiveClientConfig{
+			Addr: *addr, Conns: *conns, BroadcastSize: *size, EchoSize: *esize, EchoEvery: *every, Workers: *workers,
+		})
+		return
+	}
 
 	if *idle {
 		cs, err := bench.Idle(*addr, *conns)
@@ -110,6 +133,46 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchclient: %d connections failed; first: %s\n", res.Errors, res.FirstError)
 		os.Exit(2)
 	}
+}
+
+// runActive runs the active mode (see the package comment).
+func runActive(cfg bench.ActiveClientConfig) {
+	c := bench.NewActiveClient(cfg)
+	n, err := c.Connect()
+	if err != nil {
+		fatal(err)
+	}
+	fmt.Printf("connected %d\n", n)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 3 && f[0] == "phase":
+			if err := c.Phase(f[1], f[2] == "1"); err != nil {
+				fmt.Printf("error %v\n", err)
+				continue
+			}
+			fmt.Println("ok")
+		case len(f) == 3 && f[0] == "end":
+			last, err1 := strconv.ParseUint(f[1], 10, 64)
+			drain, err2 := time.ParseDuration(f[2])
+			if err1 != nil || err2 != nil {
+				fmt.Printf("error bad end command %q\n", sc.Text())
+				continue
+			}
+			res, err := c.End(last, drain)
+			if err != nil {
+				fmt.Printf("error %v\n", err)
+				os.Exit(1)
+			}
+			b, _ := json.Marshal(res)
+			fmt.Println(string(b))
+			return
+		default:
+			fmt.Printf("error unknown command %q (want phase NAME 0|1 or end LASTSEQ DRAIN)\n", sc.Text())
+		}
+	}
+	fatal(fmt.Errorf("stdin closed before \"end\""))
 }
 
 func raiseNoFile() {

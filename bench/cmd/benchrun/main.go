@@ -17,6 +17,16 @@
 // (b) the same with 4 KiB; (c) 100 connections × 64 bytes, 16 in flight
 // (pipelined); (d) memory per idle connection: VmRSS of the server before and
 // after -idle connections were upgraded and left idle for -idlewait.
+//
+// Scenario (e), not run unless asked for, is memory per active connection
+// (bench.RunActive): for tio and gws in turn (the gnet floor has no
+// broadcast, and is left out), -active connections, idle for -active-idle,
+// then -active-phase of one -bsize-byte broadcast to all every -broadcast
+// (a ticker in the server), then -active-phase of the same plus an
+// -esize-byte message from each connection every -echo-every, echoed:
+//
+//	go run ./cmd/benchrun -scenarios e -impls tio,gws          # ≈ 6 minutes
+//	go run ./cmd/benchrun -scenarios e -impls tio,gws -active 200 -active-idle 2s -active-phase 3s
 package main
 
 import (
@@ -61,6 +71,7 @@ type idleResult struct {
 }
 
 type config struct {
+	active   activeConfig
 	cycles   int
 	slice    time.Duration
 	settle   time.Duration
@@ -84,11 +95,22 @@ func main() {
 	impls := flag.String("impls", strings.Join(bench.Impls, ","), "servers to compare")
 	out := flag.String("out", "", "also write the markdown report to this file")
 	jsonOut := flag.String("json", "", "also write every raw result to this file (JSON)")
+	var ac activeConfig
+	flag.IntVar(&ac.conns, "active", 18000, "scenario (e): connections")
+	flag.DurationVar(&ac.plan.Idle, "active-idle", 10*time.Second, "scenario (e): the idle phase")
+	flag.DurationVar(&ac.plan.Phase, "active-phase", 60*time.Second, "scenario (e): each of the broadcast and broadcast+echo phases")
+	flag.DurationVar(&ac.broadcast, "broadcast", time.Second, "scenario (e): the server broadcasts to every connection this often")
+	flag.IntVar(&ac.bsize, "bsize", 256, "scenario (e): payload bytes of a broadcast")
+	flag.DurationVar(&ac.echoEvery, "echo-every", 5*time.Second, "scenario (e), broadcast+echo phase: each connection sends a message this often")
+	flag.IntVar(&ac.esize, "esize", 64, "scenario (e): payload bytes of a connection's message")
+	flag.DurationVar(&ac.plan.Sample, "rss-sample", time.Second, "scenario (e): read the server's VmRSS this often")
+	flag.DurationVar(&ac.plan.Tail, "rss-tail", 20*time.Second, "scenario (e): a phase's RSS is the median over its last rss-tail (at most half the phase)")
+	flag.DurationVar(&ac.plan.Drain, "drain", 2*time.Second, "scenario (e): wait for the last broadcasts after the last phase")
 	flag.Parse()
 
 	cfg := config{
 		cycles: *cycles, slice: *slice, settle: *settle, warmup: *warmup, idle: *idle, idleWait: *idleWait,
-		impls: strings.Split(*impls, ","), scen: map[string]bool{},
+		impls: strings.Split(*impls, ","), scen: map[string]bool{}, active: ac,
 	}
 	for _, s := range strings.Split(*scen, ",") {
 		cfg.scen[strings.TrimSpace(s)] = true
@@ -136,7 +158,22 @@ func main() {
 			idles = append(idles, res)
 		}
 	}
-	report := markdown(cfg, loads, idles, time.Since(start))
+	var actives []bench.ActiveResult
+	if cfg.scen["e"] {
+		for _, impl := range cfg.impls {
+			if !activeImpl(impl) {
+				logf("active: %s has no broadcast; left out", impl)
+				continue
+			}
+			res, err := runActive(cfg, impl)
+			if err != nil {
+				fatal(fmt.Errorf("active, %s: %w", impl, err))
+			}
+			logActive(res)
+			actives = append(actives, res)
+		}
+	}
+	report := markdown(cfg, loads, idles, time.Since(start)) + activeMarkdown(cfg, actives)
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
@@ -144,7 +181,7 @@ func main() {
 		}
 	}
 	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(map[string]any{"load": loads, "idle": idles}, "", "  ")
+		b, _ := json.MarshalIndent(map[string]any{"load": loads, "idle": idles, "active": actives}, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			fatal(err)
 		}
@@ -155,30 +192,44 @@ func main() {
 type server struct {
 	cmd  *exec.Cmd
 	addr string
+	in   io.WriteCloser // commands, for a server started with ctl
+	out  *bufio.Reader  // their answers
 }
 
-// startServer starts benchserver -impl impl; an impl written NAME=PATH
-// runs the benchserver binary at PATH as tio instead (an earlier build of
-// tio, to compare before and after a change in one run).
-func startServer(cfg config, impl string) (*server, error) {
+// startServer starts benchserver -impl impl with the extra arguments; an
+// impl written NAME=PATH runs the benchserver binary at PATH as tio instead
+// (an earlier or later build of tio, to compare two in one run). With ctl
+// the server's stdin and stdout are kept for commands (s.in, s.out);
+// without, its stdin is empty and its stdout discarded.
+func startServer(cfg config, impl string, ctl bool, extra ...string) (*server, error) {
 	bin, as := cfg.server, impl
 	if _, path, ok := strings.Cut(impl, "="); ok {
 		bin, as = path, "tio"
 	}
-	cmd := exec.Command(bin, "-impl", as, "-addr", "127.0.0.1:0")
+	cmd := exec.Command(bin, append([]string{"-impl", as, "-addr", "127.0.0.1:0"}, extra...)...)
 	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
+	s := &server{cmd: cmd}
+	if ctl {
+		if s.in, err = cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd}
-	line, err := readLine(bufio.NewReader(stdout), 10*time.Second)
+	br := bufio.NewReader(stdout)
+	line, err := readLine(br, 10*time.Second)
 	if addr, ok := strings.CutPrefix(line, "ready "); err == nil && ok {
 		s.addr = addr
-		go func() { _, _ = io.Copy(io.Discard, stdout) }()
+		if ctl {
+			s.out = br
+		} else {
+			go func() { _, _ = io.Copy(io.Discard, br) }()
+		}
 		return s, nil
 	}
 	s.stop()
@@ -190,6 +241,9 @@ func startServer(cfg config, impl string) (*server, error) {
 
 // stop ends the server: SIGTERM, then SIGKILL after 3 s.
 func (s *server) stop() {
+	if s.in != nil {
+		s.in.Close()
+	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(done) }()
@@ -206,7 +260,7 @@ func (s *server) stop() {
 func runCompare(cfg config, sc scenario) ([]bench.LoadResult, error) {
 	var targets []string
 	for _, impl := range cfg.impls {
-		s, err := startServer(cfg, impl)
+		s, err := startServer(cfg, impl, false)
 		if err != nil {
 			return nil, err
 		}
@@ -236,7 +290,7 @@ func runCompare(cfg config, sc scenario) ([]bench.LoadResult, error) {
 func runIdle(cfg config, impl string) (idleResult, error) {
 	name, _, _ := strings.Cut(impl, "=")
 	res := idleResult{Impl: name, Conns: cfg.idle}
-	s, err := startServer(cfg, impl)
+	s, err := startServer(cfg, impl, false)
 	if err != nil {
 		return res, err
 	}
@@ -326,8 +380,12 @@ func cycleRatios(a, b bench.LoadResult) []float64 {
 func markdown(cfg config, loads []bench.LoadResult, idles []idleResult, took time.Duration) string {
 	var b strings.Builder
 	name := map[string]string{bench.ImplTio: "tio", bench.ImplGnet: "gnet floor", bench.ImplGws: "gws"}
-	fmt.Fprintf(&b, "\n%d CPUs, %s, GOMAXPROCS default; %d cycles × %v per server (first %v of each not measured), %v warm-up per server; took %v.\n\n",
-		runtime.NumCPU(), runtime.Version(), cfg.cycles, cfg.slice, cfg.settle, cfg.warmup, took.Round(time.Second))
+	if len(loads) == 0 {
+		fmt.Fprintf(&b, "\n%d CPUs, %s, GOMAXPROCS default; took %v.\n", runtime.NumCPU(), runtime.Version(), took.Round(time.Second))
+	} else {
+		fmt.Fprintf(&b, "\n%d CPUs, %s, GOMAXPROCS default; %d cycles × %v per server (first %v of each not measured), %v warm-up per server; took %v.\n\n",
+			runtime.NumCPU(), runtime.Version(), cfg.cycles, cfg.slice, cfg.settle, cfg.warmup, took.Round(time.Second))
+	}
 
 	find := func(sc scenario, impl string) (bench.LoadResult, bool) {
 		for _, r := range loads {

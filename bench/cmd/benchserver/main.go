@@ -4,6 +4,15 @@
 //
 //	benchserver -impl tio|gnet|gws -addr 127.0.0.1:0
 //
+// With -broadcast it runs the server of the active-connection scenario
+// (bench.StartActive; tio or gws): the same echo, plus a broadcast of a
+// -size-byte message to every connection every -broadcast, from a
+// server-side ticker, between the commands "start" and "stop" read on stdin
+// (each answered "ok" or "error ..." on stdout); "stats" answers "stats"
+// and the server's bench.BroadcastStats as JSON.
+//
+//	benchserver -impl tio -broadcast 1s -size 256
+//
 // Once listening it prints "ready ADDR" on stdout. It runs until SIGTERM or
 // SIGINT. SIGUSR1 prints the Go runtime's memory statistics on stderr (and,
 // with -memprofile, collects garbage and writes a heap profile). With -cpuprofile it profiles the
@@ -11,6 +20,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -29,6 +40,8 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file (until SIGTERM/SIGINT)")
 	floorCopy := flag.Bool("floorcopy", false, "gnet floor: write the echo frames copied into one buffer instead of one Writev in place")
 	memprofile := flag.String("memprofile", "", "record every allocation and write a heap profile to this file on SIGUSR1 (slow: diagnosis only)")
+	broadcast := flag.Duration("broadcast", 0, "active-connection scenario (tio, gws): broadcast to every connection this often, between \"start\" and \"stop\" on stdin")
+	size := flag.Int("size", 256, "with -broadcast: payload bytes of each broadcast")
 	flag.Parse()
 
 	raiseNoFile()
@@ -46,11 +59,24 @@ func main() {
 			fatal(err)
 		}
 	}
-	srv, err := bench.Start(*impl, *addr, logger)
+	var (
+		srv bench.Server
+		as  bench.ActiveServer
+		err error
+	)
+	if *broadcast > 0 {
+		as, err = bench.StartActive(*impl, *addr, logger, bench.BroadcastConfig{Interval: *broadcast, Size: *size})
+		srv = as
+	} else {
+		srv, err = bench.Start(*impl, *addr, logger)
+	}
 	if err != nil {
 		fatal(err)
 	}
 	fmt.Printf("ready %s\n", srv.Addr())
+	if as != nil {
+		go control(as)
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
@@ -63,6 +89,34 @@ func main() {
 			pprof.StopCPUProfile()
 		}
 		os.Exit(0) // the benchmark does not measure shutdown
+	}
+}
+
+// control reads the active scenario's commands on stdin, until it closes.
+func control(s bench.ActiveServer) {
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		var err error
+		switch cmd := sc.Text(); cmd {
+		case "start":
+			err = s.StartBroadcast()
+		case "stop":
+			err = s.StopBroadcast()
+		case "stats":
+			var st bench.BroadcastStats
+			if st, err = s.Stats(); err == nil {
+				b, _ := json.Marshal(st)
+				fmt.Printf("stats %s\n", b)
+				continue
+			}
+		default:
+			err = fmt.Errorf("unknown command %q (want start, stop or stats)", cmd)
+		}
+		if err != nil {
+			fmt.Printf("error %v\n", err)
+		} else {
+			fmt.Println("ok")
+		}
 	}
 }
 
