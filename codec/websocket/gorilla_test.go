@@ -129,11 +129,11 @@ func TestGorillaTypePrefix(t *testing.T) {
 	roundTrip(t, c, gorilla.BinaryMessage, []byte("\x07hi"), gorilla.BinaryMessage, []byte("\x09HI"))
 	roundTrip(t, c, gorilla.TextMessage, []byte("hello"), gorilla.TextMessage, []byte("text:hello"))
 	roundTrip(t, c, gorilla.BinaryMessage, []byte{200}, gorilla.BinaryMessage, []byte{200})
-	big := append([]byte{0xFF}, binaryOf(70000)...)
+	big := append([]byte{0xFD}, binaryOf(70000)...) // 0xFE and 0xFF are requests and replies
 	roundTrip(t, c, gorilla.BinaryMessage, big, gorilla.BinaryMessage, big)
 
 	mu.Lock()
-	want := []seen{{7, "hi"}, {websocket.TypeText, "hello"}, {200, ""}, {0xFF, string(big[1:])}}
+	want := []seen{{7, "hi"}, {websocket.TypeText, "hello"}, {200, ""}, {0xFD, string(big[1:])}}
 	if !slices.Equal(got, want) {
 		t.Errorf("handlers saw %.80v, want %.80v", got, want)
 	}

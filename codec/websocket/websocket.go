@@ -163,6 +163,16 @@ type Config struct {
 	// Logger receives the codec's INFO lines about refused upgrades
 	// (default slog.Default(), looked up when a line is logged).
 	Logger *slog.Logger
+	// Client makes the codec the client side of RFC 6455 (package client
+	// sets it): its decoders open the session with an upgrade request
+	// (codec.Opener; see NewClientDecoder), check the server's 101 answer,
+	// and then read frames that must not be masked, while every frame the
+	// client sends is masked with a fresh random key. In this role
+	// MaxHandshake and MaxHeaders bound the server's answer, Subprotocols
+	// is what a request offers unless it names its own, and the server's
+	// policies (Origins, Hosts, CheckOrigin, OnHandshake, KeepRequest) do
+	// not apply.
+	Client bool
 }
 
 // RejectError refuses an upgrade with an HTTP status.
@@ -201,6 +211,12 @@ type Codec struct {
 	cfg       Config
 	upgraders sync.Pool // of *upgrader
 	refusals  refusals
+
+	// the client role (client.go)
+	client bool
+	masks  sync.Pool      // of *rand.ChaCha8, seeded from crypto/rand
+	enc    *clientEncoder // every client connection's encoder
+	defReq *ClientRequest // what NewDecoder's requests ask for
 }
 
 // New returns a WebSocket codec configured by cfg.
@@ -229,6 +245,9 @@ func New(cfg Config) *Codec {
 		cfg.MaxHTTPBody = DefaultMaxHTTPBody
 	}
 	c := &Codec{cfg: cfg}
+	if cfg.Client {
+		c.initClient()
+	}
 	c.upgraders.New = func() any { return newUpgrader(c) }
 	return c
 }
@@ -240,11 +259,21 @@ func (*Codec) Name() string { return "websocket" }
 // GET speaks WebSocket.
 func (*Codec) Sniff(first []byte) codec.Match { return sniffHTTP(first) }
 
-// NewDecoder implements codec.Codec.
-func (c *Codec) NewDecoder() codec.Decoder { return &decoder{cd: c} }
+// NewDecoder implements codec.Codec. In the client role the decoder's
+// request asks for "/" on host "localhost" (see NewClientDecoder).
+func (c *Codec) NewDecoder() codec.Decoder {
+	if c.client {
+		return c.NewClientDecoder(c.defReq)
+	}
+	return &decoder{cd: c}
+}
 
-// Encode implements codec.Codec: it appends one unmasked, unfragmented frame.
+// Encode implements codec.Codec: it appends one unfragmented frame,
+// unmasked, or in the client role masked with a fresh random key.
 func (c *Codec) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
+	if c.client {
+		return c.encodeMasked(dst, p)
+	}
 	text, head, err := c.cfg.Mapping.Encode(p)
 	if err != nil {
 		return dst, err
@@ -253,8 +282,8 @@ func (c *Codec) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
 	if text {
 		op = ws.OpText
 	}
-	dst = appendHeader(dst, op, len(head)+len(p.Body))
-	dst = append(dst, head...)
+	dst = appendHeader(dst, op, head.Len()+len(p.Body))
+	dst = append(dst, head.Bytes()...)
 	return append(dst, p.Body...), nil
 }
 
@@ -273,9 +302,24 @@ func appendHeader(dst []byte, op ws.OpCode, n int) []byte {
 	}
 }
 
-// AppendHeartbeat implements codec.Heartbeater: an empty ping frame. The
-// client's pong (or any other traffic) shows it is alive.
-func (*Codec) AppendHeartbeat(dst []byte) []byte { return appendHeader(dst, ws.OpPing, 0) }
+// AppendHeartbeat implements codec.Heartbeater: an empty ping frame (masked
+// in the client role). The peer's pong (or any other traffic) shows it is
+// alive.
+func (c *Codec) AppendHeartbeat(dst []byte) []byte {
+	if c.client {
+		return c.appendMaskedFrame(dst, ws.OpPing, nil)
+	}
+	return appendHeader(dst, ws.OpPing, 0)
+}
+
+// appendFrame appends a final frame the decoder writes itself (a pong, a
+// close): unmasked, or masked in the client role.
+func (d *decoder) appendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
+	if d.cd.client {
+		return d.cd.appendMaskedFrame(dst, op, payload)
+	}
+	return AppendFrame(dst, op, payload)
+}
 
 // AppendFrame appends a final, unmasked frame with the given opcode and
 // payload: the way to send control frames or messages outside the Mapping.
@@ -362,8 +406,10 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "fragmented control frame")
 	case op.IsControl() && plen > 125:
 		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "control frame payload over 125 bytes")
-	case !masked:
+	case !masked && !d.cd.client:
 		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "client frame not masked")
+	case masked && d.cd.client:
+		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "server frame masked")
 	case op == ws.OpContinuation && d.msgOp == 0:
 		return d.fail(c, ws.StatusProtocolError, codec.ErrProtocol, "continuation frame without a message to continue")
 	case op.IsData() && op != ws.OpContinuation && d.msgOp != 0:
@@ -382,15 +428,17 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		plen = int64(in[2])<<56 | int64(in[3])<<48 | int64(in[4])<<40 | int64(in[5])<<32 |
 			int64(in[6])<<24 | int64(in[7])<<16 | int64(in[8])<<8 | int64(in[9])
 	}
-	var mask [4]byte
-	copy(mask[:], in[hlen-4:hlen])
+	var mask [4]byte // all zero for a server's frames, which are not masked
+	if masked {
+		copy(mask[:], in[hlen-4:hlen])
+	}
 	if op.IsControl() {
 		total := hlen + int(plen)
 		if len(in) < total {
 			return 0, false, nil
 		}
 		payload := in[hlen:total]
-		ws.Cipher(payload, mask, 0)
+		unmask(payload, mask, 0)
 		return d.control(c, op, payload, total)
 	}
 	if plen > d.cd.cfg.MaxFrame {
@@ -425,7 +473,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 		return hlen, false, nil
 	}
 	payload := in[hlen:total]
-	ws.Cipher(payload, mask, 0)
+	unmask(payload, mask, 0)
 	if fin && (!cont || len(d.asm.msg) == 0) {
 		// A whole message in one frame: deliver it in place.
 		if d.msgOp == ws.OpText && d.utf8.validate(payload) != utf8Accept {
@@ -449,7 +497,7 @@ func (d *decoder) stream(c codec.Conn, a *assembly, in []byte, p *codec.Packet) 
 		return 0, false, nil
 	}
 	chunk := in[:take]
-	ws.Cipher(chunk, a.mask, int(a.maskPos))
+	unmask(chunk, a.mask, int(a.maskPos))
 	a.maskPos = uint8((int(a.maskPos) + take) & 3)
 	a.remain -= int64(take)
 	return d.fragment(c, chunk, a.fin && a.remain == 0, p, take)
@@ -499,6 +547,7 @@ func releaseMsg(msg []byte) []byte {
 func (d *decoder) deliver(c codec.Conn, payload []byte, p *codec.Packet, n int) (int, bool, error) {
 	text := d.msgOp == ws.OpText
 	d.msgOp = 0
+	p.ID, p.Reply = 0, false // a mapping that carries ids sets them
 	if err := d.cd.cfg.Mapping.Decode(text, payload, p); err != nil {
 		code := ws.StatusUnsupportedData
 		if errors.Is(err, codec.ErrInvalidData) {
@@ -515,8 +564,8 @@ func (d *decoder) control(c codec.Conn, op ws.OpCode, payload []byte, n int) (in
 	switch op {
 	case ws.OpPing:
 		c.Control()
-		var buf [2 + 125]byte
-		_ = c.Write(AppendFrame(buf[:0], ws.OpPong, payload))
+		var buf [2 + 4 + 125]byte
+		_ = c.Write(d.appendFrame(buf[:0], ws.OpPong, payload))
 		return n, false, nil
 	case ws.OpPong:
 		c.Control()
@@ -564,9 +613,9 @@ func (d *decoder) closeText(c codec.Conn, code ws.StatusCode, text string) {
 		return
 	}
 	d.state = stClosed
-	var buf [2 + 125]byte
+	var buf [2 + 4 + 125]byte
 	if code == 0 {
-		_ = c.WriteLast(AppendFrame(buf[:0], ws.OpClose, nil))
+		_ = c.WriteLast(d.appendFrame(buf[:0], ws.OpClose, nil))
 		return
 	}
 	var body [125]byte
@@ -575,7 +624,7 @@ func (d *decoder) closeText(c codec.Conn, code ws.StatusCode, text string) {
 	for n > 2 && !utf8.Valid(body[2:n]) { // cut inside a rune: back off
 		n--
 	}
-	_ = c.WriteLast(AppendFrame(buf[:0], ws.OpClose, body[:n]))
+	_ = c.WriteLast(d.appendFrame(buf[:0], ws.OpClose, body[:n]))
 }
 
 // fail closes with code and returns an error wrapping sentinel.

@@ -28,14 +28,28 @@ func New(c gnet.Conn, id uint64, env *Env) *Link {
 
 // SetCodec sets the codec once it is chosen: the i-th of Env.Codecs, in
 // its variant 0 until the decoder picks another (codec.Conn.SetVariant).
-func (l *Link) SetCodec(i int) {
+func (l *Link) SetCodec(i int) { l.SetDecoder(i, l.env.Codecs[i].NewDecoder()) }
+
+// SetDecoder is SetCodec with a decoder the caller made rather than the
+// codec's NewDecoder: a client's, which carries what its connection dials
+// (a WebSocket request's host, path and headers).
+func (l *Link) SetDecoder(i int, d codec.Decoder) {
 	ch := l
-	cd := ch.env.Codecs[i]
 	ch.env.Init() // once; an error was reported by the server's Start
 	ch.mu.Lock()
 	ch.codecIdx = ch.env.base[i] + 1
 	ch.mu.Unlock()
-	ch.dec = cd.NewDecoder()
+	ch.dec = d
+}
+
+// Open runs the decoder's opening, if it has one (codec.Opener): the
+// first bytes of a client's protocol, queued for the End of the pass. Call
+// it on the loop, once the codec is set.
+func (l *Link) Open() error {
+	if o, ok := l.dec.(codec.Opener); ok {
+		return o.Open(l)
+	}
+	return nil
 }
 
 // HasCodec reports whether a codec is set.
