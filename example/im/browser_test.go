@@ -130,8 +130,8 @@ func js(s string) string {
 // both tabs of its recipient, hostile text is shown as text, the pages'
 // pings keep them connected past the heartbeat timeout, they ride out a
 // server restart on the same port and keep chatting, a terminal client
-// chats with them (with -tags tioclient until package client is in main),
-// and a kick shows its reason. With TIO_SCREENSHOTS=1 it saves docs/im.png.
+// chats with them, and a kick shows its reason. With TIO_SCREENSHOTS=1 it
+// saves docs/im.png.
 func TestChatInTheBrowser(t *testing.T) {
 	browser := browsertest.New(t, 2*time.Minute)
 	srv := startIM(t, "127.0.0.1:0", imserver.WithAdminToken("s3cret"))

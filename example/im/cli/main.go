@@ -1,8 +1,3 @@
-//go:build tioclient
-
-// Built with -tags tioclient until package client (branch client) is in
-// main; then the tag goes.
-
 // Command cli is the terminal client of tio's chat example: it talks to
 // go run ./example/im over tio's binary protocol (the same JSON commands
 // as the page), joins rooms, chats with the browsers' users, and

@@ -1,8 +1,3 @@
-//go:build tioclient
-
-// Built with -tags tioclient until package client (branch client) is in
-// main; then the tag goes.
-
 // Package imcli is the terminal client of example/im: it speaks the chat's
 // JSON protocol (docs/im-protocol.md) over tio's binary protocol, with
 // package client underneath (reconnects with backoff and jitter,

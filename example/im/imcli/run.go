@@ -1,8 +1,3 @@
-//go:build tioclient
-
-// Built with -tags tioclient until package client (branch client) is in
-// main; then the tag goes.
-
 package imcli
 
 import (
