@@ -147,3 +147,44 @@ func TestPlainHTTPWithoutAHandler(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// An idle keep-alive HTTP connection is closed without a WebSocket close
+// frame, by a shutdown or by the handshake timeout that bounds its life:
+// an HTTP client would read the frame as an unsolicited response.
+func TestIdleHTTPClosesWithoutAFrame(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
+	for _, c := range []struct {
+		name  string
+		opts  []tio.Option
+		close func(*tio.Server)
+	}{
+		{"shutdown", nil, func(s *tio.Server) {
+			ctx, cancel := contextTimeout(5 * time.Second)
+			defer cancel()
+			_ = s.Shutdown(ctx)
+		}},
+		{"handshake timeout", []tio.Option{tio.WithHandshakeTimeout(300 * time.Millisecond)}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := tiotest.NewServer(t, echoMux(), append([]tio.Option{tio.WithHTTP(ok)}, c.opts...)...)
+			conn := tiotest.Dial(t, srv)
+			_, _ = conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "ok" {
+				t.Fatalf("%d %q", resp.StatusCode, b)
+			}
+			if c.close != nil {
+				c.close(srv)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+				t.Fatalf("after the response: %q, %v; want the connection closed with nothing more", rest, err)
+			}
+		})
+	}
+}

@@ -113,11 +113,16 @@ const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // Handshake performs the client side of the opening handshake on c and
 // returns any bytes read past the response (there should be none).
-func Handshake(c net.Conn, host string) ([]byte, error) {
+func Handshake(c net.Conn, host string) ([]byte, error) { return HandshakePath(c, host, "/") }
+
+// HandshakePath is Handshake for a request target other than "/", and
+// returns the bytes read past the response (a server may send a first
+// message right after it).
+func HandshakePath(c net.Conn, host, path string) ([]byte, error) {
 	var k [16]byte
 	_, _ = rand.Read(k[:])
 	key := base64.StdEncoding.EncodeToString(k[:])
-	req := "GET / HTTP/1.1\r\nHost: " + host +
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
 		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	if _, err := c.Write([]byte(req)); err != nil {
@@ -157,12 +162,17 @@ func Handshake(c net.Conn, host string) ([]byte, error) {
 
 // DialWS connects to addr and completes the handshake within timeout.
 func DialWS(addr string, timeout time.Duration) (net.Conn, []byte, error) {
+	return DialWSPath(addr, "/", timeout)
+}
+
+// DialWSPath is DialWS with a request target (a path and query).
+func DialWSPath(addr, path string, timeout time.Duration) (net.Conn, []byte, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	rest, err := Handshake(c, addr)
+	rest, err := HandshakePath(c, addr, path)
 	if err != nil {
 		c.Close()
 		return nil, nil, err

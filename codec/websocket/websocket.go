@@ -718,8 +718,14 @@ func (d *decoder) fail(c codec.Conn, code ws.StatusCode, sentinel error, msg str
 
 // Farewell implements codec.Farewell: it sends a close frame whose code
 // matches why, or, before the upgrade, an HTTP 503 for a server going away
-// and 408 for a request that took too long.
+// and 408 for a request that took too long. A plain HTTP connection
+// (Config.HTTP) gets nothing: between requests an HTTP server just closes,
+// and a request on its way is answered before the farewell.
 func (d *decoder) Farewell(c codec.Conn, why error) {
+	if d.state == stHTTP {
+		d.state = stClosed
+		return
+	}
 	if d.state == stHandshake {
 		d.state = stClosed
 		switch {
