@@ -30,6 +30,9 @@ func (c *Codec) initClient() {
 		_, _ = rand.Read(seed[:]) // never fails (crypto/rand panics rather)
 		return mrand.NewChaCha8(seed)
 	}
+	for i := range c.deflaters {
+		c.deflaters[i] = deflateEncoder{cd: c, bits: uint8(8 + i)}
+	}
 	c.defReq, _ = c.NewClientRequest("localhost", "/", nil, nil)
 }
 
@@ -115,8 +118,9 @@ func (e *clientEncoder) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
 // — that makes it; each connection adds a key of its own.
 type ClientRequest struct {
 	head      []byte   // "GET target HTTP/1.1\r\nHost: …\r\n…": up to the key
-	tail      []byte   // the version, protocols, extra fields and the blank line
+	tail      []byte   // the version, protocols, extensions, extra fields and the blank line
 	protocols []string // offered, for checking the answer
+	deflate   bool     // permessage-deflate is offered
 }
 
 // reservedHeader reports whether a header field belongs to the handshake
@@ -172,6 +176,12 @@ func (c *Codec) NewClientRequest(host, target string, header http.Header, protoc
 		b.WriteString(strings.Join(protocols, ", "))
 		b.WriteString("\r\n")
 	}
+	if offer := c.cfg.Compression.clientOffer(); offer != "" && c.client {
+		b.WriteString("Sec-WebSocket-Extensions: ")
+		b.WriteString(offer)
+		b.WriteString("\r\n")
+		r.deflate = true
+	}
 	for name, values := range header {
 		if !isToken([]byte(name)) {
 			return bad(fmt.Sprintf("header name %q is not a token", name))
@@ -218,8 +228,10 @@ func (r *ClientRequest) Protocols() []string { return r.protocols }
 // line that ends it, so that frames the server sends right after it are
 // decoded next — and checks it: status 101, Upgrade: websocket,
 // Connection: upgrade, the Sec-WebSocket-Accept that the key calls for, a
-// subprotocol among those offered (or none), no extension. Once the
-// answer passes, the decoder calls Ready and reads frames. An answer with
+// subprotocol among those offered (or none), no extension but the
+// permessage-deflate the request offered (see Config.Compression), whose
+// parameters are checked and set the connection's compression up. Once
+// the answer passes, the decoder calls Ready and reads frames. An answer with
 // another status fails with an error wrapping codec.ErrRefused, any other
 // fault with one wrapping codec.ErrHandshake (or codec.ErrTooBig for an
 // answer over the limits); nothing is written back.
@@ -303,7 +315,8 @@ func (d *clientDecoder) answer(c codec.Conn, in []byte) (int, bool, error) {
 		return 0, false, nil
 	}
 	n := from + end + len(crlfcrlf)
-	proto, err := d.check(in[:n])
+	var pmd deflateParams
+	proto, err := d.check(in[:n], &pmd)
 	if err != nil {
 		d.state = stClosed
 		return n, false, err
@@ -311,6 +324,9 @@ func (d *clientDecoder) answer(c codec.Conn, in []byte) (int, bool, error) {
 	d.state, d.scanned = stOpen, 0
 	if proto != "" {
 		c.SetValue(protocolKey{}, proto)
+	}
+	if pmd.ok {
+		d.clientNegotiated(c, &pmd)
 	}
 	c.Ready()
 	return n, false, nil
@@ -320,8 +336,9 @@ func (d *clientDecoder) answer(c codec.Conn, in []byte) (int, bool, error) {
 const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // check checks the server's answer (raw ends with the blank line) and
-// returns the subprotocol it selected.
-func (d *clientDecoder) check(raw []byte) (string, error) {
+// returns the subprotocol it selected; the permessage-deflate it accepted,
+// if any, goes to pmd.
+func (d *clientDecoder) check(raw []byte, pmd *deflateParams) (string, error) {
 	bad := func(format string, args ...any) (string, error) {
 		return "", fmt.Errorf("websocket: the server's handshake answer: "+format+": %w", append(args, codec.ErrHandshake)...)
 	}
@@ -379,8 +396,11 @@ func (d *clientDecoder) check(raw []byte) (string, error) {
 			}
 			seenProto, proto = true, value
 		case equalFoldASCII(name, "Sec-WebSocket-Extensions"):
-			if len(value) > 0 {
-				return bad("extension %q was not offered", clip(value))
+			if len(value) == 0 {
+				break
+			}
+			if err := d.cd.cfg.Compression.answerExtensions(value, d.req.deflate, pmd); err != nil {
+				return bad("%s", err.Error())
 			}
 		}
 	}

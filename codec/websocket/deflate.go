@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 
@@ -19,8 +20,8 @@ import (
 type CompressionMode uint8
 
 const (
-	// CompressionOff never negotiates compression; a frame with RSV1 set
-	// is a protocol error (1002). The default.
+	// CompressionOff never negotiates compression (a client offers none);
+	// a frame with RSV1 set is a protocol error (1002). The default.
 	CompressionOff CompressionMode = iota
 	// CompressionNoContextTakeover negotiates permessage-deflate when the
 	// client offers it and always answers server_no_context_takeover and
@@ -28,14 +29,17 @@ const (
 	// in both directions, so a connection keeps no compression state
 	// between messages (an idle connection costs what an uncompressed one
 	// does), and a fan-out compresses a packet once per window size among
-	// its receivers and shares the bytes.
+	// its receivers and shares the bytes. A client (Config.Client) offers
+	// it with server_no_context_takeover and client_no_context_takeover.
 	CompressionNoContextTakeover
 	// CompressionContextTakeover negotiates permessage-deflate and lets
 	// each direction keep its LZ77 window between messages, unless the
 	// client asks otherwise: smaller messages when they repeat one
 	// another, at the cost of a window per connection and direction
 	// (Compression.WindowBits) and of compressing for each receiver apart
-	// (the encoding depends on what the connection was sent before).
+	// (the encoding depends on what the connection was sent before). A
+	// client keeps its context unless the server answers
+	// client_no_context_takeover.
 	CompressionContextTakeover
 )
 
@@ -63,6 +67,9 @@ type Compression struct {
 	// client_max_window_bits with it; a client that offers no
 	// client_max_window_bits cannot be told a smaller window, so when
 	// WindowBits is under 15 it is answered client_no_context_takeover.
+	// A client bounds the context it keeps of its own messages with it and
+	// asks the server for it (server_max_window_bits); a server that
+	// declines that and keeps a larger window is followed (up to 32 KiB).
 	WindowBits int
 }
 
@@ -88,7 +95,9 @@ func variantOf(bits uint8) int { return 16 - int(bits) }
 // server_max_window_bits). A connection's variant is chosen during its
 // handshake; connections with context takeover have encoders of their own.
 func (c *Codec) NumVariants() int {
-	if c.cfg.Compression.Mode == CompressionOff {
+	if c.cfg.Compression.Mode == CompressionOff || c.client {
+		// A client's frames are masked, each with a key of its own: no
+		// two connections share an encoding (see Config.Client).
 		return 1
 	}
 	return 1 + numWindows
@@ -126,21 +135,43 @@ func (s *sliceWriter) Write(p []byte) (int, error) {
 // syncTail ends a sync flush: RFC 7692 removes it from a message's end.
 var syncTail = []byte{0, 0, 0xff, 0xff}
 
-// headerLen is the length of a server frame header for a payload of n.
-func headerLen(n int) int {
+// headerLen is the length of a frame header for a payload of n, unmasked
+// (a server's) or masked (a client's).
+func headerLen(n int, masked bool) int {
+	h := 10
 	switch {
 	case n < 126:
-		return 2
+		h = 2
 	case n <= 0xFFFF:
-		return 4
+		h = 4
 	}
-	return 10
+	if masked {
+		h += 4
+	}
+	return h
+}
+
+// appendPlain appends an uncompressed message frame holding head and body:
+// unmasked, or in the client role masked with a fresh key.
+func (c *Codec) appendPlain(dst []byte, op ws.OpCode, head, body []byte) []byte {
+	n := len(head) + len(body)
+	if !c.client {
+		return append(append(appendHeader(dst, op, n), head...), body...)
+	}
+	mask := c.newMask()
+	dst = appendMaskedHeader(dst, op, n, mask)
+	start := len(dst)
+	dst = append(append(dst, head...), body...)
+	ws.Cipher(dst[start:], mask, 0)
+	return dst
 }
 
 // appendMessage appends a message frame holding head and body, compressed
 // with a window of 2^bits bytes after dict (context takeover; nil without),
 // unless it is under the threshold or compression does not make it smaller.
-// It reports whether it compressed.
+// In the client role the frame is masked with a fresh key, after
+// compression (RFC 7692 section 6: the extension works on the unmasked
+// payload). It reports whether it compressed.
 func (c *Codec) appendMessage(dst []byte, text bool, head, body []byte, bits uint8, dict []byte) ([]byte, bool) {
 	op := ws.OpBinary
 	if text {
@@ -148,9 +179,9 @@ func (c *Codec) appendMessage(dst []byte, text bool, head, body []byte, bits uin
 	}
 	n := len(head) + len(body)
 	if n < c.threshold {
-		return append(append(appendHeader(dst, op, n), head...), body...), false
+		return c.appendPlain(dst, op, head, body), false
 	}
-	start, reserve := len(dst), headerLen(n)
+	start, reserve := len(dst), headerLen(n, c.client)
 	cp := c.compressors[bits-8].Get().(*compressor)
 	cp.sink.b = append(dst, make([]byte, reserve)...) // the header's room; no allocation when dst has the capacity
 	if dict == nil {
@@ -170,15 +201,25 @@ func (c *Codec) appendMessage(dst []byte, text bool, head, body []byte, bits uin
 	clen := len(out) - start - reserve - len(syncTail)
 	if clen >= n || !bytes.HasSuffix(out, syncTail) {
 		// No gain: send it as it is.
-		dst = out[:start]
-		return append(append(appendHeader(dst, op, n), head...), body...), false
+		return c.appendPlain(out[:start], op, head, body), false
 	}
-	h := appendHeader(out[start:start], op, clen) // in place: len(h) <= reserve
-	h[0] |= 0x40                                  // RSV1: compressed
+	var h []byte // in place: len(h) <= reserve
+	var mask [4]byte
+	if c.client {
+		mask = c.newMask()
+		h = appendMaskedHeader(out[start:start], op, clen, mask)
+	} else {
+		h = appendHeader(out[start:start], op, clen)
+	}
+	h[0] |= 0x40 // RSV1: compressed
 	if len(h) < reserve {
 		copy(out[start+len(h):], out[start+reserve:start+reserve+clen])
 	}
-	return out[:start+len(h)+clen], true
+	out = out[:start+len(h)+clen]
+	if c.client {
+		ws.Cipher(out[start+len(h):], mask, 0)
+	}
+	return out, true
 }
 
 // takeoverEncoder is a connection's own encoder when the server keeps its
@@ -258,7 +299,7 @@ func (c *Codec) initCompression() {
 const (
 	flagDeflate    uint8 = 1 << (iota + 1) // permessage-deflate was negotiated: RSV1 may start a message
 	flagCompressed                         // the message being received is compressed
-	flagTakeover                           // the client keeps its context: asm.hist is the window
+	flagTakeover                           // the peer keeps its context: asm.hist is the window
 )
 
 // offer is a client's permessage-deflate offer.
@@ -272,39 +313,71 @@ type offer struct {
 // RFC 7692 says to decline: an unknown parameter, one given twice, or a
 // bad value (window bits other than 8 to 15 written without leading zeros,
 // a value where none is allowed, server_max_window_bits without one).
-func parseOffer(opt httphead.Option) (o offer, ok bool) {
-	ok = true
+func parseOffer(opt httphead.Option) (offer, bool) {
+	o, err := parseParams(opt)
+	return o, err == nil
+}
+
+// parseParams reads the parameters of a permessage-deflate offer or answer
+// (the two have the same syntax) and says what is wrong with them, if
+// anything: an unknown parameter, one given twice, a value where none is
+// allowed, a window size other than 8 to 15 written without leading zeros,
+// server_max_window_bits without a value. (client_max_window_bits without
+// a value is the client's way of offering it; an answer must give one.)
+func parseParams(opt httphead.Option) (o offer, err error) {
 	var seen uint8
-	once := func(bit uint8) bool {
+	once := func(k []byte, bit uint8) bool {
 		if seen&bit != 0 {
+			err = fmt.Errorf("parameter %s given twice", k)
 			return false
 		}
 		seen |= bit
 		return true
 	}
+	flag := func(k, v []byte) bool {
+		if v != nil {
+			err = fmt.Errorf("parameter %s takes no value (got %q)", k, clip(v))
+			return false
+		}
+		return true
+	}
+	bits := func(k, v []byte) uint8 {
+		b := windowBits(v)
+		if v == nil {
+			err = fmt.Errorf("parameter %s needs a value", k)
+		} else if b == 0 {
+			err = fmt.Errorf("parameter %s: window bits %q, not 8 to 15", k, clip(v))
+		}
+		return b
+	}
 	opt.Parameters.ForEach(func(k, v []byte) bool {
 		switch string(k) {
 		case "server_no_context_takeover":
-			ok = once(1) && v == nil
 			o.serverNoTakeover = true
+			return once(k, 1) && flag(k, v)
 		case "client_no_context_takeover":
-			ok = once(2) && v == nil
 			o.clientNoTakeover = true
+			return once(k, 2) && flag(k, v)
 		case "server_max_window_bits":
-			o.serverBits = windowBits(v)
-			ok = once(4) && o.serverBits != 0
+			if !once(k, 4) {
+				return false
+			}
+			o.serverBits = bits(k, v)
+			return o.serverBits != 0
 		case "client_max_window_bits":
+			if !once(k, 8) {
+				return false
+			}
 			o.clientBits = 1
 			if v != nil {
-				o.clientBits = windowBits(v)
+				o.clientBits = bits(k, v)
 			}
-			ok = once(8) && o.clientBits != 0
-		default:
-			ok = false
+			return o.clientBits != 0
 		}
-		return ok
+		err = fmt.Errorf("unknown parameter %q", clip(k))
+		return false
 	})
-	return o, ok
+	return o, err
 }
 
 // windowBits parses a window size parameter's value: 8 to 15, no leading
@@ -513,4 +586,122 @@ func (d *decoder) releaseDeflate() {
 		d.asm = nil
 		d.cd.assemblies.Put(a)
 	}
+}
+
+// The client role (Config.Client): the offer, the check of the server's
+// answer, and the connection's encoder. The parameters are parsed by
+// parseParams, as the server parses offers; compressing and inflating are
+// the server's own code.
+
+// The offers a client makes, by mode.
+const (
+	offerShared   = "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits"
+	offerTakeover = "permessage-deflate; client_max_window_bits"
+)
+
+// clientOffer returns the Sec-WebSocket-Extensions value of a client's
+// offer, or "" without compression. Without context takeover the client
+// asks the server to keep no context either (server_no_context_takeover),
+// so that a connection holds no window either way. With it, a WindowBits
+// under 15 asks the server for that window first (server_max_window_bits),
+// then, for servers that cannot honour it, for any.
+func (z *Compression) clientOffer() string {
+	switch z.Mode {
+	case CompressionNoContextTakeover:
+		return offerShared
+	case CompressionContextTakeover:
+		if z.WindowBits < 15 {
+			return "permessage-deflate; server_max_window_bits=" + windowValue[z.WindowBits] + "; client_max_window_bits, " + offerTakeover
+		}
+		return offerTakeover
+	}
+	return ""
+}
+
+// answerExtensions checks one Sec-WebSocket-Extensions field of the
+// server's answer (RFC 7692 section 5.1: the client fails the connection
+// on an extension it did not offer, an unknown or repeated parameter, a bad
+// value) and records an accepted permessage-deflate in p. offered tells
+// whether the request offered permessage-deflate.
+func (z *Compression) answerExtensions(value []byte, offered bool, p *deflateParams) error {
+	var scratch [2]httphead.Option
+	opts, ok := httphead.ParseOptions(value, scratch[:0])
+	if !ok {
+		return fmt.Errorf("malformed Sec-WebSocket-Extensions %q", clip(value))
+	}
+	for _, opt := range opts {
+		switch {
+		case !offered || string(opt.Name) != "permessage-deflate":
+			return fmt.Errorf("extension %q was not offered", clip(opt.Name))
+		case p.ok:
+			return errors.New("permessage-deflate answered twice")
+		}
+		o, err := parseParams(opt)
+		if err != nil {
+			return fmt.Errorf("permessage-deflate: %w", err)
+		}
+		if o.clientBits == 1 {
+			return errors.New("permessage-deflate: client_max_window_bits without a value (an answer must give one)")
+		}
+		*p = z.answered(o)
+	}
+	return nil
+}
+
+// answered turns a server's valid answer into what the client does. Every
+// valid answer can be honoured: a server_max_window_bits the client did not
+// ask for (RFC 7692 section 7.1.2.1 allows it) sizes the window the client
+// keeps of what the server sends; an answer without server_no_context_takeover
+// — even one the client asked for — means the server keeps its context,
+// and the client keeps the window of the server's messages to follow it
+// (the server's answer is what it does); client_max_window_bits sizes the
+// client's compressor; client_no_context_takeover, or a mode without
+// context takeover, makes the client compress each message on its own
+// (which every server can inflate).
+func (z *Compression) answered(o offer) deflateParams {
+	p := deflateParams{ok: true, serverBits: 15, clientBits: 15, serverTakeover: !o.serverNoTakeover}
+	if o.serverBits != 0 {
+		p.serverBits = o.serverBits
+	}
+	if o.clientBits != 0 {
+		p.clientBits = o.clientBits
+	}
+	p.clientTakeover = z.Mode == CompressionContextTakeover && !o.clientNoTakeover
+	return p
+}
+
+// clientNegotiated sets a client connection up for the compression its
+// server accepted: the encoder of what it sends, the window of what it
+// receives.
+func (d *decoder) clientNegotiated(c codec.Conn, p *deflateParams) {
+	d.flags |= flagDeflate
+	if p.clientTakeover {
+		bits := min(p.clientBits, uint8(d.cd.cfg.Compression.WindowBits))
+		c.SetEncoder(&takeoverEncoder{cd: d.cd, bits: p.clientBits, size: 1 << bits})
+	} else {
+		c.SetEncoder(&d.cd.deflaters[p.clientBits-8])
+	}
+	if p.serverTakeover {
+		d.flags |= flagTakeover
+		d.asm = &assembly{histBits: p.serverBits}
+	}
+}
+
+// deflateEncoder is the encoder of a client connection that compresses
+// each message on its own with a window of 2^bits bytes. It holds no state
+// (masks and compressors come from the codec's pools), so one per window
+// size serves every connection.
+type deflateEncoder struct {
+	cd   *Codec
+	bits uint8
+}
+
+// Encode implements codec.Encoder.
+func (e *deflateEncoder) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
+	text, head, err := e.cd.cfg.Mapping.Encode(p)
+	if err != nil {
+		return dst, err
+	}
+	dst, _ = e.cd.appendMessage(dst, text, head.Bytes(), p.Body, e.bits, nil)
+	return dst, nil
 }

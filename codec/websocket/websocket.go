@@ -67,6 +67,26 @@
 // 1002, as does RSV1 on a control or continuation frame, or without
 // compression negotiated.
 //
+// In the client role ([Config].Client) the same modes choose what the
+// client offers and keeps. [CompressionNoContextTakeover] offers
+// "permessage-deflate; server_no_context_takeover;
+// client_no_context_takeover; client_max_window_bits", so that neither end
+// keeps a window; [CompressionContextTakeover] offers
+// "permessage-deflate; client_max_window_bits" (after an offer of
+// server_max_window_bits=WindowBits when WindowBits is under 15). The
+// server's answer is checked parameter by parameter (RFC 7692 section 5.1):
+// an extension not offered, a second permessage-deflate, an unknown or
+// repeated parameter, a bad window size or a value where none belongs
+// fails the handshake with an error wrapping [codec.ErrHandshake] that
+// names the fault. Every valid answer is honoured: the client compresses
+// with the window the server allows (client_max_window_bits), keeps its
+// own context only in CompressionContextTakeover and unless the server
+// says client_no_context_takeover, and keeps a window of what the server
+// sends, of the size the server names (server_max_window_bits, asked for or
+// not), whenever the server does not say server_no_context_takeover. Its
+// frames are compressed, then masked; inflating is the server's, bounded by
+// MaxMessage in the same way.
+//
 // On the libraries: gobwas/ws parses the offers and hands them to the
 // codec's negotiation; its wsflate.Extension does not serve, because it
 // declines every offer with server_max_window_bits (it cannot honour a
@@ -208,10 +228,11 @@ type Config struct {
 	// MaxHandshake and MaxHeaders bound the server's answer, Subprotocols
 	// is what a request offers unless it names its own, and the server's
 	// policies (Origins, Hosts, CheckOrigin, OnHandshake, KeepRequest) do
-	// not apply.
+	// not apply; Compression is what the client offers.
 	Client bool
 	// Compression configures permessage-deflate (RFC 7692): see
-	// [Compression]. The zero value is off.
+	// [Compression] and, for the client role, the package documentation.
+	// The zero value is off.
 	Compression Compression
 }
 
@@ -253,10 +274,11 @@ type Codec struct {
 	refusals  refusals
 
 	// the client role (client.go)
-	client bool
-	masks  sync.Pool      // of *rand.ChaCha8, seeded from crypto/rand
-	enc    *clientEncoder // every client connection's encoder
-	defReq *ClientRequest // what NewDecoder's requests ask for
+	client    bool
+	masks     sync.Pool                  // of *rand.ChaCha8, seeded from crypto/rand
+	enc       *clientEncoder             // every client connection's encoder
+	deflaters [numWindows]deflateEncoder // compressing client connections' encoders, by window bits − 8
+	defReq    *ClientRequest             // what NewDecoder's requests ask for
 
 	// permessage-deflate (deflate.go)
 	threshold   int
@@ -291,10 +313,10 @@ func New(cfg Config) *Codec {
 		cfg.MaxHTTPBody = DefaultMaxHTTPBody
 	}
 	c := &Codec{cfg: cfg}
+	c.initCompression()
 	if cfg.Client {
 		c.initClient()
 	}
-	c.initCompression()
 	c.upgraders.New = func() any { return newUpgrader(c) }
 	return c
 }
@@ -415,9 +437,9 @@ type assembly struct {
 	fin     bool // the streamed frame is the message's last
 
 	// permessage-deflate (deflate.go)
-	histBits uint8     // context takeover: the client's window is 2^histBits bytes
+	histBits uint8     // context takeover: the peer's window is 2^histBits bytes
 	inf      *inflater // while a compressed message arrives; from the codec's pool
-	hist     []byte    // context takeover: the end of the client's earlier compressed messages
+	hist     []byte    // context takeover: the end of the peer's earlier compressed messages
 }
 
 // assembly returns d.asm, allocating it on first use (from the codec's
