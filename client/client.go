@@ -148,6 +148,7 @@ func New(h handler.Handler, opts ...Option) (*Client, error) {
 	}
 	wcfg, bcfg := cfg.ws, cfg.bin
 	wcfg.Client, bcfg.Client = true, true
+	wcfg.Compression = cfg.compression
 	if wcfg.Logger == nil {
 		wcfg.Logger = cfg.logger
 	}

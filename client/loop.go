@@ -148,6 +148,9 @@ func (c *Client) onTraffic(gc gnet.Conn) gnet.Action {
 	if handled > 0 {
 		l.Handled(handled, 0)
 	}
+	if decoded > 0 {
+		c.releaseDecoder(l) // the packets' bodies are no longer needed
+	}
 	if l.Closing() {
 		if len(buf) > 0 && l.Lingering() {
 			l.Answered() // the server's close (or anything: the wait is over)
@@ -271,6 +274,18 @@ func (c *Client) decode(l *link.Link, in []byte, p *codec.Packet) (n int, ok boo
 		}
 	}()
 	return l.Decode(in, p)
+}
+
+// releaseDecoder tells the decoder its packets were handled
+// (codec.Releaser: an inflated or assembled message's buffer goes back),
+// guarded like Decode.
+func (c *Client) releaseDecoder(l *link.Link) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.decodeFailed(l, &panicError{v: v, stack: debug.Stack()})
+		}
+	}()
+	l.ReleaseDecoder()
 }
 
 // decodeFailed closes a connection whose decoder failed (or panicked).

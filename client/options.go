@@ -44,6 +44,7 @@ type config struct {
 	linger      time.Duration
 	logger      *slog.Logger
 	ws          websocket.Config
+	compression websocket.Compression
 	bin         binary.Config
 	errs        []error
 }
@@ -89,6 +90,7 @@ func defaultConfig() config {
 		maxOutbound: DefaultMaxOutbound,
 		linger:      DefaultCloseTimeout,
 		logger:      slog.Default(),
+		compression: websocket.Compression{Mode: websocket.CompressionNoContextTakeover}, // see WithCompression
 	}
 }
 
@@ -344,11 +346,54 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithWebSocket configures the WebSocket codec of the client's ws://
 // connections: limits on what the server sends (MaxFrame, MaxMessage,
-// MaxHandshake for its 101 answer), the Mapping between messages and
-// packets (default websocket.TypePrefix{}), Subprotocols offered by
-// default. Client is set for you.
+// MaxHandshake for its 101 answer; a compressed message is inflated up to
+// MaxMessage and no further, past which the connection closes with 1009),
+// the Mapping between messages and packets (default websocket.TypePrefix{}),
+// Subprotocols offered by default. Client is set for you. A Compression
+// whose Mode is not websocket.CompressionOff sets the client's compression,
+// as WithCompression does; the zero Compression keeps it (the default, or
+// WithCompression's), as zero limits keep theirs.
 func WithWebSocket(cfg websocket.Config) Option {
-	return clientOption(func(c *config) { c.ws = cfg })
+	return clientOption(func(c *config) {
+		c.ws = cfg
+		if cfg.Compression.Mode != websocket.CompressionOff {
+			c.compression = cfg.Compression
+		}
+	})
+}
+
+// WithCompression sets the permessage-deflate (RFC 7692) that WebSocket
+// connections offer, and how they compress once a server accepts it:
+//
+//   - websocket.CompressionNoContextTakeover, the default: the offer is
+//     "permessage-deflate; server_no_context_takeover;
+//     client_no_context_takeover; client_max_window_bits", and each
+//     message is compressed on its own both ways, so that a connection
+//     keeps no window between messages — an idle compressed connection
+//     costs what an uncompressed one does — at some cost in ratio for
+//     small messages that repeat one another. (Browsers offer
+//     "permessage-deflate; client_max_window_bits" and keep windows.)
+//   - websocket.CompressionContextTakeover: the offer is
+//     "permessage-deflate; client_max_window_bits", after one asking for
+//     server_max_window_bits=z.WindowBits when that is under 15; the
+//     client keeps the context of what it sends (up to 2^WindowBits bytes)
+//     unless the server answers client_no_context_takeover.
+//   - websocket.CompressionOff (websocket.Compression{}): nothing is
+//     offered.
+//
+// Whatever the offer, the server's answer is honoured when it is valid: a
+// server that keeps its context (no server_no_context_takeover in its
+// answer) is followed with a window of the size it names (up to 32 KiB
+// per connection), and the window it allows the client
+// (client_max_window_bits) is the one the client compresses with. An
+// answer that is not valid (an extension not offered, an unknown or
+// repeated parameter, a bad value) fails the handshake with an error
+// wrapping codec.ErrHandshake. Messages under z.Threshold bytes (default
+// 256) are sent uncompressed; z.Level sets the compression level.
+// Against a server that does not accept the offer (tio's default, or
+// gorilla's without EnableCompression) nothing changes.
+func WithCompression(z websocket.Compression) Option {
+	return clientOption(func(c *config) { c.compression = z })
 }
 
 // WithBinary configures the binary-protocol codec of the client's tio://
