@@ -8,10 +8,12 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -44,6 +46,9 @@ func text(n int, seed uint32) []byte {
 	return b[:n]
 }
 
+// shared is the usual compression: each message on its own.
+var shared = websocket.Compression{Mode: websocket.CompressionNoContextTakeover}
+
 // echoAll is a Raw echo: every message goes back with its type.
 func echoAll() handler.Handler {
 	return handler.InlineFunc(func(ch *channel.Channel, p *codec.Packet) { _ = ch.Send(p) })
@@ -52,7 +57,7 @@ func echoAll() handler.Handler {
 // TestDeflateTioServer: the client against tio servers in each
 // compression mode, in each of its own: messages echo back whole, and the
 // bytes on the wire show compression both ways exactly when both ends
-// have it on (a server's default is off; the client's, on).
+// have it on (the default is off on both).
 func TestDeflateTioServer(t *testing.T) {
 	modes := []struct {
 		name string
@@ -71,10 +76,10 @@ func TestDeflateTioServer(t *testing.T) {
 			t.Run("server "+sm.name+"/client "+cm.name, func(t *testing.T) {
 				rec := newRecorder()
 				opts := []client.Option{client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}})}
-				on := sm.z.Mode != websocket.CompressionOff
+				on := false
 				if cm.z != nil {
 					opts = append(opts, client.WithCompression(*cm.z))
-					on = on && cm.z.Mode != websocket.CompressionOff
+					on = sm.z.Mode != websocket.CompressionOff && cm.z.Mode != websocket.CompressionOff
 				}
 				c := newClient(t, handler.Inline(rec), opts...)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -152,7 +157,7 @@ func TestDeflateGorillaServer(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	rec := newRecorder()
-	c := newClient(t, handler.Inline(rec), client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}}))
+	c := newClient(t, handler.Inline(rec), client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}}), client.WithCompression(shared))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cn, err := c.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/")
@@ -284,8 +289,8 @@ func (d *takeoverDeflater) deflate(b []byte) []byte {
 
 // TestDeflateOddAnswers: a server that answers odd but valid parameters —
 // a window it was not asked for (server_max_window_bits), small windows,
-// quoted values, and context takeover both ways although the default
-// client asked for none — and compresses its messages as one stream: the
+// quoted values, and context takeover both ways although a client without
+// context takeover asked for none — and compresses its messages as one stream: the
 // client follows the server's context (the repeated messages are a few
 // bytes each), its own frames are compressed (RSV1, masked) and inflate
 // on the server, and in context-takeover mode the client keeps its own
@@ -293,15 +298,15 @@ func (d *takeoverDeflater) deflate(b []byte) []byte {
 func TestDeflateOddAnswers(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		z        *websocket.Compression // nil: the default
+		z        websocket.Compression
 		answer   string
 		window   int  // the server compresses with this window
 		takeover bool // the client is expected to keep its context
 	}{
-		{"default client, server keeps context, window not asked for", nil, `permessage-deflate; client_max_window_bits=9; server_max_window_bits="10"`, 1 << 10, false},
-		{"default client, windows 8", nil, "permessage-deflate; server_max_window_bits=8; client_max_window_bits=8", 1 << 8, false},
-		{"takeover client, client window 10", &websocket.Compression{Mode: websocket.CompressionContextTakeover}, "permessage-deflate; client_max_window_bits=10", 1 << 15, true},
-		{"takeover client, server forbids the client's", &websocket.Compression{Mode: websocket.CompressionContextTakeover, WindowBits: 15}, "permessage-deflate; client_no_context_takeover; server_max_window_bits=12", 1 << 12, false},
+		{"shared client, server keeps context, window not asked for", shared, `permessage-deflate; client_max_window_bits=9; server_max_window_bits="10"`, 1 << 10, false},
+		{"shared client, windows 8", shared, "permessage-deflate; server_max_window_bits=8; client_max_window_bits=8", 1 << 8, false},
+		{"takeover client, client window 10", websocket.Compression{Mode: websocket.CompressionContextTakeover}, "permessage-deflate; client_max_window_bits=10", 1 << 15, true},
+		{"takeover client, server forbids the client's", websocket.Compression{Mode: websocket.CompressionContextTakeover, WindowBits: 15}, "permessage-deflate; client_no_context_takeover; server_max_window_bits=12", 1 << 12, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := text(900, 77) // repeats fit in every window but 2^8, where the stream still shrinks
@@ -351,10 +356,7 @@ func TestDeflateOddAnswers(t *testing.T) {
 				}
 			})
 			opts := []client.Option{client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}}), client.WithCloseTimeout(50 * time.Millisecond)}
-			if tc.z != nil {
-				opts = append(opts, client.WithCompression(*tc.z))
-			}
-			c := newClient(t, echoAll(), opts...)
+			c := newClient(t, echoAll(), append(opts, client.WithCompression(tc.z))...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			cn, err := c.Dial(ctx, "ws://"+addr+"/")
@@ -381,6 +383,92 @@ func TestDeflateOddAnswers(t *testing.T) {
 	}
 }
 
+// TestDeflateFragmented: a server that sends compressed messages in many
+// frames (RSV1 on the first alone, a ping between two of them, frames of
+// a few bytes to thousands) with context takeover, as one stream: the
+// client inflates each message across its frames, answers the ping in the
+// middle, and echoes every message whole, compressed and masked.
+func TestDeflateFragmented(t *testing.T) {
+	msgs := [][]byte{text(200<<10, 5), text(3000, 6), text(200<<10, 5), []byte("short: compressed by the server")}
+	type result struct {
+		pong bool
+		err  error
+	}
+	done := make(chan result, 1)
+	addr, _ := rawWS(t, "permessage-deflate; client_no_context_takeover", func(c net.Conn, br *bufio.Reader) {
+		var res result
+		defer func() { done <- res }()
+		def := newTakeoverDeflater(1 << 15)
+		for i, m := range msgs {
+			p := def.deflate(m)
+			size := 1 + i*997 // 1 byte per frame for the first message, then more
+			for off := 0; off < len(p); off += size {
+				end := min(off+size, len(p))
+				op := ws.OpContinuation
+				if off == 0 {
+					op = ws.OpText
+				}
+				h := ws.Header{Fin: end == len(p), Rsv: ws.Rsv(off == 0, false, false), OpCode: op, Length: int64(end - off)}
+				if res.err = ws.WriteHeader(c, h); res.err == nil {
+					_, res.err = c.Write(p[off:end])
+				}
+				if res.err == nil && i == 1 && off == 0 {
+					res.err = writeFrame(c, ws.OpPing, false, []byte("mid-message"))
+				}
+				if res.err != nil {
+					return
+				}
+			}
+		}
+		for i := 0; i < len(msgs); {
+			h, b, err := readClientFrame(br)
+			if err != nil {
+				res.err = err
+				return
+			}
+			switch {
+			case h.OpCode == ws.OpPong:
+				res.pong = string(b) == "mid-message"
+				continue
+			case !h.Fin || h.OpCode != ws.OpText || h.Rsv1() != (len(msgs[i]) > 1000):
+				// (The short one does not shrink: it goes as it is.)
+				res.err = fmt.Errorf("echo %d: header %+v, want one text frame, compressed if long", i, h)
+				return
+			}
+			var inf takeoverInflater // the client keeps no context: each inflates alone
+			out, err := b, error(nil)
+			if h.Rsv1() {
+				out, err = inf.inflate(b)
+			}
+			if err != nil || !bytes.Equal(out, msgs[i]) {
+				res.err = fmt.Errorf("echo %d: %v, %d bytes of %d", i, err, len(out), len(msgs[i]))
+				return
+			}
+			i++
+		}
+	})
+	c := newClient(t, echoAll(), client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}}),
+		client.WithCompression(websocket.Compression{Mode: websocket.CompressionContextTakeover, Threshold: -1}), client.WithCloseTimeout(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cn, err := c.Dial(ctx, "ws://"+addr+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cn.Close()
+	select {
+	case res := <-done:
+		if res.err != nil {
+			t.Fatalf("server: %v (the client: %v)", res.err, cn.Err())
+		}
+		if !res.pong {
+			t.Fatal("the ping between two fragments was not answered")
+		}
+	case <-ctx.Done():
+		t.Fatalf("the server did not get its echoes (the client: %v)", cn.Err())
+	}
+}
+
 // TestDeflateBadAnswer: an answer the client cannot honour fails the
 // handshake with an error that says why.
 func TestDeflateBadAnswer(t *testing.T) {
@@ -393,7 +481,7 @@ func TestDeflateBadAnswer(t *testing.T) {
 		"permessage-deflate; server_no_context_takeover; server_no_context_takeover": "given twice",
 	} {
 		addr, _ := rawWS(t, ext, func(c net.Conn, br *bufio.Reader) { _, _ = io.Copy(io.Discard, br) })
-		c := newClient(t, nil)
+		c := newClient(t, nil, client.WithCompression(shared))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := c.Dial(ctx, "ws://"+addr+"/")
 		cancel()
@@ -401,9 +489,10 @@ func TestDeflateBadAnswer(t *testing.T) {
 			t.Errorf("answer %q: %v, want an error saying %q", ext, err, why)
 		}
 	}
-	// Compression off: a server that answers permessage-deflate anyway.
+	// Compression off (the default): a server that answers
+	// permessage-deflate anyway.
 	addr, offer := rawWS(t, "permessage-deflate", func(c net.Conn, br *bufio.Reader) { _, _ = io.Copy(io.Discard, br) })
-	c := newClient(t, nil, client.WithCompression(websocket.Compression{}))
+	c := newClient(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Dial(ctx, "ws://"+addr+"/"); !errors.Is(err, codec.ErrHandshake) || !strings.Contains(err.Error(), "not offered") {
@@ -418,13 +507,17 @@ func TestDeflateBadAnswer(t *testing.T) {
 // MaxMessage gets a 1009 close (masked) as soon as the client has
 // inflated MaxMessage bytes, and the connection's error says so.
 func TestDeflateBomb(t *testing.T) {
+	// 64 MiB of zeros, made before the clock runs: 64 KiB compressed.
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	zeros := make([]byte, 1<<20)
+	for range 64 {
+		_, _ = w.Write(zeros)
+	}
+	_ = w.Flush()
+	bomb := bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
 	closed := make(chan []byte, 1)
 	addr, _ := rawWS(t, "permessage-deflate; server_no_context_takeover; client_no_context_takeover", func(c net.Conn, br *bufio.Reader) {
-		var b bytes.Buffer
-		w, _ := flate.NewWriter(&b, 9)
-		_, _ = w.Write(make([]byte, 64<<20))
-		_ = w.Flush()
-		bomb := bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
 		if err := writeFrame(c, ws.OpBinary, true, bomb); err != nil {
 			return
 		}
@@ -441,9 +534,11 @@ func TestDeflateBomb(t *testing.T) {
 		}
 	})
 	rec := newRecorder()
-	c := newClient(t, rec, client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}, MaxMessage: 1 << 20}))
+	c := newClient(t, rec, client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}, MaxMessage: 1 << 20}), client.WithCompression(shared))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	cn, err := c.Dial(ctx, "ws://"+addr+"/")
 	if err != nil {
 		t.Fatal(err)
@@ -461,10 +556,16 @@ func TestDeflateBomb(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the connection did not close")
 	}
-	if err := cn.Err(); !errors.Is(err, codec.ErrTooBig) || !errors.Is(err, client.ErrConnLost) {
+	if err := cn.Err(); !errors.Is(err, codec.ErrTooBig) || !errors.Is(err, client.ErrConnLost) || !strings.Contains(err.Error(), "inflates past 1048576 bytes") {
 		t.Fatalf("Err: %v", err)
 	}
 	if len(rec.packets()) != 0 {
 		t.Fatal("a packet was delivered")
+	}
+	// What the whole process allocated meanwhile: the client inflated
+	// 1 MiB (its message buffer growing to it), never the 64 MiB.
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+		t.Fatalf("%d bytes allocated while the client took the bomb", n)
 	}
 }

@@ -90,7 +90,6 @@ func defaultConfig() config {
 		maxOutbound: DefaultMaxOutbound,
 		linger:      DefaultCloseTimeout,
 		logger:      slog.Default(),
-		compression: websocket.Compression{Mode: websocket.CompressionNoContextTakeover}, // see WithCompression
 	}
 }
 
@@ -344,15 +343,16 @@ func WithLogger(l *slog.Logger) Option {
 	return clientOption(func(c *config) { c.logger = l })
 }
 
-// WithWebSocket configures the WebSocket codec of the client's ws://
-// connections: limits on what the server sends (MaxFrame, MaxMessage,
-// MaxHandshake for its 101 answer; a compressed message is inflated up to
-// MaxMessage and no further, past which the connection closes with 1009),
-// the Mapping between messages and packets (default websocket.TypePrefix{}),
-// Subprotocols offered by default. Client is set for you. A Compression
-// whose Mode is not websocket.CompressionOff sets the client's compression,
-// as WithCompression does; the zero Compression keeps it (the default, or
-// WithCompression's), as zero limits keep theirs.
+// WithWebSocket configures the WebSocket codec of the client's ws:// and
+// wss:// connections: limits on what the server sends (MaxFrame,
+// MaxMessage, MaxHandshake for its 101 answer; a compressed message is
+// inflated up to MaxMessage and no further, past which the connection
+// closes with 1009), the Mapping between messages and packets (default
+// websocket.TypePrefix{}), Subprotocols offered by default, and
+// Compression, the permessage-deflate offered (see WithCompression).
+// Client is set for you. A Compression whose Mode is
+// websocket.CompressionOff (the zero value) keeps what WithCompression
+// set, whichever option comes first.
 func WithWebSocket(cfg websocket.Config) Option {
 	return clientOption(func(c *config) {
 		c.ws = cfg
@@ -362,36 +362,43 @@ func WithWebSocket(cfg websocket.Config) Option {
 	})
 }
 
-// WithCompression sets the permessage-deflate (RFC 7692) that WebSocket
-// connections offer, and how they compress once a server accepts it:
+// WithCompression makes WebSocket connections offer permessage-deflate
+// (RFC 7692) and compress once a server accepts it. Default: off, nothing
+// is offered (websocket.Compression{}), as on a tio server: compression
+// costs CPU at both ends for every message and pays only for messages
+// that are large and redundant or links that are slow, and compressing a
+// secret together with bytes an attacker chooses leaks through the sizes
+// (the CRIME and BREACH attacks), so it is the application's choice. The
+// modes:
 //
-//   - websocket.CompressionNoContextTakeover, the default: the offer is
+//   - websocket.CompressionNoContextTakeover: the offer is
 //     "permessage-deflate; server_no_context_takeover;
 //     client_no_context_takeover; client_max_window_bits", and each
 //     message is compressed on its own both ways, so that a connection
 //     keeps no window between messages — an idle compressed connection
 //     costs what an uncompressed one does — at some cost in ratio for
-//     small messages that repeat one another. (Browsers offer
-//     "permessage-deflate; client_max_window_bits" and keep windows.)
+//     small messages that repeat one another. The usual choice.
 //   - websocket.CompressionContextTakeover: the offer is
-//     "permessage-deflate; client_max_window_bits", after one asking for
-//     server_max_window_bits=z.WindowBits when that is under 15; the
-//     client keeps the context of what it sends (up to 2^WindowBits bytes)
-//     unless the server answers client_no_context_takeover.
-//   - websocket.CompressionOff (websocket.Compression{}): nothing is
-//     offered.
+//     "permessage-deflate; client_max_window_bits" (what browsers offer),
+//     after one asking for server_max_window_bits=z.WindowBits when that
+//     is under 15; the client keeps the context of what it sends (at most
+//     2^WindowBits bytes, default 4 KiB) unless the server answers
+//     client_no_context_takeover.
 //
-// Whatever the offer, the server's answer is honoured when it is valid: a
-// server that keeps its context (no server_no_context_takeover in its
-// answer) is followed with a window of the size it names (up to 32 KiB
-// per connection), and the window it allows the client
-// (client_max_window_bits) is the one the client compresses with. An
-// answer that is not valid (an extension not offered, an unknown or
-// repeated parameter, a bad value) fails the handshake with an error
-// wrapping codec.ErrHandshake. Messages under z.Threshold bytes (default
-// 256) are sent uncompressed; z.Level sets the compression level.
-// Against a server that does not accept the offer (tio's default, or
-// gorilla's without EnableCompression) nothing changes.
+// Whatever the offer, a valid answer is honoured: a server that keeps its
+// context (no server_no_context_takeover in its answer) is followed, with
+// a window of the size it names (at most 32 KiB per connection), and the
+// client compresses with the window the server allows it
+// (client_max_window_bits). An answer that is not valid — an extension
+// not offered, an unknown or repeated parameter, a bad value — fails the
+// handshake with an error wrapping codec.ErrHandshake. Messages under
+// z.Threshold bytes (default websocket.DefaultThreshold, 256) and those
+// that compression would not shrink are sent uncompressed; z.Level sets
+// the level (default 1, the fastest). Compressed frames are masked like
+// every client frame; what the server sends compressed is inflated up to
+// websocket.Config.MaxMessage (1009 past it), without ever holding more.
+// Against a server that declines the offer (tio's default, gorilla's
+// without EnableCompression) nothing changes.
 func WithCompression(z websocket.Compression) Option {
 	return clientOption(func(c *config) { c.compression = z })
 }
