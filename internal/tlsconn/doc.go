@@ -1,5 +1,6 @@
-// Package tlsconn is tio's TLS engine: the server side of crypto/tls, driven
-// by an event loop, with no goroutine per established connection.
+// Package tlsconn is tio's TLS engine: crypto/tls driven by an event loop,
+// with no goroutine per established connection — the server side, and the
+// client side for package client (see "The client side" below).
 //
 // gnet has no TLS, and net/http-based servers pay for crypto/tls with a
 // goroutine and a blocking net.Conn per connection. A [Session] instead takes
@@ -106,6 +107,18 @@
 // reports when the channel is not ready yet; the server's own handshake
 // deadline should be the session's (a client that sends nothing wakes
 // nothing: the server's timer closes it).
+//
+// # The client side
+//
+// [NewClientEngine] makes an engine without a configuration of its own, and
+// [Engine.NewClientSession] a session over tls.Client with the
+// configuration of the connection (its ServerName is the dialled host's).
+// Everything else is the server side's: the handshake runs on the engine's
+// pool from the start (the ClientHello goes out through the wake function
+// and the output), bounded by the same deadline and byte limits, and the
+// established session is driven by the loop with the same calls. A client
+// that dials many connections at once queues their handshakes; the pool
+// bounds the goroutines.
 //
 // # Errors
 //

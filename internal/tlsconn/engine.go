@@ -35,7 +35,8 @@ type Options struct {
 	MaxHelloBytes int
 	// MaxHandshakeBytes bounds the bytes that arrived during the handshake
 	// and that crypto/tls has not read yet (default 64 KiB); more is held
-	// back in the caller's buffer until the handshake ends.
+	// back in the caller's buffer until crypto/tls has read those (a
+	// client's server may send a long certificate chain).
 	MaxHandshakeBytes int
 	// PlaintextLimit is how many decrypted bytes waiting to be decoded make
 	// Input stop decrypting (default 64 KiB): Plaintext holds at most this
@@ -68,11 +69,24 @@ func (o *Options) fill() {
 }
 
 // Engine holds what a server's TLS sessions share: the configuration and the
-// handshake pool. Its methods are safe for concurrent use.
+// handshake pool; or, made by NewClientEngine, what a client's sessions
+// share: the pool alone. Its methods are safe for concurrent use.
 type Engine struct {
-	cfg  *tls.Config
+	cfg  *tls.Config // the server's; nil in a client engine
 	opts Options
 	pool pool
+}
+
+// NewClientEngine returns an engine for the client side of TLS: its
+// sessions are made by NewClientSession, each with a configuration of its
+// own, and their handshakes run on its pool as a server's do. Of opts,
+// MaxWorkers, MaxQueued, WorkerIdle, HandshakeTimeout, MaxHandshakeBytes
+// and PlaintextLimit apply (MaxHelloBytes is the server's).
+func NewClientEngine(opts Options) *Engine {
+	opts.fill()
+	e := &Engine{opts: opts}
+	e.pool.init(&e.opts)
+	return e
 }
 
 // NewEngine returns an engine serving with a clone of cfg (later changes to

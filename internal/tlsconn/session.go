@@ -23,8 +23,9 @@ const (
 	stClosed                   // Close was called
 )
 
-// Session is the server side of one TLS connection, driven by the event loop
-// that owns the connection.
+// Session is the server side of one TLS connection (NewSession), or the
+// client side (NewClientSession), driven by the event loop that owns the
+// connection.
 //
 // # Goroutines
 //
@@ -96,8 +97,9 @@ type handshake struct {
 	in       []byte // ciphertext received and not yet read by crypto/tls
 	inOff    int
 	helloEnd int  // bytes of in that carried the ClientHello
-	flushed  bool // the server has written its first bytes
-	alert    int  // the alert of the server's first write if it was one, else -1
+	flushed  bool // this side has written its first bytes
+	alert    int  // the alert of a server's first write if it was one, else -1
+	held     bool // Input held bytes back (MaxHandshakeBytes): wake the loop once these are read
 	closed   bool // the transport was closed
 	timedOut bool // the deadline passed while a worker ran the handshake
 	waiting  bool // the worker waits in Read (tests look)
@@ -132,6 +134,38 @@ func (e *Engine) NewSession(deadline time.Time, wake func(), local, remote net.A
 	return s
 }
 
+// NewClientSession starts the client side of a new TLS connection, once
+// the TCP connection is up, with cfg: tls.Client's configuration, which
+// the session keeps and which must not be modified afterwards (the caller
+// clones a shared one and sets ServerName). Its handshake is queued for a
+// worker at once: the ClientHello, and every flight after it, comes out
+// through wake and the output (WriteTo), and the server's answers go in
+// through Input, as a server session's do. deadline bounds the whole
+// handshake, the wait for a worker included (zero: Options.HandshakeTimeout
+// from now); wake, local and remote are as for NewSession. It fails with
+// ErrBusy when the pool's queue is full and ErrClosed after Close; the
+// engine must be a client engine (NewClientEngine).
+func (e *Engine) NewClientSession(cfg *tls.Config, deadline time.Time, wake func(), local, remote net.Addr) (*Session, error) {
+	if e.cfg != nil {
+		return nil, errors.New("tlsconn: NewClientSession on a server engine")
+	}
+	s := e.NewSession(deadline, wake, local, remote)
+	hs := s.hs
+	s.conn = tls.Client((*transport)(s), cfg)
+	hs.ctx, hs.cancel = context.WithDeadline(context.Background(), hs.deadline)
+	hs.stop = context.AfterFunc(hs.ctx, s.expire)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st = stQueued
+	if err := e.pool.submit(s); err != nil {
+		hs.stop()
+		hs.cancel()
+		s.st = stFailed
+		return nil, err
+	}
+	return s, nil
+}
+
 // Input takes ciphertext received from the peer, ct (all the bytes the
 // caller holds for the connection, oldest first), and returns how many of
 // them the session took: the caller discards those and keeps the rest for
@@ -140,11 +174,14 @@ func (e *Engine) NewSession(deadline time.Time, wake func(), local, remote net.A
 // Before the ClientHello is whole, Input takes nothing (n == 0): the caller
 // keeps the bytes and passes them again with more appended, as codec
 // decoders are driven. A whole ClientHello is copied and its handshake queued
-// for a worker. While the handshake runs, Input takes what arrives, up to
+// for a worker. (A client session's handshake is queued from the start.)
+// While the handshake runs, Input takes what arrives, up to
 // Options.MaxHandshakeBytes not yet read by the handshake; a peer that sends
 // more before the handshake ends is held back (n < len(ct)) until the
-// wake-up that ends it, or refused with ErrHandshakeOverflow if it does so
-// before the server has answered its ClientHello. Once the handshake is
+// worker has read what the session holds (a wake-up then asks for a pass)
+// or the handshake ends, or refused with ErrHandshakeOverflow if it does so
+// before this side has sent its first flight (the server its answer to the
+// ClientHello, the client its ClientHello). Once the handshake is
 // over, Input decrypts the records of ct into Plaintext, at least one record
 // per call, stopping once Options.PlaintextLimit bytes are waiting to be
 // decoded (call it again with ct[n:] after Discard); bytes of a partial
@@ -250,7 +287,8 @@ func (s *Session) inputHandshake(ct []byte) (int, error) {
 			return 0, s.failLocked(fmt.Errorf("%w: more than %d bytes after the ClientHello, before the server's answer", ErrHandshakeOverflow, preFlightSlack))
 		}
 	} else if room := s.eng.opts.MaxHandshakeBytes - (len(hs.in) - hs.inOff); take > room {
-		take = max(room, 0) // held back until the handshake ends
+		take = max(room, 0) // held back until the worker has read what it holds
+		hs.held = true
 	}
 	if take == 0 {
 		return 0, nil

@@ -57,6 +57,12 @@ func (t *transport) Read(p []byte) (int, error) {
 			}
 			return n, nil
 		}
+		if hs.held && s.wake != nil {
+			// The loop held bytes back for want of room, which there is
+			// now: a pass brings them in.
+			hs.held = false
+			s.wake()
+		}
 		hs.waiting = true
 		hs.cond.Wait()
 		hs.waiting = false
