@@ -96,13 +96,14 @@ type handshake struct {
 
 	in       []byte // ciphertext received and not yet read by crypto/tls
 	inOff    int
-	helloEnd int  // bytes of in that carried the ClientHello
-	flushed  bool // this side has written its first bytes
-	alert    int  // the alert of a server's first write if it was one, else -1
-	held     bool // Input held bytes back (MaxHandshakeBytes): wake the loop once these are read
-	closed   bool // the transport was closed
-	timedOut bool // the deadline passed while a worker ran the handshake
-	waiting  bool // the worker waits in Read (tests look)
+	helloEnd int     // bytes of in that carried the ClientHello
+	flushed  bool    // this side has written its first bytes
+	alert    int     // the alert of a server's first write if it was one, else -1
+	held     bool    // Input held bytes back (MaxHandshakeBytes): wake the loop once these are read
+	staged   *[]byte // what the handshake wrote since it last waited: the loop's once it waits or ends
+	closed   bool    // the transport was closed
+	timedOut bool    // the deadline passed while a worker ran the handshake
+	waiting  bool    // the worker waits in Read (tests look)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -570,6 +571,28 @@ func (s *Session) alertLocked(desc byte) {
 	*s.out = appendAlert(*s.out, desc)
 }
 
+// publishLocked hands what the handshake wrote since it last waited to the
+// output, and reports whether there was anything. mu is held.
+func (s *Session) publishLocked() bool {
+	hs := s.hs
+	if hs == nil || hs.staged == nil {
+		return false
+	}
+	s.appendOut(*hs.staged)
+	putBuf(hs.staged)
+	hs.staged = nil
+	return true
+}
+
+// dropStagedLocked forgets what the handshake wrote and nobody will send.
+// mu is held.
+func (s *Session) dropStagedLocked() {
+	if hs := s.hs; hs != nil && hs.staged != nil {
+		putBuf(hs.staged)
+		hs.staged = nil
+	}
+}
+
 // failLocked stores err and returns it; a queued handshake leaves the
 // queue, a running one stops at its next read. mu is held.
 func (s *Session) failLocked(err error) error {
@@ -675,6 +698,7 @@ func (s *Session) Close() error {
 	if hs != nil {
 		hs.closed = true
 		hs.in = nil
+		s.dropStagedLocked()
 		hs.cond.Broadcast()
 		if s.eng.pool.remove(s) {
 			hs.stop()
@@ -724,8 +748,10 @@ func (s *Session) finish(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.st != stRunning {
+		s.dropStagedLocked()
 		return // closed, or failed by the loop (deadline, overflow)
 	}
+	s.publishLocked() // the last flight, or the alert that says why it failed
 	if err != nil {
 		s.failLocked(s.classifyHandshake(err))
 	} else {

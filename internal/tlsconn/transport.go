@@ -57,9 +57,10 @@ func (t *transport) Read(p []byte) (int, error) {
 			}
 			return n, nil
 		}
-		if hs.held && s.wake != nil {
-			// The loop held bytes back for want of room, which there is
-			// now: a pass brings them in.
+		if published := s.publishLocked(); (published || hs.held) && s.wake != nil {
+			// The handshake waits for the peer: a pass sends what it
+			// wrote, and brings in what the loop held back for want of
+			// room, which there is now.
 			hs.held = false
 			s.wake()
 		}
@@ -70,9 +71,10 @@ func (t *transport) Read(p []byte) (int, error) {
 }
 
 // Write implements net.Conn for crypto/tls: it queues the records for the
-// caller (see Session.WriteTo). During the handshake it wakes the loop when
-// the output goes from empty to not, and notes whether the server's first
-// write is an alert (which says why a handshake failed).
+// caller (see Session.WriteTo). During the handshake it notes whether the
+// server's first write is an alert (which says why a handshake failed),
+// and stages the records: the loop gets them, and is woken to send them,
+// when the handshake waits for the peer or ends.
 func (t *transport) Write(p []byte) (int, error) {
 	s := (*Session)(t)
 	if s.loop {
@@ -90,11 +92,15 @@ func (t *transport) Write(p []byte) (int, error) {
 			hs.alert = int(p[recordHeaderLen+1])
 		}
 	}
-	empty := s.out == nil || len(*s.out) == 0
-	s.appendOut(p)
-	if empty && s.wake != nil {
-		s.wake()
+	// Staged: the output is the loop's when the handshake next waits for
+	// the peer (Read) or ends (finish), so that a flight goes out in one
+	// pass, and an alert only once the handshake's failure is published
+	// (the loop, seeing the peer hang up after it, knows why).
+	hs := s.hs
+	if hs.staged == nil {
+		hs.staged = getBuf()
 	}
+	*hs.staged = append(*hs.staged, p...)
 	return len(p), nil
 }
 
