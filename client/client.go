@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/tiogo/tio/internal/counters"
 	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/internal/pool"
+	"github.com/tiogo/tio/internal/tlsconn"
 	"github.com/tiogo/tio/internal/wheel"
 	"github.com/tiogo/tio/stats"
 )
@@ -52,6 +54,13 @@ var (
 	// ErrGaveUp: a connection with WithReconnect failed Reconnect.MaxAttempts
 	// attempts in a row and was closed.
 	ErrGaveUp = errors.New("client: gave up reconnecting")
+	// ErrTLS: a TLS connection (wss://, tios://) failed: its handshake (a
+	// certificate the client does not trust, a server name it was not
+	// issued for, no common version or cipher suite...), or a record after
+	// it. The error wraps crypto/tls's too, when there is one: errors.As
+	// with a *tls.CertificateVerificationError, a tls.AlertError... tell
+	// the cause.
+	ErrTLS = errors.New("client: TLS failed")
 	// ErrOnLoop: a blocking call (Dial, Call, SendWait) was made on one of
 	// the client's event loops — from an inline handler or a hook that
 	// runs there — where it would wait for the very loop it blocks.
@@ -79,6 +88,7 @@ type Client struct {
 	wheel   *wheel.Wheel[uint64]
 	log     *slog.Logger
 	ws      *websocket.Codec
+	tls     *tlsconn.Engine // the TLS handshake pool of wss:// and tios:// connections
 	dialer  net.Dialer
 	packets sync.Pool // *codec.Packet scratch for onTraffic
 	nextID  atomic.Uint64
@@ -157,6 +167,7 @@ func New(h handler.Handler, opts ...Option) (*Client, error) {
 		handler:  h,
 		log:      cfg.logger,
 		ws:       websocket.New(wcfg),
+		tls:      tlsconn.NewClientEngine(tlsconn.Options{MaxWorkers: cfg.tlsWorkers, MaxQueued: cfg.tlsQueued, HandshakeTimeout: cfg.conn.handshake}),
 		conns:    make(map[*Conn]struct{}),
 		targets:  make(map[string]*target),
 		live:     make(map[uint64]*session),
@@ -184,6 +195,7 @@ func New(h handler.Handler, opts ...Option) (*Client, error) {
 		gnet.WithLogger(gnetLogger{cfg.logger}),
 	)
 	if err != nil {
+		c.tls.Close()
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.pool = pool.New(cfg.workers, cfg.depth, cfg.maxQueued)
@@ -191,6 +203,7 @@ func New(h handler.Handler, opts ...Option) (*Client, error) {
 		done, cancel := context.WithCancel(context.Background())
 		cancel()
 		_ = c.pool.Close(done)
+		c.tls.Close()
 		return nil, fmt.Errorf("client: start: %w", err)
 	}
 	c.gc = gc
@@ -217,12 +230,15 @@ func wheelTick(cc *connConfig) time.Duration {
 // connection was closed before it connected — with WithReconnect, after
 // Reconnect.MaxAttempts failed attempts (ErrGaveUp). URLs:
 //
-//	ws://host[:port]/path?query   WebSocket (RFC 6455), port 80 by default
-//	tio://host:port               tio's binary protocol (tcp:// is the same)
+//	ws://host[:port]/path?query    WebSocket (RFC 6455), port 80 by default
+//	wss://host[:port]/path?query   WebSocket over TLS, port 443 by default
+//	tio://host:port                tio's binary protocol (tcp:// is the same)
+//	tios://host:port               the binary protocol over TLS (tls:// is the same)
 //
-// (wss:// is not supported: terminate TLS in front of the client's server,
-// or on a proxy beside the client.) opts configure this connection over
-// the client's defaults. Dial blocks: called on one of the client's event
+// TLS is configured by WithTLS (by default the system's roots, and the
+// URL's host as the server name); a failed TLS handshake is an error
+// wrapping ErrTLS. opts configure this connection over the client's
+// defaults. Dial blocks: called on one of the client's event
 // loops it fails at once with ErrOnLoop.
 func (c *Client) Dial(ctx context.Context, rawURL string, opts ...DialOption) (*Conn, error) {
 	if c.env.OnLoop() {
@@ -266,6 +282,7 @@ type target struct {
 	addr  string // host:port
 	codec int    // codecWebSocket or codecBinary
 	req   *websocket.ClientRequest
+	tls   *tls.Config // wss://, tios://: the configuration of tls.Client, ServerName set; nil: no TLS
 }
 
 // maxTargets bounds the cache of targets.
@@ -307,24 +324,28 @@ func (c *Client) parse(raw string, cc *connConfig) (*target, error) {
 	}
 	t := &target{url: raw}
 	port := u.Port()
+	secure := false
 	switch u.Scheme {
-	case "ws":
+	case "ws", "wss":
 		t.codec = codecWebSocket
+		secure = u.Scheme == "wss"
 		if port == "" {
 			port = "80"
+			if secure {
+				port = "443"
+			}
 		}
-	case "tio", "tcp":
+	case "tio", "tcp", "tios", "tls":
 		t.codec = codecBinary
+		secure = u.Scheme == "tios" || u.Scheme == "tls"
 		if port == "" {
 			return bad("the binary protocol has no default port")
 		}
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 			return bad("the binary protocol has no path or query")
 		}
-	case "wss":
-		return bad("wss:// needs TLS, which the client does not speak (gnet has none)")
 	default:
-		return bad("the scheme is not ws, tio or tcp")
+		return bad("the scheme is not ws, wss, tio, tcp, tios or tls")
 	}
 	switch {
 	case u.Hostname() == "":
@@ -338,6 +359,18 @@ func (c *Client) parse(raw string, cc *connConfig) (*target, error) {
 		return bad("bad port")
 	}
 	t.addr = net.JoinHostPort(u.Hostname(), port)
+	if secure {
+		t.tls = cc.tls.Clone() // WithTLS cloned it already; this copy is the target's
+		if t.tls == nil {
+			t.tls = &tls.Config{}
+		}
+		if t.tls.ServerName == "" {
+			t.tls.ServerName = u.Hostname()
+		}
+		if t.tls.MinVersion == 0 {
+			t.tls.MinVersion = tls.VersionTLS12
+		}
+	}
 	if t.codec == codecWebSocket {
 		path := u.EscapedPath()
 		if path == "" {
@@ -440,6 +473,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		}
 	}
 	err := ctx.Err()
+	c.tls.Close() // idle handshake workers exit; nothing is queued any more
 	select {
 	case <-attempts:
 		_ = c.gc.Stop()

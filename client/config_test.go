@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -28,6 +29,8 @@ func TestConfigErrors(t *testing.T) {
 		{"attempts", []client.Option{client.WithReconnect(client.Reconnect{MaxAttempts: -1})}},
 		{"queue over outbound", []client.Option{client.WithMaxOutbound(1 << 10), client.WithQueue(10, 1<<20)}},
 		{"handshake timeout", []client.Option{client.WithHandshakeTimeout(0)}},
+		{"h2", []client.Option{client.WithTLS(&tls.Config{NextProtos: []string{"h2", "http/1.1"}})}},
+		{"TLS handshakes", []client.Option{client.WithTLSHandshakes(-1, 0)}},
 	} {
 		if _, err := client.New(nil, tc.opts...); !errors.Is(err, client.ErrConfig) {
 			t.Errorf("%s: %v, want ErrConfig", tc.name, err)
@@ -35,7 +38,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	c := newClient(t, nil)
 	for _, url := range []string{
-		"http://127.0.0.1:1/", "wss://127.0.0.1:1/", "tio://127.0.0.1", "tio://127.0.0.1:1/path",
+		"http://127.0.0.1:1/", "https://127.0.0.1:1/", "tio://127.0.0.1", "tio://127.0.0.1:1/path", "tios://127.0.0.1", "tls://127.0.0.1:1/x",
 		"ws://user@127.0.0.1:1/", "ws://127.0.0.1:1/#frag", "ws://127.0.0.1:99999/", "ws:///x", "::",
 	} {
 		if _, err := c.Connect(url); !errors.Is(err, client.ErrConfig) {

@@ -11,6 +11,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"io"
 	"runtime/debug"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/tiogo/tio/internal/goid"
 	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/internal/pool"
+	"github.com/tiogo/tio/internal/tlsconn"
 )
 
 // events is the client as gnet sees it (its callbacks stay off the API).
@@ -67,7 +69,11 @@ func (c *Client) onOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	c.wheel.Add(l.ID(), time.Now().Add(min(cn.cfg.handshake, cn.firstCheck())))
 	l.Begin(0)
-	if err := c.open(l); err != nil {
+	if cn.dst.tls != nil {
+		// TLS first: the protocol's opening goes out once its handshake
+		// is done (decryptAndDecode).
+		c.startTLS(l, gc, cn)
+	} else if err := c.open(l); err != nil {
 		l.Fail(link.ReasonHandshakeFailed, err, false)
 	}
 	if l.End(0, 0, 0) == link.Close {
@@ -93,6 +99,9 @@ func (c *Client) onClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	l := s.l
+	if t := l.Transport(); t != nil && !l.Closing() && !l.SecuredOnce() {
+		c.closedHandshaking(l, t.(*tlsconn.Session), err)
+	}
 	r := l.OnClosed(err)
 	_, cerr := l.Reason()
 	c.mu.Lock()
@@ -112,38 +121,19 @@ func (c *Client) onClose(gc gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
-// onTraffic decodes every whole packet buffered for the connection,
-// matches replies to Calls, dispatches the other packets, and flushes what
-// was queued, in one write.
+// onTraffic decodes every whole packet buffered for the connection (its
+// TLS records decrypted first), matches replies to Calls, dispatches the
+// other packets, and flushes what was queued, in one write.
 func (c *Client) onTraffic(gc gnet.Conn) gnet.Action {
 	s := gc.Context().(*session)
 	l := s.l
 	buf, _ := gc.Peek(-1)
 	l.Begin(len(buf))
-	consumed, decoded, handled := 0, 0, 0
-	if len(buf) > 0 {
-		p := c.packets.Get().(*codec.Packet)
-		defer func() { *p = codec.Packet{}; c.packets.Put(p) }()
-		for consumed < len(buf) && !l.Closing() {
-			n, ok, err := c.decode(l, buf[consumed:], p)
-			consumed += n
-			if err != nil {
-				c.decodeFailed(l, err)
-				break
-			}
-			if l.TookReady() {
-				c.ready(s)
-			}
-			l.TookControl()
-			if ok {
-				decoded++
-				if c.dispatch(s, p) {
-					handled++
-				}
-			} else if n == 0 {
-				break
-			}
-		}
+	var consumed, decoded, handled int
+	if t := l.Transport(); t != nil {
+		consumed, decoded, handled = c.decryptAndDecode(s, t.(*tlsconn.Session), buf)
+	} else if len(buf) > 0 {
+		consumed, decoded, handled = c.decodeAll(s, buf)
 	}
 	if handled > 0 {
 		l.Handled(handled, 0)
@@ -169,6 +159,134 @@ func (c *Client) onTraffic(gc gnet.Conn) gnet.Action {
 		c.mu.Unlock()
 	}
 	return gnet.None
+}
+
+// decodeAll decodes every whole packet of buf and dispatches each. It
+// returns the bytes consumed, the packets decoded and those handled
+// inline.
+func (c *Client) decodeAll(s *session, buf []byte) (consumed, decoded, handled int) {
+	l := s.l
+	p := c.packets.Get().(*codec.Packet)
+	defer func() { *p = codec.Packet{}; c.packets.Put(p) }()
+	for consumed < len(buf) && !l.Closing() {
+		n, ok, err := c.decode(l, buf[consumed:], p)
+		consumed += n
+		if err != nil {
+			c.decodeFailed(l, err)
+			break
+		}
+		if l.TookReady() {
+			c.ready(s)
+		}
+		l.TookControl()
+		if ok {
+			decoded++
+			if c.dispatch(s, p) {
+				handled++
+			}
+		} else if n == 0 {
+			break
+		}
+	}
+	return consumed, decoded, handled
+}
+
+// startTLS gives a new connection its TLS session, whose handshake starts
+// on the engine's pool at once. Called on the loop, in onOpen.
+func (c *Client) startTLS(l *link.Link, gc gnet.Conn, cn *Conn) {
+	deadline := l.Created().Add(cn.cfg.handshake)
+	sess, err := c.tls.NewClientSession(cn.dst.tls, deadline, func() { _ = gc.Wake(nil) }, gc.LocalAddr(), gc.RemoteAddr())
+	if err != nil {
+		c.tlsFailed(l, err)
+		return
+	}
+	l.SetTransport(sess)
+}
+
+// closedHandshaking records why a connection closed during its TLS
+// handshake: the session's error if it has one — the server hung up after
+// an alert of the client's (a certificate it does not trust) before a pass
+// saw the failure — or else the close itself (a server that does not speak
+// TLS hangs up on a ClientHello).
+func (c *Client) closedHandshaking(l *link.Link, sess *tlsconn.Session, err error) {
+	if serr := sess.Err(); serr != nil && !errors.Is(serr, io.EOF) {
+		c.tlsFailed(l, serr)
+		return
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		l.Fail(link.ReasonClosedByPeer, fmt.Errorf("%w: the server closed the connection during the handshake", ErrTLS), false)
+		return
+	}
+	l.Fail(link.ReasonIOError, fmt.Errorf("%w: during the handshake: %w", ErrTLS, err), false)
+}
+
+// maxHeldDuringHandshake bounds the bytes a server may send during the TLS
+// handshake beyond what the session takes (tlsconn.Options.MaxHandshakeBytes):
+// gnet's buffer would hold the rest.
+const maxHeldDuringHandshake = 64 << 10
+
+// decryptAndDecode runs a TLS connection's pass: it feeds the ciphertext
+// buffered for it to its session, one batch of records at a time, opens the
+// protocol once the handshake is done, and decodes the plaintext. It
+// returns the ciphertext bytes taken, the packets decoded and those
+// handled inline.
+func (c *Client) decryptAndDecode(s *session, sess *tlsconn.Session, raw []byte) (taken, decoded, handled int) {
+	l := s.l
+	for !l.Closing() {
+		n, err := sess.Input(raw[taken:])
+		taken += n
+		if l.Secured(!l.SecuredOnce() && sess.Established()) {
+			// The protocol's opening (the upgrade request, the binary
+			// handshake byte) is the first plaintext to go out.
+			if oerr := c.open(l); oerr != nil {
+				l.Fail(link.ReasonHandshakeFailed, oerr, false)
+				break
+			}
+		}
+		if plain := sess.Plaintext(); len(plain) > 0 && l.SecuredOnce() {
+			m, d, h := c.decodeAll(s, plain)
+			decoded, handled = decoded+d, handled+h
+			sess.Discard(m)
+		}
+		if err != nil {
+			c.tlsFailed(l, err)
+			break
+		}
+		if n == 0 || taken == len(raw) {
+			break
+		}
+	}
+	if !l.Closing() && !l.SecuredOnce() && len(raw)-taken > maxHeldDuringHandshake {
+		l.Fail(link.ReasonTooBig, fmt.Errorf("%w: over %d bytes from the server during the TLS handshake", ErrTLS, maxHeldDuringHandshake), false)
+	}
+	return taken, decoded, handled
+}
+
+// tlsFailed closes a connection whose TLS session returned err, with the
+// close reason it stands for; the connection's error wraps ErrTLS and err.
+func (c *Client) tlsFailed(l *link.Link, err error) {
+	r := link.ReasonProtocolError
+	switch {
+	case errors.Is(err, io.EOF): // close_notify
+		l.Fail(link.ReasonClosedByPeer, nil, false)
+		return
+	case errors.Is(err, tlsconn.ErrClosed) && l.Closing():
+		return // closed by us
+	case errors.Is(err, tlsconn.ErrHandshakeTimeout):
+		if !l.Closed() {
+			c.stats.handshakeTimeouts.Add(1)
+		}
+		r = link.ReasonHandshakeTimeout
+	case errors.Is(err, tlsconn.ErrBusy):
+		r = link.ReasonOverloaded
+	case errors.Is(err, tlsconn.ErrAlert):
+		r = link.ReasonClosedByPeer
+	case errors.Is(err, tlsconn.ErrRecordTooLarge), errors.Is(err, tlsconn.ErrHandshakeOverflow):
+		r = link.ReasonTooBig
+	case !l.SecuredOnce():
+		r = link.ReasonHandshakeFailed
+	}
+	l.Fail(r, fmt.Errorf("%w: %w", ErrTLS, err), false)
 }
 
 // ready runs on the loop when the handshake completed: the OnConnected

@@ -1,10 +1,12 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/tiogo/tio/channel"
@@ -46,6 +48,8 @@ type config struct {
 	ws          websocket.Config
 	compression websocket.Compression
 	bin         binary.Config
+	tlsWorkers  int
+	tlsQueued   int
 	errs        []error
 }
 
@@ -61,6 +65,7 @@ type connConfig struct {
 	onState     func(cn *Conn, s State, err error)
 	header      http.Header
 	protocols   []string
+	tls         *tls.Config // WithTLS's; nil: the default
 	errs        []error
 }
 
@@ -73,6 +78,7 @@ const (
 	DefaultQueueBytes       = 1 << 20
 	DefaultMaxOutbound      = 4 << 20
 	DefaultCloseTimeout     = 2 * time.Second
+	DefaultTLSQueued        = 1 << 16
 )
 
 func defaultConfig() config {
@@ -90,6 +96,7 @@ func defaultConfig() config {
 		maxOutbound: DefaultMaxOutbound,
 		linger:      DefaultCloseTimeout,
 		logger:      slog.Default(),
+		tlsQueued:   DefaultTLSQueued,
 	}
 }
 
@@ -129,6 +136,8 @@ func (c *connConfig) check(cl *config) error {
 		return fmt.Errorf("%w: WithQueue's %d bytes exceed WithMaxOutbound's %d", ErrConfig, c.queueBytes, cl.maxOutbound)
 	case c.handshake <= 0 || c.dialTimeout <= 0:
 		return fmt.Errorf("%w: dial and handshake timeouts must be positive", ErrConfig)
+	case c.tls != nil && slices.Contains(c.tls.NextProtos, "h2"):
+		return fmt.Errorf("%w: WithTLS: NextProtos offers \"h2\", and the client does not speak HTTP/2 (offer \"http/1.1\", or nothing)", ErrConfig)
 	}
 	return nil
 }
@@ -298,6 +307,48 @@ func WithHeader(h http.Header) ConnOption {
 // selects one not offered fails the handshake.
 func WithSubprotocols(p ...string) ConnOption {
 	return func(c *connConfig) { c.protocols = append([]string(nil), p...) }
+}
+
+// WithTLS sets the TLS configuration of wss:// and tios:// (tls://)
+// connections: RootCAs (default: the system's roots), Certificates or
+// GetClientCertificate for servers that ask for a client certificate,
+// ServerName (default: the URL's host; an IP address is verified against
+// the certificate's IP addresses), MinVersion (default TLS 1.2),
+// ClientSessionCache for session resumption across connections and
+// reconnects (default none), InsecureSkipVerify for tests. cfg is cloned,
+// per URL, when a connection is first dialled; later changes to it are not
+// seen. A NextProtos offering "h2" is refused (ErrConfig): the client does
+// not speak HTTP/2. Default: nil, which is &tls.Config{} — wss:// to a
+// server with a publicly trusted certificate needs no option.
+//
+// TLS runs on the event loops, as on a tio server (internal/tlsconn):
+// records are encrypted and decrypted in the connection's pass, with no
+// goroutine per connection; only the handshake runs on a bounded pool of
+// goroutines (WithTLSHandshakes), within the handshake timeout
+// (WithHandshakeTimeout, which covers the TLS handshake and then the
+// protocol's). A handshake that fails — a certificate the client does not
+// trust among others — fails the attempt with an error wrapping ErrTLS and
+// crypto/tls's error (errors.As(err, new(*tls.CertificateVerificationError))).
+func WithTLS(cfg *tls.Config) ConnOption {
+	return func(c *connConfig) { c.tls = cfg.Clone() }
+}
+
+// WithTLSHandshakes bounds the pool that runs TLS handshakes: at most
+// workers at once (default 32×GOMAXPROCS, at least 64; a handshake holds
+// its worker for round trips to the server) and at most queued waiting
+// for one (default 65,536; past it an attempt fails, reason overloaded,
+// and with WithReconnect is made again later). Zero keeps a default.
+func WithTLSHandshakes(workers, queued int) Option {
+	return clientOption(func(c *config) {
+		if workers < 0 || queued < 0 {
+			c.errs = append(c.errs, fmt.Errorf("%w: WithTLSHandshakes(%d, %d): negative", ErrConfig, workers, queued))
+			return
+		}
+		c.tlsWorkers = workers
+		if queued > 0 {
+			c.tlsQueued = queued
+		}
+	})
 }
 
 // WithEventLoops sets the number of event loops that serve the client's

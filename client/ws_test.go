@@ -114,7 +114,8 @@ func TestWebSocketRefused(t *testing.T) {
 	if !errors.Is(err, codec.ErrRefused) || !errors.Is(err, client.ErrConnLost) || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("Dial: %v", err)
 	}
-	if _, err := c.Dial(ctx, "wss://"+srv.Addr().String()+"/"); !errors.Is(err, client.ErrConfig) {
+	// wss:// to a server without TLS, which hangs up on the ClientHello.
+	if _, err := c.Dial(ctx, "wss://"+srv.Addr().String()+"/"); !errors.Is(err, client.ErrTLS) || !errors.Is(err, client.ErrConnLost) {
 		t.Fatalf("wss: %v", err)
 	}
 	if _, err := c.Dial(ctx, "ws://"+srv.Addr().String()+"/", client.WithHeader(http.Header{"Sec-WebSocket-Key": {"x"}})); !errors.Is(err, client.ErrConfig) {
