@@ -1,6 +1,7 @@
 // Package client is the client side of tio (t-io's ClientTioConfig and
 // TioClient): it dials tio servers — or any RFC 6455 server — over
-// WebSocket or tio's binary protocol, routes the packets they send to the
+// WebSocket (ws://, wss://) or tio's binary protocol (tio://, tios://), in
+// clear or over TLS, routes the packets they send to the
 // same handlers as a server's (package handler), sends heartbeats and gives
 // up on servers that stop answering, reconnects with backoff and jitter in
 // one option, and waits for replies to requests (t-io's synSend: Call).
@@ -12,7 +13,7 @@
 //		client.WithQueue(1000, 0),                 // sends wait while the connection is down
 //		client.WithOnConnected(func(ch *channel.Channel, reconnect bool) { logIn(ch) }))
 //	defer c.Shutdown(context.Background())
-//	cn, err := c.Dial(ctx, "ws://chat.example:9001/im?room=go") // or tio://host:port
+//	cn, err := c.Dial(ctx, "wss://chat.example/im?room=go") // or ws://, tio://host:port, tios://host:port
 //	resp, err := cn.Call(ctx, &codec.Packet{Type: msgHistory, Body: query})
 //
 // # One client, many connections, few goroutines
@@ -107,5 +108,23 @@
 // masked, and masks every frame it sends with a fresh random key, as RFC
 // 6455 requires of clients. Messages map to packets as on a server
 // (websocket.Config.Mapping, TypePrefix by default: see WithWebSocket).
-// There is no TLS (gnet has none): wss:// is refused.
+//
+// permessage-deflate (RFC 7692) is offered with WithCompression, off by
+// default: without context takeover (each message compressed on its own,
+// no window kept between messages) or with it. The server's answer is
+// checked parameter by parameter and an invalid one fails the handshake;
+// messages over websocket.Compression.Threshold (256 bytes) are compressed,
+// then masked; compressed messages from the server are inflated up to
+// websocket.Config.MaxMessage and no further (close 1009 past it). The
+// codec is the server's, in its client role.
+//
+// # TLS
+//
+// wss:// and tios:// (or tls://) connections speak TLS, with crypto/tls
+// driven by the event loops as on a tio server (internal/tlsconn): records
+// are sealed and opened in the connection's pass, with no goroutine per
+// connection; only handshakes run on a bounded pool (WithTLSHandshakes).
+// WithTLS gives the tls.Config (roots, client certificates, session cache;
+// the server name defaults to the URL's host). A handshake that fails is
+// an error wrapping ErrTLS and crypto/tls's.
 package client
