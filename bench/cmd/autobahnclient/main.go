@@ -7,7 +7,12 @@
 //	/tmp/autobahn/run.sh -server 9401 &
 //	go run ./cmd/autobahnclient -url ws://127.0.0.1:9401 -agent tio-client
 //
-// (see /work/shared/autobahn/README.md).
+// (see /work/shared/autobahn/README.md). The client offers
+// permessage-deflate as -compression says: "shared" (the default:
+// client.WithCompression with websocket.CompressionNoContextTakeover, which
+// the cases 12.* and 13.* need — the suite's server accepts some of its
+// offers only from a client that offers client_no_context_takeover),
+// "takeover" (websocket.CompressionContextTakeover), or "off".
 package main
 
 import (
@@ -32,7 +37,18 @@ func main() {
 	agent := flag.String("agent", "tio-client", "the agent name in the reports")
 	only := flag.Int("case", 0, "run this case only (1-based; 0: all)")
 	timeout := flag.Duration("timeout", 2*time.Minute, "longest time for one case")
+	compression := flag.String("compression", "shared", "permessage-deflate offered: shared (no context takeover), takeover, or off")
 	flag.Parse()
+	var z websocket.Compression
+	switch *compression {
+	case "shared":
+		z.Mode = websocket.CompressionNoContextTakeover
+	case "takeover":
+		z.Mode = websocket.CompressionContextTakeover
+	case "off":
+	default:
+		fatal(fmt.Errorf("-compression %q: shared, takeover or off", *compression))
+	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	text := make(chan string, 1)
@@ -55,6 +71,7 @@ func main() {
 	c, err := client.New(mux,
 		client.WithLogger(logger),
 		client.WithWebSocket(websocket.Config{Mapping: websocket.Raw{}, MaxMessage: 64 << 20}),
+		client.WithCompression(z),
 		client.WithMaxOutbound(256<<20), // the 9.* cases echo many 16 MiB messages
 		client.WithHeartbeat(0, 0),
 	)
