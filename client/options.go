@@ -315,9 +315,9 @@ func WithSubprotocols(p ...string) ConnOption {
 // ServerName (default: the URL's host; an IP address is verified against
 // the certificate's IP addresses), MinVersion (default TLS 1.2),
 // ClientSessionCache for session resumption across connections and
-// reconnects (default none), InsecureSkipVerify for tests. cfg is cloned,
-// per URL, when a connection is first dialled; later changes to it are not
-// seen. A NextProtos offering "h2" is refused (ErrConfig): the client does
+// reconnects (default none), InsecureSkipVerify for tests. cfg is cloned
+// (and the clone again per URL, with its ServerName): later changes to it
+// are not seen. A NextProtos offering "h2" is refused (ErrConfig): the client does
 // not speak HTTP/2. Default: nil, which is &tls.Config{} — wss:// to a
 // server with a publicly trusted certificate needs no option.
 //
