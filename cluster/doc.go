@@ -29,6 +29,10 @@
 // a message carrying its own id), so nothing arrives twice or loops.
 // Filters (tio.Exclude(sender)) run on the origin node only: other nodes
 // deliver to every channel of the target. Config.Kinds switches kinds off.
+// Node.OnReceive lets the application see each relayed send and close
+// before its node delivers it, and deliver it itself: a chat server keeps
+// the room messages of other nodes in its history, under the lock that
+// orders its own.
 //
 // Delivery to other nodes is at most once, like NATS core's. While the
 // connection to NATS is down, Publish fails fast with ErrUnavailable (the

@@ -90,6 +90,7 @@ type Node struct {
 
 	rosters   selfRosters
 	onRoster  atomic.Pointer[func(roster string)]
+	onReceive atomic.Pointer[func(m tio.RelayMessage, local tio.Local) bool]
 	rseq      uint64    // roster updates sent (heartbeat goroutine)
 	rlast     time.Time // the last roster publication (heartbeat goroutine)
 	rlastFull time.Time
@@ -441,6 +442,10 @@ func (n *Node) onRelay(msg *nats.Msg) {
 		return
 	}
 	n.st.received.Add(1)
+	if f := n.onReceive.Load(); f != nil && !n.callReceive(*f, &m) {
+		n.st.intercepted.Add(1)
+		return
+	}
 	switch m.op {
 	case tio.RelaySend:
 		res, err := n.local.Send(m.target, &codec.Packet{Type: m.typ, Body: m.body})
@@ -456,6 +461,24 @@ func (n *Node) onRelay(msg *nats.Msg) {
 			n.warnf(logDeliver, "cluster: relayed close failed", "target", m.target, "err", err)
 		}
 	}
+}
+
+// callReceive runs the OnReceive function on m and reports whether the
+// node is to deliver m (true too if f panicked).
+func (n *Node) callReceive(f func(tio.RelayMessage, tio.Local) bool, m *message) (deliver bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			n.log.Error("cluster: OnReceive panicked; the message is delivered", "target", m.target, "panic", v)
+			deliver = true
+		}
+	}()
+	rm := tio.RelayMessage{Op: m.op, Target: m.target}
+	if m.op == tio.RelaySend {
+		rm.Packet = &codec.Packet{Type: m.typ, Body: m.body}
+	} else {
+		rm.Reason, rm.Text = m.reason, string(m.text)
+	}
+	return f(rm, n.local)
 }
 
 // enter admits a subscription handler while the node runs (with the gate
@@ -967,6 +990,26 @@ func (n *Node) OnRosterChange(f func(roster string)) {
 	n.onRoster.Store(&f)
 }
 
+// OnReceive sets f to run for each send and close another node relays to
+// this one, before this node delivers it: the application's look at what
+// crosses the cluster (a chat server keeps relayed room messages in its
+// history, and bans a user kicked on another node). f returns true to have
+// the node deliver m to its connections as usual; false when f delivered m
+// itself through local (under a lock of its own, to the target's channels
+// less some) or dropped it (Stats.Intercepted counts these). f runs on the
+// relay subscription's goroutine, one message at a time, in the order each
+// origin sent them; it must not block, since every relayed message after it
+// waits. m.Packet's Body is valid during the call only: copy what is kept.
+// A panic in f is logged and m delivered. It may be set at any time (before
+// Start, to see every message); nil removes it.
+func (n *Node) OnReceive(f func(m tio.RelayMessage, local tio.Local) bool) {
+	if f == nil {
+		n.onReceive.Store(nil)
+		return
+	}
+	n.onReceive.Store(&f)
+}
+
 // Stats are a node's counters since New.
 type Stats struct {
 	Connected       bool   // the connection to NATS is up
@@ -974,7 +1017,8 @@ type Stats struct {
 	Failed          uint64 // Publishes refused: unavailable, backpressure, too big, not running
 	Lost            uint64 // messages accepted by Publish that NATS refused, or dropped by a Stop cut short
 	Queued          int    // bytes waiting for NATS (Config.MaxOutbound bounds them)
-	Received        uint64 // relay messages from other nodes, delivered
+	Received        uint64 // relay messages from other nodes, delivered (or intercepted)
+	Intercepted     uint64 // of them, those the OnReceive function took (delivered or dropped itself)
 	Delivered       uint64 // channels that took a relayed send
 	Undelivered     uint64 // channels that did not (closing, over their outbound limit)
 	Closed          uint64 // channels closed by relayed closes
@@ -994,7 +1038,7 @@ type Stats struct {
 type counters struct {
 	published, pubFailed, lost, received, delivered, deliverFailed, closed,
 	newer, malformed, own, ignored, disconnects, reconnects, expired,
-	presDropped, untracked, dropped atomic.Uint64 // dropped: by subscriptions closed
+	presDropped, untracked, intercepted, dropped atomic.Uint64 // dropped: by subscriptions closed
 }
 
 // Stats returns the node's counters.
@@ -1005,6 +1049,7 @@ func (n *Node) Stats() Stats {
 		Failed:          n.st.pubFailed.Load(),
 		Lost:            n.st.lost.Load(),
 		Received:        n.st.received.Load(),
+		Intercepted:     n.st.intercepted.Load(),
 		Delivered:       n.st.delivered.Load(),
 		Undelivered:     n.st.deliverFailed.Load(),
 		Closed:          n.st.closed.Load(),
