@@ -93,13 +93,16 @@ func (h *hub) inRoom(name, user string) bool {
 	return r != nil && r.members[user] > 0
 }
 
-// roomUsers returns the number of r's users on every node (with h.mu
-// held).
-func (h *hub) roomUsers(r *room) int {
-	if h.node != nil {
-		return len(h.node.Roster(r.name))
+// roomUsers returns the number of users of room name (r here, nil if this
+// node keeps no such room) on every node. Called with h.mu held.
+func (h *hub) roomUsers(name string, r *room) int {
+	switch {
+	case h.node != nil:
+		return len(h.node.Roster(name))
+	case r != nil:
+		return len(r.members)
 	}
-	return len(r.members)
+	return 0
 }
 
 // resyncLocked brings r.seen to the room's users on every node, tells this

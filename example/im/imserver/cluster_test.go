@@ -414,3 +414,22 @@ func TestClusterNodeDeath(t *testing.T) {
 	alice.expectError("offline")
 	tiotest.Eventually(t, "c forgotten", func() bool { return len(a.node.Nodes()) == 2 && len(b.node.Nodes()) == 2 })
 }
+
+// A room's user limit counts its users on every node; a user already in the
+// room elsewhere is not a new one.
+func TestClusterRoomFull(t *testing.T) {
+	ns := startCluster(t, 3, imserver.WithLimits(imserver.Limits{MaxUsersPerRoom: 2}))
+	a, b, c := ns[0], ns[1], ns[2]
+	alice := login(t, a.Server, "alice")
+	alice.join("lobby")
+	bob := login(t, b.Server, "bob")
+	bob.join("lobby")
+	converged(t, "lobby", []string{"alice", "bob"}, a, b, c)
+	carol := login(t, c.Server, "carol")
+	carol.send(`{"cmd":"join","room":"lobby"}`)
+	carol.expectError("room_full")
+	alice2 := login(t, c.Server, "alice")
+	if _, on := alice2.join("lobby"); !slices.Equal(on, []string{"alice", "bob"}) {
+		t.Fatalf("online %v", on)
+	}
+}

@@ -284,7 +284,7 @@ func (h *hub) doRooms(r *request) {
 	h.mu.Lock()
 	list := make([]roomInfo, 0, len(h.rooms))
 	for _, rm := range h.rooms {
-		list = append(list, roomInfo{Room: rm.name, Users: h.roomUsers(rm)})
+		list = append(list, roomInfo{Room: rm.name, Users: h.roomUsers(rm.name, rm)})
 	}
 	h.mu.Unlock()
 	slices.SortFunc(list, func(a, b roomInfo) int {

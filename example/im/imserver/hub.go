@@ -222,7 +222,7 @@ func (h *hub) join(ch *channel.Channel, s *session, name, ref string) ([]string,
 		if !here && u.rooms >= h.lim.MaxRoomsPerUser {
 			return nil, errPacket(codeTooManyRooms, "you are in the most rooms a user may be in; leave one first", "join", ref)
 		}
-		if !here && r != nil && !h.inRoom(name, s.user) && h.roomUsers(r) >= h.lim.MaxUsersPerRoom {
+		if !here && !h.inRoom(name, s.user) && h.roomUsers(name, r) >= h.lim.MaxUsersPerRoom {
 			return nil, errPacket(codeRoomFull, "room "+name+" is full", "join", ref)
 		}
 		if r == nil {
