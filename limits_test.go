@@ -336,3 +336,21 @@ func TestRateLimitCountsPingsAndHeartbeats(t *testing.T) {
 	d.SendRaw(bytes.Repeat([]byte{tbin.TagHeartbeat}, 20))
 	tiotest.Eventually(t, "dropped heartbeats counted", func() bool { return drop.Stats().RateLimited >= 14 })
 }
+
+// WithLimits composes: a later option keeps the fields it leaves zero.
+func TestWithLimitsComposes(t *testing.T) {
+	srv := tiotest.NewServer(t, echoMux(),
+		tio.WithLimits(tio.Limits{MaxConnectionsPerIP: 1}),
+		tio.WithLimits(tio.Limits{MaxPacket: 1 << 10}))
+	a := tiotest.DialBinary(t, srv)
+	b := tiotest.Dial(t, srv) // a second connection from 127.0.0.1: over the per-IP limit
+	tiotest.ExpectClosed(t, b)
+	a.Send(1, make([]byte, 2<<10)) // over MaxPacket
+	if code := a.ExpectClose(); code == 0 {
+		t.Fatalf("a packet over the later MaxPacket closed with code %d", code)
+	}
+	tiotest.Eventually(t, "one close for each limit", func() bool {
+		s := srv.Stats()
+		return s.Closed[channel.ReasonTooManyConnections] == 1 && s.Closed[channel.ReasonTooBig] == 1
+	})
+}

@@ -93,9 +93,14 @@ func (s *Server) IPStats(ip netip.Addr) (stats.IPStat, bool) {
 // reads the server's atomic counters when scraped: nothing is recorded
 // through Prometheus per packet. To register the server with a registry of
 // your own, use stats.NewCollector(srv.Stats, labels) (labels tell several
-// servers apart). docs/metrics.md lists the metrics.
+// servers apart). docs/metrics.md lists the metrics. Every call returns
+// the same handler, so that a handler given to WithHTTP before the server
+// exists may call it per request.
 func (s *Server) MetricsHandler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(stats.NewCollector(s.Stats, nil))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	s.metricsOnce.Do(func() {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(stats.NewCollector(s.Stats, nil))
+		s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	})
+	return s.metrics
 }

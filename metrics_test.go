@@ -272,3 +272,14 @@ func TestMetricsDocsAndDashboard(t *testing.T) {
 		}
 	}
 }
+
+// MetricsHandler returns one handler, whatever the number of calls: a
+// WithHTTP handler may ask for it per request without building a registry
+// each time.
+func TestMetricsHandlerIsShared(t *testing.T) {
+	srv := tiotest.NewServer(t, echoMux())
+	srv.MetricsHandler()
+	if n := testing.AllocsPerRun(10, func() { srv.MetricsHandler() }); n != 0 {
+		t.Fatalf("a call after the first allocates %v times: it builds a registry again", n)
+	}
+}

@@ -262,10 +262,20 @@ type Limits struct {
 	MaxPacket    int
 }
 
-// WithLimits sets the server's limits.
+// WithLimits sets the server's limits. Options compose: each WithLimits
+// sets the fields it gives (non-zero), and keeps what earlier ones set in
+// the fields it leaves zero.
 func WithLimits(l Limits) Option {
 	return func(o *config) {
-		o.limits = l
+		p := &o.limits
+		p.MaxConnections = cmp.Or(l.MaxConnections, p.MaxConnections)
+		p.MaxConnectionsPerIP = cmp.Or(l.MaxConnectionsPerIP, p.MaxConnectionsPerIP)
+		p.MaxOutbound = cmp.Or(l.MaxOutbound, p.MaxOutbound)
+		p.MaxQueued = cmp.Or(l.MaxQueued, p.MaxQueued)
+		p.MaxHandshake = cmp.Or(l.MaxHandshake, p.MaxHandshake)
+		p.MaxFrame = cmp.Or(l.MaxFrame, p.MaxFrame)
+		p.MaxMessage = cmp.Or(l.MaxMessage, p.MaxMessage)
+		p.MaxPacket = cmp.Or(l.MaxPacket, p.MaxPacket)
 		if l.MaxOutbound != 0 {
 			o.maxOutbound = l.MaxOutbound // negative: none (link.Env's rule: ≤ 0)
 		}

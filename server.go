@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"sync"
@@ -70,9 +71,12 @@ type Server struct {
 	packets sync.Pool         // *codec.Packet scratch for onTraffic
 	ipStats *counters.IPTable // per-IP statistics (metrics.go); nil when off
 	tls     *tlsconn.Engine   // WithTLS; nil without
-	groups  *registry.Registry
-	black   Blacklist // IPs refused at accept (blacklist.go)
-	log     *slog.Logger
+
+	metricsOnce sync.Once
+	metrics     http.Handler // MetricsHandler's
+	groups      *registry.Registry
+	black       Blacklist // IPs refused at accept (blacklist.go)
+	log         *slog.Logger
 
 	wheel    *wheel.Wheel[uint64] // channel ids: a closed channel is not held
 	slowLog  atomic.Int64         // when a slow handler was last logged, unix ns

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/codec/websocket"
+	"github.com/tiogo/tio/tiotest"
 )
 
 // nodePeer returns the node binary and the peer script, or skips the test
@@ -64,5 +65,31 @@ func TestNodeWS(t *testing.T) {
 				t.Fatalf("node peer said:\n%s", out)
 			}
 		})
+	}
+}
+
+// Node's ws client over wss://, trusting the test CA: the TLS handshake on
+// the event loop, then permessage-deflate and every echo, as in clear.
+func TestNodeWSS(t *testing.T) {
+	node, script := nodePeer(t)
+	pki := tiotest.NewPKI(t)
+	caFile, _, _ := pki.WriteFiles(t.TempDir(), pki.Certificate())
+	srv, addr := startServer(t, echoMux(),
+		tio.WithTLS(pki.ServerConfig()),
+		tio.WithCodec(websocket.New(websocket.Config{
+			Mapping: websocket.Raw{}, Compression: websocket.Compression{Mode: websocket.CompressionNoContextTakeover},
+		})))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, script, "wss://"+addr+"/", caFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node peer: %v\n%s", err, out)
+	}
+	want := "tls: TLSv1.3\nextensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\nnegotiated: permessage-deflate\n"
+	if !strings.HasPrefix(string(out), want) || !strings.Contains(string(out), "echoed: 15 messages") {
+		t.Fatalf("node peer said:\n%s", out)
+	}
+	if s := srv.Stats().TLS; s.Handshakes != 1 {
+		t.Fatalf("TLS stats %+v", s)
 	}
 }

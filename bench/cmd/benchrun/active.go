@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tiogo/tio/bench"
+	"github.com/tiogo/tio/bench/internal/childproc"
 )
 
 // Scenario (e): memory per active connection. Each server runs alone, as
@@ -106,7 +107,7 @@ type procClient struct {
 }
 
 func (c *procClient) Connect() (int, error) {
-	c.cmd.Stderr, c.cmd.SysProcAttr = os.Stderr, childAttr()
+	c.cmd.Stderr, c.cmd.SysProcAttr = os.Stderr, childproc.Attr()
 	var err error
 	if c.in, err = c.cmd.StdinPipe(); err != nil {
 		return 0, err

@@ -55,6 +55,7 @@ import (
 	"time"
 
 	"github.com/tiogo/tio/bench"
+	"github.com/tiogo/tio/bench/internal/childproc"
 )
 
 type scenario struct {
@@ -239,7 +240,7 @@ func startServer(cfg config, impl string, ctl bool, extra ...string) (*server, e
 		bin, as = path, "tio"
 	}
 	cmd := exec.Command(bin, append([]string{"-impl", as, "-addr", "127.0.0.1:0"}, extra...)...)
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
+	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -304,7 +305,7 @@ func runCompare(cfg config, sc scenario) ([]bench.LoadResult, error) {
 		"-conns", strconv.Itoa(sc.conns), "-size", strconv.Itoa(sc.size), "-inflight", strconv.Itoa(sc.inflight),
 		"-warmup", cfg.warmup.String(), "-cycles", strconv.Itoa(cfg.cycles),
 		"-slice", cfg.slice.String(), "-settle", cfg.settle.String())
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
+	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
 	outb, runErr := cmd.Output()
 	var res []bench.LoadResult
 	if err := json.Unmarshal(outb, &res); err != nil || len(res) != len(cfg.impls) {
@@ -333,7 +334,7 @@ func runIdle(cfg config, impl string) (idleResult, error) {
 		return res, err
 	}
 	cmd := exec.Command(cfg.client, "-addr", s.addr, "-idle", "-conns", strconv.Itoa(cfg.idle), "-hold", "120s")
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
+	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return res, err

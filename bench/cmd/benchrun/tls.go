@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tiogo/tio/bench"
+	"github.com/tiogo/tio/bench/internal/childproc"
 )
 
 // The TLS scenarios, not run unless asked for ("-scenarios tls" runs all
@@ -167,7 +168,7 @@ func runTLSCompare(cfg config, impls []string, handshakes bool) ([]bench.TLSResu
 		args = append(args, "-conns", "1000", "-size", "64", "-inflight", "1")
 	}
 	cmd := exec.Command(cfg.client, args...)
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
+	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
 	outb, runErr := cmd.Output()
 	var res []bench.TLSResult
 	if err := json.Unmarshal(outb, &res); err != nil || len(res) != len(impls) {
@@ -201,7 +202,7 @@ func runTLSIdle(cfg config, impl string) (tlsIdleResult, error) {
 		return res, err
 	}
 	cmd := exec.Command(cfg.client, "-ca", cfg.tls.ca, "-addr", s.addr, "-idle", "-conns", strconv.Itoa(n), "-size", "64", "-hold", "300s")
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childAttr()
+	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return res, err

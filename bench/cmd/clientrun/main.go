@@ -31,6 +31,7 @@ import (
 
 	"github.com/tiogo/tio/bench"
 	"github.com/tiogo/tio/bench/clientload"
+	"github.com/tiogo/tio/bench/internal/childproc"
 )
 
 func main() {
@@ -244,7 +245,7 @@ type scenario struct {
 func start(bin string, args ...string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childproc.Attr()
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

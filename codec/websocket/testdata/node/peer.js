@@ -3,16 +3,21 @@
 // client_max_window_bits"), sends text and binary messages, compressed
 // (ws compresses what reaches its 1024-byte threshold) and not, checks
 // that each comes back unchanged, and prints the extension the server
-// answered. Usage: node peer.js URL. Exit status 0: every echo matched.
+// answered. Usage: node peer.js URL [CAFILE]; with a wss:// URL, CAFILE is
+// the PEM certificate of the authority to trust (Node's own roots are not
+// used then). Exit status 0: every echo matched.
 'use strict';
 
+const fs = require('fs');
 const WebSocket = require('ws');
 
 const url = process.argv[2];
 if (!url) {
-  console.error('usage: node peer.js ws://HOST:PORT/');
+  console.error('usage: node peer.js ws://HOST:PORT/ | wss://HOST:PORT/ CAFILE');
   process.exit(2);
 }
+const options = { perMessageDeflate: true };
+if (process.argv[3]) options.ca = fs.readFileSync(process.argv[3]);
 
 // text(n): n bytes of UTF-8 with one-, two- and four-byte characters that
 // repeat (it compresses, so later messages can refer to earlier ones).
@@ -42,7 +47,7 @@ for (const n of [0, 10, 1023, 1024, 5000, 70000, 300000]) {
 }
 messages.push(text(5000)); // again: with context takeover, it refers back
 
-const ws = new WebSocket(url, { perMessageDeflate: true });
+const ws = new WebSocket(url, options);
 const timer = setTimeout(() => fail('timed out'), 20000);
 
 function fail(why) {
@@ -54,6 +59,8 @@ let i = 0;
 let answer = '';
 ws.on('upgrade', (res) => { answer = res.headers['sec-websocket-extensions'] || ''; });
 ws.on('open', () => {
+  const sock = ws._socket;
+  if (sock && typeof sock.getProtocol === 'function') console.log('tls: ' + sock.getProtocol());
   console.log('extensions: ' + answer);
   console.log('negotiated: ' + (ws.extensions || 'none'));
   ws.send(messages[0]);
