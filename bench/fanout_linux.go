@@ -481,7 +481,8 @@ type fanWorker struct {
 	inf       *inflater
 	want      []byte // a message rebuilt, to check one
 	seed      maphash.Seed
-	cache     [64]fanEntry // inflated payloads, by hash
+	cache     [32]fanEntry // the last payloads inflated without a window
+	cacheNext int          // the entry to replace next
 	measuring *atomic.Int32
 	stop      *atomic.Bool
 	errs      *errorLog
@@ -496,6 +497,7 @@ type fanWorker struct {
 // fanEntry is a compressed payload that inflated, without a window, to
 // a broadcast that was checked.
 type fanEntry struct {
+	hash        uint64 // of comp
 	comp, plain []byte
 }
 
@@ -624,10 +626,16 @@ func (w *fanWorker) message(c *fanConn, b0 byte, p []byte) ([]byte, error) {
 	case b0 != 0xC1 || c.rx == nil:
 		return nil, fmt.Errorf("unexpected frame: first byte %#x, %d bytes", b0, len(p))
 	}
-	e := &w.cache[maphash.Bytes(w.seed, p)%uint64(len(w.cache))]
-	if !w.every && bytes.Equal(e.comp, p) {
-		c.rx.push(e.plain)
-		return e.plain, nil
+	h := maphash.Bytes(w.seed, p)
+	if !w.every {
+		// The last few payloads, not a hash table: a collision among the
+		// broadcasts in flight would inflate them again and again.
+		for i := range w.cache {
+			if e := &w.cache[i]; e.hash == h && bytes.Equal(e.comp, p) {
+				c.rx.push(e.plain)
+				return e.plain, nil
+			}
+		}
 	}
 	w.inflated[c.target]++
 	m, err := w.inf.inflate(p, nil)
@@ -649,7 +657,9 @@ func (w *fanWorker) message(c *fanConn, b0 byte, p []byte) ([]byte, error) {
 	}
 	c.rx.push(m)
 	if !w.every {
-		e.comp, e.plain = append(e.comp[:0], p...), append(e.plain[:0], m...)
+		e := &w.cache[w.cacheNext]
+		w.cacheNext = (w.cacheNext + 1) % len(w.cache)
+		e.hash, e.comp, e.plain = h, append(e.comp[:0], p...), append(e.plain[:0], m...)
 		return e.plain, nil
 	}
 	return m, nil
