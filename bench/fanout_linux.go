@@ -22,9 +22,11 @@ import (
 // connections that only read, and a sender connection; while a target is
 // active its sender keeps cfg.Inflight broadcasts in flight, sending a new
 // one each time one has reached every receiver (or after a stall of half a
-// second, counted), and stops sending when the next target's slice begins
-// (what it had in flight is delivered during that slice's unmeasured
-// start). Every connection offers permessage-deflate (DeflateOffer).
+// second, counted), and stops sending when the next target's slice begins;
+// that slice's unmeasured start (Settle) waits until what the others had in
+// flight has reached all their receivers (for at most a second), so that a
+// slow server's backlog is not drained in another's measured time. Every
+// connection offers permessage-deflate (DeflateOffer).
 //
 // A broadcast is a text message of cfg.Size bytes: "B:", its send time and
 // its sequence number (16 hex digits each, separated by ':'), ':', then a
@@ -172,6 +174,18 @@ func CompareFanout(cfg FanoutConfig) ([]FanoutResult, error) {
 				select {
 				case s.wake <- struct{}{}:
 				default:
+				}
+			}
+			// Let what the other servers have in flight reach their
+			// receivers first (for at most a second), so that a slow
+			// server's backlog is not drained in the next one's slice.
+			for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+				busy := false
+				for i, s := range senders {
+					busy = busy || (i != t && s.outstanding.Load() > 0)
+				}
+				if !busy {
+					break
 				}
 			}
 		},
@@ -350,6 +364,8 @@ type fanSender struct {
 	wake     chan struct{}
 	sent     atomic.Uint64
 	stalls   atomic.Uint64
+	// outstanding: the broadcasts in flight, as the sender last saw them.
+	outstanding atomic.Int32
 }
 
 func (s *fanSender) run() {
@@ -376,6 +392,7 @@ func (s *fanSender) run() {
 	stall := time.NewTimer(time.Hour)
 	defer stall.Stop()
 	for !s.stop.Load() {
+		s.outstanding.Store(int32(outstanding))
 		if s.active.Load() == s.t && outstanding < s.inflight {
 			if !send(s.inflight - outstanding) {
 				return
