@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -383,8 +384,8 @@ func deflateMarkdown(cfg config, rounds []deflateRound) string {
 				live := x.HeapPerConn + x.StackPerConn
 				dl, dr := "–", "–"
 				if off, ok := m[bench.PeerImpl(x.Impl)+"-off"]; ok && off.Impl != x.Impl {
-					dl = fmt.Sprintf("%+.0f", live-off.HeapPerConn-off.StackPerConn)
-					dr = fmt.Sprintf("%+.0f", x.RSSPerConn-off.RSSPerConn)
+					dl = fmt.Sprintf("%+d", int64(math.Round(live-off.HeapPerConn-off.StackPerConn)))
+					dr = fmt.Sprintf("%+d", int64(math.Round(x.RSSPerConn-off.RSSPerConn)))
 				}
 				answer := x.Answer
 				if answer == "" {
