@@ -21,14 +21,13 @@ import (
 // after the close timeout. A close code the RFC leaves undefined is a
 // protocol error, answered with 1002 and a reason.
 func TestCleanCloses(t *testing.T) {
-	srv := tiotest.NewServer(t, echoMux(), tio.WithCloseTimeout(400*time.Millisecond))
-
 	// A kick, with the application's words, answered by gorilla (which
-	// echoes the close): the server closes TCP after the answer.
-	g := dialWS(t, srv, "/")
-	tiotest.Eventually(t, "connected", func() bool { return srv.Count(tio.All()) == 1 })
-	begin := time.Now()
-	if n, _ := srv.Close(tio.All(), channel.ReasonClosedByApp, tio.CloseText("kicked by an admin")); n != 1 {
+	// echoes the close): the server closes TCP after the answer, long
+	// before its close timeout.
+	patient := tiotest.NewServer(t, echoMux(), tio.WithCloseTimeout(time.Minute))
+	g := dialWS(t, patient, "/")
+	tiotest.Eventually(t, "connected", func() bool { return patient.Count(tio.All()) == 1 })
+	if n, _ := patient.Close(tio.All(), channel.ReasonClosedByApp, tio.CloseText("kicked by an admin")); n != 1 {
 		t.Fatalf("closed %d", n)
 	}
 	_, _, err := g.ReadMessage()
@@ -36,15 +35,14 @@ func TestCleanCloses(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure || ce.Text != "kicked by an admin" {
 		t.Fatalf("close %v, want 1000 \"kicked by an admin\"", err)
 	}
-	tiotest.Eventually(t, "closed after the answer", func() bool { return srv.Count(tio.All()) == 0 })
-	if d := time.Since(begin); d > 300*time.Millisecond {
-		t.Fatalf("TCP closed %v after the close, not at the peer's answer", d)
-	}
+	// Eventually gives up long before the minute.
+	tiotest.Eventually(t, "closed at the answer", func() bool { return patient.Count(tio.All()) == 0 })
 
 	// A peer that never answers: closed after the close timeout.
+	srv := tiotest.NewServer(t, echoMux(), tio.WithCloseTimeout(400*time.Millisecond))
 	w := tiotest.DialWebSocket(t, srv, "/")
 	tiotest.Eventually(t, "connected", func() bool { return srv.Count(tio.All()) == 1 })
-	begin = time.Now()
+	begin := time.Now()
 	_, _ = srv.Close(tio.All(), channel.ReasonServerShutdown)
 	head := make([]byte, 2)
 	_ = w.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -57,7 +55,7 @@ func TestCleanCloses(t *testing.T) {
 		t.Fatalf("close %d %q", code, text)
 	}
 	tiotest.ExpectClosed(t, w.Conn) // without answering
-	if d := time.Since(begin); d < 350*time.Millisecond || d > 2*time.Second {
+	if d := time.Since(begin); d < 350*time.Millisecond || d > 5*time.Second {
 		t.Fatalf("an unanswered close took %v, want about the 400 ms timeout", d)
 	}
 

@@ -82,14 +82,12 @@ func TestHeartbeatPerConnectionAndHook(t *testing.T) {
 	long := tiotest.DialBinary(t, srv)  // the 1st: an hour
 	vip := tiotest.DialBinary(t, srv)   // the 2nd: kept twice by the hook
 	plain := tiotest.DialBinary(t, srv) // the 3rd: the server's 100 ms
-	begin := time.Now()
 	tiotest.ExpectClosed(t, plain)
 	tiotest.ExpectClosed(t, vip)
-	if elapsed := time.Since(begin); elapsed < 250*time.Millisecond {
-		t.Fatalf("vip closed after %v: the hook did not keep it", elapsed)
-	}
+	// Three calls for vip: kept twice, let go at the third (a hook whose
+	// answer were ignored would have been called once).
 	if kept.Load() != 3 {
-		t.Fatalf("hook called %d times, want 3", kept.Load())
+		t.Fatalf("hook called %d times for vip, want 3", kept.Load())
 	}
 	long.Send(1, []byte("still"))
 	if p := long.Recv(); string(p.Body) != "still" {

@@ -47,6 +47,15 @@ type CompareConfig struct {
 	Slice, Settle time.Duration
 	Cycles        int
 	Workers       int // client event loops (default GOMAXPROCS)
+	// Deflate makes the client offer permessage-deflate (DeflateOffer) and
+	// send text messages of Size bytes, a JSON document of its own per
+	// connection (AppendJSON), compressed on their own when the server
+	// accepted compression, instead of random binary ones; each echo is
+	// inflated (with the connection's window if the server keeps its
+	// context) and compared with what was sent. Unless InflateEvery, a
+	// compressed echo whose bytes are those of the connection's last one,
+	// checked, is not inflated again while the server keeps no context.
+	Deflate, InflateEvery bool
 }
 
 // LoadConfig describes one throughput scenario against one server.
@@ -83,6 +92,13 @@ type LoadResult struct {
 	SoftirqCPU float64 `json:"softirq_cpu"`
 	Errors     int     `json:"errors"` // connections that failed
 	FirstError string  `json:"first_error,omitempty"`
+	// The compression scenarios: the server's answer to the offer (its
+	// Sec-WebSocket-Extensions header, "" for none), the share of what was
+	// received that came compressed and its mean payload bytes (compressed
+	// size) per message, over the whole run.
+	Extensions      string  `json:"extensions,omitempty"`
+	CompressedShare float64 `json:"compressed_share,omitempty"`
+	WirePerMsg      float64 `json:"wire_per_msg,omitempty"`
 }
 
 // errorLog records connection failures.
@@ -119,20 +135,27 @@ func Handshake(c net.Conn, host string) ([]byte, error) { return HandshakePath(c
 // returns the bytes read past the response (a server may send a first
 // message right after it).
 func HandshakePath(c net.Conn, host, path string) ([]byte, error) {
+	rest, _, err := handshake(c, host, path, "")
+	return rest, err
+}
+
+// handshake is HandshakePath with extra header lines (each ending in CRLF)
+// in the request; it also returns the response's Sec-WebSocket-Extensions.
+func handshake(c net.Conn, host, path, extra string) (rest []byte, ext string, err error) {
 	var k [16]byte
 	_, _ = rand.Read(k[:])
 	key := base64.StdEncoding.EncodeToString(k[:])
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\n" + extra + "\r\n"
 	if _, err := c.Write([]byte(req)); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	buf := make([]byte, 0, 512)
 	for {
 		if len(buf) == cap(buf) {
 			if len(buf) >= 16<<10 {
-				return nil, errors.New("bench: handshake response too long")
+				return nil, "", errors.New("bench: handshake response too long")
 			}
 			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
 		}
@@ -142,20 +165,30 @@ func HandshakePath(c net.Conn, host, path string) ([]byte, error) {
 			head, rest := buf[:end+2], buf[end+4:]
 			if !bytes.HasPrefix(head, []byte("HTTP/1.1 101 ")) {
 				line, _, _ := bytes.Cut(head, []byte("\r\n"))
-				return nil, fmt.Errorf("bench: upgrade refused: %q", line)
+				return nil, "", fmt.Errorf("bench: upgrade refused: %q", line)
 			}
 			sum := sha1.Sum([]byte(key + wsGUID))
 			want := base64.StdEncoding.EncodeToString(sum[:])
+			accepted := false
 			for _, line := range strings.Split(string(head), "\r\n")[1:] {
 				k, v, _ := strings.Cut(line, ":")
-				if strings.EqualFold(strings.TrimSpace(k), "Sec-WebSocket-Accept") && strings.TrimSpace(v) == want {
-					return append([]byte(nil), rest...), nil
+				switch k, v = strings.TrimSpace(k), strings.TrimSpace(v); {
+				case strings.EqualFold(k, "Sec-WebSocket-Accept"):
+					accepted = accepted || v == want
+				case strings.EqualFold(k, "Sec-WebSocket-Extensions"):
+					if ext != "" {
+						ext += ", "
+					}
+					ext += v
 				}
 			}
-			return nil, fmt.Errorf("bench: bad or missing Sec-WebSocket-Accept in %q", head)
+			if !accepted {
+				return nil, "", fmt.Errorf("bench: bad or missing Sec-WebSocket-Accept in %q", head)
+			}
+			return append([]byte(nil), rest...), ext, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 }

@@ -64,6 +64,7 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 	workers, err := newWorkers(cfg.Workers, func(w *worker) {
 		w.payload, w.inflight, w.stop, w.active = payload, cfg.Inflight, &stop, &active
 		w.errs, w.counts = &errs, make([]atomic.Uint64, nt)
+		w.zcounts, w.wire = make([]atomic.Uint64, nt), make([]atomic.Uint64, nt)
 	})
 	if err != nil {
 		return nil, err
@@ -72,15 +73,34 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 	frameLen := len(AppendClientFrame(nil, 2, payload, [4]byte{}))
 	rcap := max(cfg.Inflight*frameLen+4096, 8192)
 	next := 0
+	answers := make([]string, nt)
 	for t, tg := range cfg.Targets {
-		conns, rests, err := dialAll(tg.Addr, cfg.Conns, 64, 10*time.Second)
+		var (
+			conns  []net.Conn
+			rests  [][]byte
+			params []flateParams
+			err    error
+		)
+		if cfg.Deflate {
+			conns, rests, params, err = dialAllDeflate(tg.Addr, cfg.Conns, 64, 10*time.Second)
+		} else {
+			conns, rests, err = dialAll(tg.Addr, cfg.Conns, 64, 10*time.Second)
+		}
 		if err != nil {
 			cleanup()
 			return nil, fmt.Errorf("%s: %w", tg.Addr, err)
 		}
+		ci := 0
 		err = attach(workers, &next, conns, rests, rcap, func(lc *loadConn) {
+			lc.target = t
+			if cfg.Deflate {
+				lc.fl = newEchoFlate(params[ci], cfg.Size, uint64(t)<<32|uint64(ci)<<8, lc.mask, cfg.InflateEvery)
+				answers[t] = params[0].answer
+				ci++
+				return
+			}
 			frame := AppendClientFrame(nil, 2, payload, lc.mask)
-			lc.target, lc.frameLen, lc.burst = t, len(frame), bytes.Repeat(frame, cfg.Inflight)
+			lc.frameLen, lc.burst = len(frame), bytes.Repeat(frame, cfg.Inflight)
 		})
 		if err != nil {
 			cleanup()
@@ -115,6 +135,18 @@ func Compare(cfg CompareConfig) ([]LoadResult, error) {
 		r := &res[t]
 		r.Conns, r.Size, r.Inflight = cfg.Conns, cfg.Size, cfg.Inflight
 		r.Errors, r.FirstError = n, first // the client does not tell whose connection failed
+		if cfg.Deflate {
+			var all, zipped, wire uint64
+			for _, w := range workers {
+				all += w.counts[t].Load()
+				zipped += w.zcounts[t].Load()
+				wire += w.wire[t].Load()
+			}
+			r.Extensions = answers[t]
+			if all > 0 {
+				r.CompressedShare, r.WirePerMsg = float64(zipped)/float64(all), float64(wire)/float64(all)
+			}
+		}
 	}
 	return res, nil
 }
@@ -198,7 +230,8 @@ type loadConn struct {
 	burst    []byte // Inflight copies of this connection's masked frame
 	rbuf     []byte
 	rlen     int
-	pending  []byte // bytes a write left unsent
+	pending  []byte     // bytes a write left unsent
+	fl       *echoFlate // CompareConfig.Deflate: the messages and the compression state
 	dead     bool
 	failed   bool // dead by fail, not closed at the end
 }
@@ -214,6 +247,9 @@ type worker struct {
 	active   *atomic.Int32 // the target being sent messages, -1 for none
 	errs     *errorLog
 	counts   []atomic.Uint64 // echoes received, per target
+	zcounts  []atomic.Uint64 // CompareConfig.Deflate: those that came compressed
+	wire     []atomic.Uint64 // CompareConfig.Deflate: their payload bytes
+	inf      *inflater       // CompareConfig.Deflate, made on first use
 	current  int             // loop only: the active target as last seen
 	act      *activeWorker   // the active scenario (ActiveClient), nil for Compare
 }
@@ -321,7 +357,20 @@ func (w *worker) consume(i int, c *loadConn) {
 		if n == 0 {
 			break
 		}
-		if b0 != 0x82 || !bytes.Equal(p, w.payload) {
+		if c.fl != nil {
+			if w.inf == nil {
+				w.inf = newInflater()
+			}
+			z, err := c.fl.check(b0, p, w.inf)
+			if err != nil {
+				w.fail(c, err)
+				return
+			}
+			if z {
+				w.zcounts[c.target].Add(1)
+			}
+			w.wire[c.target].Add(uint64(len(p)))
+		} else if b0 != 0x82 || !bytes.Equal(p, w.payload) {
 			w.fail(c, fmt.Errorf("bad echo: first byte %#x, %d bytes (want 0x82, %d bytes)", b0, len(p), len(w.payload)))
 			return
 		}
@@ -347,6 +396,10 @@ func (w *worker) consume(i int, c *loadConn) {
 // send writes k messages (c.sent+k <= inflight).
 func (w *worker) send(i int, c *loadConn, k int) {
 	c.sent += k
+	if c.fl != nil {
+		w.writeOut(i, c, c.fl.frames(k))
+		return
+	}
 	w.writeOut(i, c, c.burst[:k*c.frameLen])
 }
 

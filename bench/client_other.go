@@ -47,3 +47,6 @@ func (*ActiveClient) Phase(string, bool) error { return errLinuxOnly }
 func (*ActiveClient) End(uint64, time.Duration) (ActiveClientResult, error) {
 	return ActiveClientResult{}, errLinuxOnly
 }
+
+// CompareFanout needs Linux.
+func CompareFanout(FanoutConfig) ([]FanoutResult, error) { return nil, errLinuxOnly }

@@ -1,30 +1,23 @@
 package bench
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
-	"time"
 
 	"github.com/lxzan/gws"
 
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/example/echo/echoserver"
+	"github.com/tiogo/tio/internal/testpki"
 )
 
 // The TLS scenarios (benchrun's f, g and h) compare tio's TLS on the event
@@ -39,64 +32,28 @@ import (
 // gws on net/http with crypto/tls (ImplGws names it there).
 var TLSImpls = []string{ImplTio, ImplGws}
 
-// PKI is a certificate authority made in memory (as tiotest.NewPKI makes
-// one for tests), with one server certificate: ECDSA P-256 keys, valid for
-// a day, for 127.0.0.1, ::1 and localhost.
+// PKI is a certificate authority made in memory (on the one tiotest.NewPKI
+// uses), with one server certificate: ECDSA P-256 keys, valid for a day,
+// for 127.0.0.1, ::1 and localhost.
 type PKI struct {
 	CA   *x509.Certificate
 	Pool *x509.CertPool // trusts CA alone
 	Cert tls.Certificate
+
+	a *testpki.Authority
 }
 
 // NewPKI makes an authority and its server certificate.
 func NewPKI() (*PKI, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, err := testpki.New("tio bench CA")
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "tio bench CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	cert, err := a.Server("127.0.0.1", "::1", "localhost")
 	if err != nil {
 		return nil, err
 	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err = x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	p := &PKI{CA: ca, Pool: x509.NewCertPool(), Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}
-	p.Pool.AddCert(ca)
-	return p, nil
+	return &PKI{CA: a.CA, Pool: a.Pool, Cert: cert, a: a}, nil
 }
 
 // ServerConfig returns the servers' configuration: the certificate, and
@@ -126,21 +83,7 @@ func ClientTLS(pool *x509.CertPool) *tls.Config {
 // WriteFiles writes the authority's certificate, the server's certificate
 // and its key as PEM files in dir, for the subprocesses of benchrun.
 func (p *PKI) WriteFiles(dir string) (caFile, certFile, keyFile string, err error) {
-	key, err := x509.MarshalPKCS8PrivateKey(p.Cert.PrivateKey)
-	if err != nil {
-		return "", "", "", err
-	}
-	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for f, b := range map[string][]byte{
-		caFile:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.CA.Raw}),
-		certFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.Cert.Certificate[0]}),
-		keyFile:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
-	} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			return "", "", "", err
-		}
-	}
-	return caFile, certFile, keyFile, nil
+	return p.a.WriteFiles(dir, p.Cert)
 }
 
 // LoadServerTLS returns ServerConfig's configuration for the certificate

@@ -29,6 +29,10 @@
 // a message carrying its own id), so nothing arrives twice or loops.
 // Filters (tio.Exclude(sender)) run on the origin node only: other nodes
 // deliver to every channel of the target. Config.Kinds switches kinds off.
+// Node.OnReceive lets the application see each relayed send and close
+// before its node delivers it, and deliver it itself: a chat server keeps
+// the room messages of other nodes in its history, under the lock that
+// orders its own.
 //
 // Delivery to other nodes is at most once, like NATS core's. While the
 // connection to NATS is down, Publish fails fast with ErrUnavailable (the
@@ -65,11 +69,22 @@
 // (about 100 bytes per user and node where the user is online, bounded by
 // Config.MaxPresenceBytes), and presence lags by up to one heartbeat.
 //
+// # Rosters
+//
+// A roster is a named set of members — a chat room's users — that the
+// application keeps on each node (Enter, Exit) and the cluster
+// replicates like presence, on <prefix>.rosters: Roster lists the
+// members on every node alive, InRoster asks about one, OnRosterChange
+// tells of other nodes' changes. Changes go out at once (at most every
+// Heartbeat/8), not at the next heartbeat; a node's rosters go with its
+// presence (goodbye, restart, TTL), so a dead node leaves no ghosts.
+//
 // # Goroutines
 //
 // A node has two goroutines of its own (one publishes relayed messages,
-// one sends heartbeats and forgets dead nodes) and nats.go's (a reader,
-// one per subscription for deliveries, one for connection events). The
+// one sends heartbeats and roster changes and forgets dead nodes) and
+// nats.go's (a reader, one per subscription for deliveries, one for
+// connection events). The
 // embedded server has its own. Everything a node holds hangs off it: many
 // nodes run in one process, as the tests do.
 package cluster

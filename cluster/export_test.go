@@ -48,3 +48,17 @@ func Reset(b []byte) (string, bool) {
 	m, err := decodePresence(b)
 	return string(m.origin), err == nil && m.typ == presUpdate && m.flags&flagReset != 0
 }
+
+// RosterUpdate encodes a roster update from origin with the given
+// (roster, member) → count entries.
+func RosterUpdate(origin string, epoch, seq uint64, reset bool, ttl time.Duration, entries map[[2]string]int32) []byte {
+	flags := byte(0)
+	if reset {
+		flags = flagReset
+	}
+	b := appendUpdateHeader(nil, origin, epoch, seq, flags, ttl)
+	for k, n := range entries {
+		b = appendRosterEntry(b, k[0], k[1], n)
+	}
+	return b
+}

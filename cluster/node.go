@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,14 +54,15 @@ const fullEvery = 10 * time.Minute
 // server starts and stops it. Every method is safe for concurrent use;
 // nothing is shared between nodes (many may run in one process).
 type Node struct {
-	cfg      Config
-	id       string
-	idb      []byte
-	log      *slog.Logger
-	kinds    [9]bool
-	subjects [9]string
-	presSubj string
-	epoch    uint64
+	cfg        Config
+	id         string
+	idb        []byte
+	log        *slog.Logger
+	kinds      [9]bool
+	subjects   [9]string
+	presSubj   string
+	rosterSubj string
+	epoch      uint64
 
 	mu    sync.Mutex   // Start and Stop
 	gate  sync.RWMutex // held shared by subscription handlers; Stop waits for them
@@ -68,7 +70,7 @@ type Node struct {
 	local tio.Local
 	ns    *server.Server
 	nc    *nats.Conn
-	subs  [2]atomic.Pointer[nats.Subscription] // relay, presence
+	subs  [3]atomic.Pointer[nats.Subscription] // relay, presence, rosters
 	url   atomic.Pointer[string]               // ClientURL
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -86,6 +88,16 @@ type Node struct {
 	wake     chan struct{}
 	presBuf  []byte
 
+	rosters   selfRosters
+	onRoster  atomic.Pointer[func(roster string)]
+	onReceive atomic.Pointer[func(m tio.RelayMessage, local tio.Local) bool]
+	rseq      uint64    // roster updates sent (heartbeat goroutine)
+	rlast     time.Time // the last roster publication (heartbeat goroutine)
+	rlastFull time.Time
+	rents     []rosterEntry
+	rwant     atomic.Bool // the full rosters were asked for
+	rwake     chan struct{}
+
 	st      counters
 	lastLog [nLogKinds]atomic.Int64 // rate limits of repeated warnings
 }
@@ -102,7 +114,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger, wake: make(chan struct{}, 1), rwake: make(chan struct{}, 1)}
 	if n.id == "" {
 		n.id = nuid.Next()
 	}
@@ -114,11 +126,13 @@ func New(cfg Config) (*Node, error) {
 		n.subjects[k] = cfg.Prefix + ".relay." + k.String()
 	}
 	n.presSubj = cfg.Prefix + ".presence"
+	n.rosterSubj = cfg.Prefix + ".rosters"
 	var e [8]byte
 	_, _ = rand.Read(e[:])
 	n.epoch = binary.BigEndian.Uint64(e[:])
 	n.out = newOutbox(cfg.MaxOutbound)
 	n.self.init()
+	n.rosters.init()
 	n.view.init(cfg.MaxPresenceBytes, cfg.MaxNodes)
 	n.log = n.log.With("node", n.id)
 	return n, nil
@@ -251,7 +265,7 @@ func (n *Node) connect() error {
 	for i, s := range []struct {
 		subj string
 		f    nats.MsgHandler
-	}{{n.cfg.Prefix + ".relay.*", n.onRelay}, {n.presSubj, n.onPresence}} {
+	}{{n.cfg.Prefix + ".relay.*", n.onRelay}, {n.presSubj, n.onPresence}, {n.rosterSubj, n.onRosters}} {
 		sub, err := nc.Subscribe(s.subj, s.f)
 		if err != nil {
 			return fmt.Errorf("cluster: subscribe to %s: %w", s.subj, err)
@@ -289,6 +303,7 @@ func (n *Node) chainHandlers(o *nats.Options) {
 			n.connected.Store(true)
 			n.st.reconnects.Add(1)
 			n.want.Store(true)
+			n.rwant.Store(true)
 			n.syncAll.Store(true)
 			n.kick()
 			n.log.Info("cluster: reconnected to NATS", "url", c.ConnectedUrlRedacted())
@@ -427,6 +442,10 @@ func (n *Node) onRelay(msg *nats.Msg) {
 		return
 	}
 	n.st.received.Add(1)
+	if f := n.onReceive.Load(); f != nil && !n.callReceive(*f, &m) {
+		n.st.intercepted.Add(1)
+		return
+	}
 	switch m.op {
 	case tio.RelaySend:
 		res, err := n.local.Send(m.target, &codec.Packet{Type: m.typ, Body: m.body})
@@ -442,6 +461,24 @@ func (n *Node) onRelay(msg *nats.Msg) {
 			n.warnf(logDeliver, "cluster: relayed close failed", "target", m.target, "err", err)
 		}
 	}
+}
+
+// callReceive runs the OnReceive function on m and reports whether the
+// node is to deliver m (true too if f panicked).
+func (n *Node) callReceive(f func(tio.RelayMessage, tio.Local) bool, m *message) (deliver bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			n.log.Error("cluster: OnReceive panicked; the message is delivered", "target", m.target, "panic", v)
+			deliver = true
+		}
+	}()
+	rm := tio.RelayMessage{Op: m.op, Target: m.target}
+	if m.op == tio.RelaySend {
+		rm.Packet = &codec.Packet{Type: m.typ, Body: m.body}
+	} else {
+		rm.Reason, rm.Text = m.reason, string(m.text)
+	}
+	return f(rm, n.local)
 }
 
 // enter admits a subscription handler while the node runs (with the gate
@@ -479,7 +516,8 @@ func (n *Node) onPresence(msg *nats.Msg) {
 	}
 	switch m.typ {
 	case presUpdate:
-		joined, dropped, ok := n.view.applyUpdate(&m, time.Now())
+		changed, joined, dropped, ok := n.view.applyUpdate(&m, time.Now(), nil)
+		n.rostersChanged(changed)
 		switch {
 		case !ok:
 			n.st.presDropped.Add(1)
@@ -492,9 +530,11 @@ func (n *Node) onPresence(msg *nats.Msg) {
 			n.log.Info("cluster: node joined", "peer", string(m.origin))
 		}
 	case presBye:
-		if n.view.bye(m.origin, m.epoch) {
+		changed, ok := n.view.bye(m.origin, m.epoch, nil)
+		if ok {
 			n.log.Info("cluster: node left", "peer", string(m.origin))
 		}
+		n.rostersChanged(changed)
 	case presSync:
 		if len(m.want) == 0 || bytes.Equal(m.want, n.idb) {
 			n.want.Store(true)
@@ -503,31 +543,110 @@ func (n *Node) onPresence(msg *nats.Msg) {
 	}
 }
 
+// onRosters applies another node's roster message. It runs on the roster
+// subscription's goroutine.
+func (n *Node) onRosters(msg *nats.Msg) {
+	if !n.enter() {
+		return
+	}
+	defer n.gate.RUnlock()
+	m, err := decodeRosters(msg.Data)
+	switch {
+	case errors.Is(err, ErrNewerVersion):
+		n.st.newer.Add(1)
+		n.warnf(logVersion, "cluster: dropped a roster message of a newer version (upgrade this node)", "err", err)
+		return
+	case err != nil:
+		n.st.malformed.Add(1)
+		n.warnf(logMalformed, "cluster: dropped a malformed roster message", "err", err)
+		return
+	case bytes.Equal(m.origin, n.idb):
+		n.st.own.Add(1)
+		n.warnf(logOwn, "cluster: rosters with this node's id from another node: two nodes share an id")
+		return
+	}
+	switch m.typ {
+	case presUpdate:
+		changed, dropped, _ := n.view.applyRosters(&m, time.Now(), nil)
+		if dropped {
+			n.st.presDropped.Add(1)
+			n.warnf(logPresMem, "cluster: rosters over MaxPresenceBytes: entries dropped", "from", string(m.origin))
+		}
+		n.rostersChanged(changed)
+	case presSync:
+		if len(m.want) == 0 || bytes.Equal(m.want, n.idb) {
+			n.rwant.Store(true)
+			n.kick()
+		}
+	}
+}
+
+// rostersChanged calls the OnRosterChange function for each roster named.
+func (n *Node) rostersChanged(changed []string) {
+	f := n.onRoster.Load()
+	if f == nil || len(changed) == 0 {
+		return
+	}
+	for _, r := range distinct(changed) {
+		n.callRoster(*f, r)
+	}
+}
+
+func (n *Node) callRoster(f func(string), roster string) {
+	defer func() {
+		if v := recover(); v != nil {
+			n.log.Error("cluster: OnRosterChange panicked", "roster", roster, "panic", v)
+		}
+	}()
+	f(roster)
+}
+
 // heartbeats publishes this node's presence every Heartbeat (a full state
 // first, when asked, and every ten minutes; what changed otherwise) and forgets
-// the nodes not heard of within their TTL.
+// the nodes not heard of within their TTL. Roster changes go out sooner:
+// at once, or at most every Heartbeat/8.
 func (n *Node) heartbeats() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
+	rt := time.NewTimer(time.Hour)
+	rt.Stop()
+	defer rt.Stop()
+	armed := false
+	every := n.cfg.Heartbeat / 8
 	var out, agg []entry
 	var last time.Time
 	for full := true; ; full = false {
 		out, agg = n.beat(full, out[:0], agg[:0])
 		last = time.Now()
+	wait:
 		for {
 			select {
 			case <-n.stop:
 				return
 			case <-t.C:
+				break wait
 			case <-n.wake:
 				// Asked for a full state, or reconnected: beat now, but
 				// not more than four times a Heartbeat.
-				if time.Since(last) < n.cfg.Heartbeat/4 {
-					continue
+				if time.Since(last) >= n.cfg.Heartbeat/4 {
+					break wait
 				}
+			case <-n.rwake:
+				// A roster changed: publish it now, or, if rosters went
+				// out less than Heartbeat/8 ago, then.
+				if d := every - time.Since(n.rlast); d > 0 {
+					if !armed {
+						rt.Reset(d)
+						armed = true
+					}
+				} else {
+					n.publishRosters(false)
+				}
+			case <-rt.C:
+				armed = false
+				n.publishRosters(false)
 			}
-			break
 		}
 	}
 }
@@ -539,6 +658,10 @@ func (n *Node) beat(full bool, out, agg []entry) ([]entry, []entry) {
 		// A full state asked for, at most one a Heartbeat: a flood of
 		// requests costs one full state a Heartbeat, not one each.
 		full = n.want.Swap(false) || full
+	}
+	fullR := full || now.Sub(n.rlastFull) >= fullEvery
+	if n.rwant.Load() && now.Sub(n.rlastFull) >= n.cfg.Heartbeat {
+		fullR = n.rwant.Swap(false) || fullR
 	}
 	full = full || now.Sub(n.lastFull) >= fullEvery
 	out, agg = n.self.collect(full, out, agg)
@@ -553,20 +676,28 @@ func (n *Node) beat(full bool, out, agg []entry) ([]entry, []entry) {
 	} else if len(out) > 0 || full {
 		n.want.Store(true) // whatever changed goes out in full once connected
 	}
-	expired, ask := n.view.sweep(now, agg, n.cfg.Heartbeat)
-	for _, id := range expired {
+	n.publishRosters(fullR)
+	sw := n.view.sweep(now, agg, n.cfg.Heartbeat)
+	for _, id := range sw.expired {
 		n.st.expired.Add(1)
 		n.log.Warn("cluster: node expired (no heartbeat within its TTL)", "peer", id)
 	}
+	n.rostersChanged(sw.changed)
 	if up {
 		if n.syncAll.Swap(false) {
-			ask = []string{""}
+			sw.ask, sw.askR = []string{""}, []string{""}
 		}
-		for _, id := range ask {
-			b := appendPresHeader(n.presBuf[:0], presSync, n.id)
-			b = binary.AppendUvarint(b, uint64(len(id)))
-			n.presBuf = append(b, id...)
-			_ = n.nc.Publish(n.presSubj, n.presBuf)
+		for i, ids := range [][]string{sw.ask, sw.askR} {
+			subj := n.presSubj
+			if i == 1 {
+				subj = n.rosterSubj
+			}
+			for _, id := range ids {
+				b := appendPresHeader(n.presBuf[:0], presSync, n.id)
+				b = binary.AppendUvarint(b, uint64(len(id)))
+				n.presBuf = append(b, id...)
+				_ = n.nc.Publish(subj, n.presBuf)
+			}
 		}
 	}
 	clear(out)
@@ -577,6 +708,48 @@ func (n *Node) beat(full bool, out, agg []entry) ([]entry, []entry) {
 // publishUpdate publishes entries as one or more updates (a full state:
 // the first one resets), each under the max payload.
 func (n *Node) publishUpdate(full bool, entries []entry) error {
+	return n.publishSplit(n.presSubj, &n.seq, full, len(entries),
+		func(i int) int { return entrySize(entries[i].key) },
+		func(b []byte, i int) []byte { return appendEntry(b, entries[i].key, entries[i].n) })
+}
+
+// publishRosters publishes what changed in this node's rosters (all of
+// them, for a full state). It runs on the heartbeat goroutine.
+func (n *Node) publishRosters(full bool) {
+	now := time.Now()
+	n.rlast = now
+	n.rents = n.rosters.collect(full, n.rents[:0])
+	defer func() {
+		clear(n.rents)
+		if cap(n.rents) > 4096 {
+			n.rents = nil
+		}
+	}()
+	switch {
+	case !n.connected.Load():
+		if full || len(n.rents) > 0 {
+			n.rwant.Store(true) // in full once connected
+		}
+		return
+	case !full && len(n.rents) == 0:
+		return
+	}
+	es := n.rents
+	err := n.publishSplit(n.rosterSubj, &n.rseq, full, len(es),
+		func(i int) int { return rosterEntrySize(es[i].roster, es[i].member) },
+		func(b []byte, i int) []byte { return appendRosterEntry(b, es[i].roster, es[i].member, es[i].n) })
+	if err != nil {
+		n.rwant.Store(true)
+		n.warnf(logPublish, "cluster: rosters not published", "err", err)
+	} else if full {
+		n.rlastFull = now
+	}
+}
+
+// publishSplit publishes count entries on subj as one or more updates
+// numbered by *seq (a full state: the first one resets), each under the
+// max payload. size bounds an entry's length; put appends it.
+func (n *Node) publishSplit(subj string, seq *uint64, full bool, count int, size func(int) int, put func([]byte, int) []byte) error {
 	limit := int(min(n.maxPayload.Load(), 256<<10))
 	flags := byte(0)
 	if full {
@@ -584,24 +757,25 @@ func (n *Node) publishUpdate(full bool, entries []entry) error {
 	}
 	var errs error
 	begin := func() {
-		n.seq++
-		n.presBuf = appendUpdateHeader(n.presBuf[:0], n.id, n.epoch, n.seq, flags, n.cfg.TTL)
+		*seq++
+		n.presBuf = appendUpdateHeader(n.presBuf[:0], n.id, n.epoch, *seq, flags, n.cfg.TTL)
 		flags = 0
 	}
 	flush := func() {
-		errs = errors.Join(errs, n.nc.Publish(n.presSubj, n.presBuf))
+		errs = errors.Join(errs, n.nc.Publish(subj, n.presBuf))
 	}
 	begin()
 	header := len(n.presBuf)
-	for _, e := range entries {
-		if header+entrySize(e.key) > limit {
-			continue // a user id that no message can carry (a max payload of about 1 KiB)
+	for i := range count {
+		sz := size(i)
+		if header+sz > limit {
+			continue // an entry that no message can carry (a max payload of about 1 KiB)
 		}
-		if len(n.presBuf) > header && len(n.presBuf)+entrySize(e.key) > limit {
+		if len(n.presBuf) > header && len(n.presBuf)+sz > limit {
 			flush()
 			begin()
 		}
-		n.presBuf = appendEntry(n.presBuf, e.key, e.n)
+		n.presBuf = put(n.presBuf, i)
 	}
 	flush()
 	if cap(n.presBuf) > 1<<20 {
@@ -701,8 +875,9 @@ func (n *Node) teardown() {
 		n.nc.Close()
 		n.nc = nil
 	}
-	n.subs[0].Store(nil)
-	n.subs[1].Store(nil)
+	for i := range n.subs {
+		n.subs[i].Store(nil)
+	}
 	n.url.Store(nil)
 	if n.ns != nil {
 		n.ns.Shutdown()
@@ -737,7 +912,8 @@ func (n *Node) Presence(user string) Presence {
 // Nodes returns the nodes alive, this one included, by id.
 func (n *Node) Nodes() []NodeInfo {
 	now := time.Now()
-	ns := []NodeInfo{{ID: n.id, Self: true, Users: int(n.self.users.Load()), Conns: int(max(n.self.conns.Load(), 0)), Seen: now, Synced: true}}
+	ns := []NodeInfo{{ID: n.id, Self: true, Users: int(n.self.users.Load()), Conns: int(max(n.self.conns.Load(), 0)),
+		Rosters: n.rosters.count(), Seen: now, Synced: true, RostersSynced: true}}
 	ns = n.view.nodes(now, ns)
 	sortNodes(ns, func(i NodeInfo) string { return i.ID })
 	return ns
@@ -752,6 +928,88 @@ func (n *Node) Counts() Counts {
 	return Counts{Nodes: nodes + 1, Users: users, Conns: conns + int(max(n.self.conns.Load(), 0))}
 }
 
+// Enter counts member in roster on this node once more (a chat server
+// calls it when a connection of user joins room): other nodes learn it
+// at once, or within Heartbeat/8 when rosters change faster. Counted: a
+// member stays in the roster here until as many Exits. Names are 1 to
+// MaxPresenceKey bytes; others are not tracked (Stats.Untracked). Like
+// the bind hooks, it takes a lock for a map update, never the network:
+// safe on an event loop.
+func (n *Node) Enter(roster, member string) { n.roster(roster, member, 1) }
+
+// Exit undoes one Enter of member in roster on this node; an Exit without
+// an Enter does nothing.
+func (n *Node) Exit(roster, member string) { n.roster(roster, member, -1) }
+
+func (n *Node) roster(roster, member string, d int32) {
+	if roster == "" || member == "" || len(roster) > MaxPresenceKey || len(member) > MaxPresenceKey {
+		n.st.untracked.Add(1)
+		return
+	}
+	if n.rosters.add(roster, member, d) {
+		select {
+		case n.rwake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Roster returns the members of roster on every node alive, sorted, each
+// once (a member entered on two nodes is listed once): this node's
+// exactly, other nodes' as their last roster messages told. Like Online
+// it reads memory only, from any goroutine.
+func (n *Node) Roster(roster string) []string {
+	set := make(map[string]struct{})
+	n.rosters.members(roster, set)
+	n.view.rosterMembers(roster, time.Now(), set)
+	out := make([]string, 0, len(set))
+	for m := range set {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// InRoster reports whether member is in roster on any node alive.
+func (n *Node) InRoster(roster, member string) bool {
+	return n.rosters.has(roster, member) || n.view.inRoster(roster, member, time.Now())
+}
+
+// OnRosterChange sets f to run when the members of a roster on other nodes
+// may have changed: a member appeared or disappeared in another node's
+// roster, or a node holding members of the roster was forgotten (goodbye,
+// restart, TTL). It is not called for this node's own Enter and Exit. f
+// runs on the node's goroutines (NATS deliveries, heartbeats), after the
+// change is visible to Roster; it must not block, and its panics are
+// logged. Set it before Start; nil removes it.
+func (n *Node) OnRosterChange(f func(roster string)) {
+	if f == nil {
+		n.onRoster.Store(nil)
+		return
+	}
+	n.onRoster.Store(&f)
+}
+
+// OnReceive sets f to run for each send and close another node relays to
+// this one, before this node delivers it: the application's look at what
+// crosses the cluster (a chat server keeps relayed room messages in its
+// history, and bans a user kicked on another node). f returns true to have
+// the node deliver m to its connections as usual; false when f delivered m
+// itself through local (under a lock of its own, to the target's channels
+// less some) or dropped it (Stats.Intercepted counts these). f runs on the
+// relay subscription's goroutine, one message at a time, in the order each
+// origin sent them; it must not block, since every relayed message after it
+// waits. m.Packet's Body is valid during the call only: copy what is kept.
+// A panic in f is logged and m delivered. It may be set at any time (before
+// Start, to see every message); nil removes it.
+func (n *Node) OnReceive(f func(m tio.RelayMessage, local tio.Local) bool) {
+	if f == nil {
+		n.onReceive.Store(nil)
+		return
+	}
+	n.onReceive.Store(&f)
+}
+
 // Stats are a node's counters since New.
 type Stats struct {
 	Connected       bool   // the connection to NATS is up
@@ -759,7 +1017,8 @@ type Stats struct {
 	Failed          uint64 // Publishes refused: unavailable, backpressure, too big, not running
 	Lost            uint64 // messages accepted by Publish that NATS refused, or dropped by a Stop cut short
 	Queued          int    // bytes waiting for NATS (Config.MaxOutbound bounds them)
-	Received        uint64 // relay messages from other nodes, delivered
+	Received        uint64 // relay messages from other nodes, delivered (or intercepted)
+	Intercepted     uint64 // of them, those the OnReceive function took (delivered or dropped itself)
 	Delivered       uint64 // channels that took a relayed send
 	Undelivered     uint64 // channels that did not (closing, over their outbound limit)
 	Closed          uint64 // channels closed by relayed closes
@@ -779,7 +1038,7 @@ type Stats struct {
 type counters struct {
 	published, pubFailed, lost, received, delivered, deliverFailed, closed,
 	newer, malformed, own, ignored, disconnects, reconnects, expired,
-	presDropped, untracked, dropped atomic.Uint64 // dropped: by subscriptions closed
+	presDropped, untracked, intercepted, dropped atomic.Uint64 // dropped: by subscriptions closed
 }
 
 // Stats returns the node's counters.
@@ -790,6 +1049,7 @@ func (n *Node) Stats() Stats {
 		Failed:          n.st.pubFailed.Load(),
 		Lost:            n.st.lost.Load(),
 		Received:        n.st.received.Load(),
+		Intercepted:     n.st.intercepted.Load(),
 		Delivered:       n.st.delivered.Load(),
 		Undelivered:     n.st.deliverFailed.Load(),
 		Closed:          n.st.closed.Load(),

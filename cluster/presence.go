@@ -28,16 +28,20 @@ type NodeConns struct {
 
 // NodeInfo describes a node of the cluster as this node sees it.
 type NodeInfo struct {
-	ID    string
-	Self  bool      // this node
-	Users int       // users with a connection on the node
-	Conns int       // connections bound to a user on the node
-	Seen  time.Time // its last heartbeat (now, for this node)
+	ID      string
+	Self    bool      // this node
+	Users   int       // users with a connection on the node
+	Conns   int       // connections bound to a user on the node
+	Rosters int       // rosters with a member on the node
+	Seen    time.Time // its last heartbeat (now, for this node)
 	// Synced: this node holds the node's whole presence (it has received
 	// a full state and every update since). A node is not synced for a
 	// moment after it joins, after a lost update (it is then asked for a
 	// full state) or while its presence is over MaxPresenceBytes.
 	Synced bool
+	// RostersSynced is Synced for the node's rosters, which are numbered
+	// and asked for on their own.
+	RostersSynced bool
 }
 
 // Counts are cluster-wide totals.
@@ -191,6 +195,18 @@ type peer struct {
 	users    map[string]int32
 	conns    int64
 	needSync bool
+
+	// Its rosters (roster → member → count), numbered on their own.
+	rosters map[string]map[string]int32
+	rnext   uint64 // the roster seq expected next
+	rsynced bool
+	rover   bool // roster entries were dropped: over MaxPresenceBytes
+	rneed   bool // ask for its full rosters
+	rasked  time.Time
+}
+
+func newPeer(id string, epoch, seq uint64) *peer {
+	return &peer{id: id, epoch: epoch, next: seq, users: make(map[string]int32), rosters: make(map[string]map[string]int32), rneed: true}
 }
 
 // Charges of an entry to MaxPresenceBytes, beyond its key's bytes.
@@ -261,31 +277,37 @@ func (v *view) reset(p *peer) {
 	p.over = false
 }
 
-// remove forgets p (with v.mu held).
-func (v *view) remove(p *peer) {
+// remove forgets p, its users and its rosters (with v.mu held), appending
+// the names of its rosters to changed.
+func (v *view) remove(p *peer, changed []string) []string {
 	v.reset(p)
+	changed = v.resetRosters(p, changed)
 	delete(v.peers, p.id)
+	return changed
 }
 
 // applyUpdate applies an update from another node and returns the peer's
-// id if the node is new to the view, and whether entries were dropped. It
-// returns ok false if the node could not be tracked (over MaxNodes).
-func (v *view) applyUpdate(m *presMsg, now time.Time) (joined, dropped, ok bool) {
+// id if the node is new to the view, and whether entries were dropped; the
+// rosters of a node that restarted (a new epoch) are appended to changed.
+// It returns ok false if the node could not be tracked (over MaxNodes).
+func (v *view) applyUpdate(m *presMsg, now time.Time, changed []string) (_ []string, joined, dropped, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.peers[string(m.origin)]
 	if p == nil {
 		if len(v.peers) >= v.max {
-			return false, false, false
+			return changed, false, false, false
 		}
-		p = &peer{id: string(m.origin), epoch: m.epoch, next: m.seq, users: make(map[string]int32)}
+		p = newPeer(string(m.origin), m.epoch, m.seq)
 		v.peers[p.id] = p
 		joined = true
 	}
 	if p.epoch != m.epoch {
 		// The node restarted: what we held of it is void.
 		v.reset(p)
+		changed = v.resetRosters(p, changed)
 		p.epoch, p.next, p.synced = m.epoch, m.seq, false
+		p.rnext, p.rsynced, p.rneed = 0, false, true
 	}
 	if m.seq != p.next {
 		p.synced = false
@@ -307,42 +329,55 @@ func (v *view) applyUpdate(m *presMsg, now time.Time) (joined, dropped, ok bool)
 	if !p.synced {
 		p.needSync = true
 	}
-	return joined, dropped, true
+	return changed, joined, dropped, true
 }
 
-// bye forgets a node that said goodbye.
-func (v *view) bye(origin []byte, epoch uint64) bool {
+// bye forgets a node that said goodbye, appending its rosters to changed.
+func (v *view) bye(origin []byte, epoch uint64, changed []string) ([]string, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.peers[string(origin)]
 	if p == nil || p.epoch != epoch {
-		return false
+		return changed, false
 	}
-	v.remove(p)
-	return true
+	return v.remove(p, changed), true
+}
+
+// swept is what a sweep found.
+type swept struct {
+	expired []string // nodes forgotten
+	ask     []string // nodes to ask for their full presence
+	askR    []string // nodes to ask for their full rosters
+	changed []string // rosters of the expired nodes
 }
 
 // sweep forgets the nodes not heard of within their TTL, applies this
 // node's changes to the aggregate, and returns the expired nodes' ids and
 // those to ask for a full state.
-func (v *view) sweep(now time.Time, selfAgg []entry, every time.Duration) (expired, ask []string) {
+func (v *view) sweep(now time.Time, selfAgg []entry, every time.Duration) (s swept) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, e := range selfAgg {
 		v.aggAdd(e.key, e.n)
 	}
 	for _, p := range v.peers {
-		switch {
-		case !p.alive(now):
-			expired = append(expired, p.id)
-			v.remove(p)
-		case p.needSync && now.Sub(p.asked) >= every:
+		if !p.alive(now) {
+			s.expired = append(s.expired, p.id)
+			s.changed = v.remove(p, s.changed)
+			continue
+		}
+		if p.needSync && now.Sub(p.asked) >= every {
 			p.needSync = false
 			p.asked = now
-			ask = append(ask, p.id)
+			s.ask = append(s.ask, p.id)
+		}
+		if p.rneed && now.Sub(p.rasked) >= every {
+			p.rneed = false
+			p.rasked = now
+			s.askR = append(s.askR, p.id)
 		}
 	}
-	return expired, ask
+	return s
 }
 
 // user returns where key is online among the other nodes, appended to ns.
@@ -366,7 +401,8 @@ func (v *view) nodes(now time.Time, ns []NodeInfo) []NodeInfo {
 	defer v.mu.RUnlock()
 	for _, p := range v.peers {
 		if p.alive(now) {
-			ns = append(ns, NodeInfo{ID: p.id, Users: len(p.users), Conns: int(p.conns), Seen: p.seen, Synced: p.synced && !p.over})
+			ns = append(ns, NodeInfo{ID: p.id, Users: len(p.users), Conns: int(p.conns), Rosters: len(p.rosters), Seen: p.seen,
+				Synced: p.synced && !p.over, RostersSynced: p.rsynced && !p.rover})
 		}
 	}
 	return ns

@@ -20,6 +20,13 @@ import (
 // receiver holds for its origin. Each node numbers its updates 1, 2, 3, …
 // within an epoch (a random number chosen at start): a gap tells the
 // receiver to ask for a full state (sync).
+//
+// Roster messages, on the subject <prefix>.rosters, are the same updates
+// and syncs (no bye: the presence goodbye forgets a node's rosters too),
+// numbered on their own, whose entries name a roster and a member:
+//
+//	entries to the end: roster length (uvarint, 1..MaxPresenceKey) | roster |
+//	                    member length (uvarint, 1..MaxPresenceKey) | member | count (uvarint)
 const (
 	presUpdate = 1
 	presBye    = 2
@@ -46,6 +53,7 @@ type presMsg struct {
 	ttl     time.Duration
 	entries []byte // update: validated entries
 	want    []byte // sync: the node asked, or empty
+	rosters bool   // decoded from <prefix>.rosters: entries name a roster and a member
 }
 
 func appendPresHeader(b []byte, typ byte, origin string) []byte {
@@ -71,10 +79,33 @@ func appendEntry(b []byte, key string, conns int32) []byte {
 // entrySize is an upper bound of appendEntry's length.
 func entrySize(key string) int { return 2*binary.MaxVarintLen32 + len(key) }
 
+func appendRosterEntry(b []byte, roster, member string, count int32) []byte {
+	b = binary.AppendUvarint(b, uint64(len(roster)))
+	b = append(b, roster...)
+	return appendEntry(b, member, count)
+}
+
+// rosterEntrySize is an upper bound of appendRosterEntry's length.
+func rosterEntrySize(roster, member string) int {
+	return binary.MaxVarintLen32 + len(roster) + entrySize(member)
+}
+
 // decodePresence decodes and validates a presence message without
 // allocating.
-func decodePresence(b []byte) (presMsg, error) {
-	var m presMsg
+func decodePresence(b []byte) (presMsg, error) { return decodePres(b, false) }
+
+// decodeRosters decodes and validates a roster message (an update or a
+// sync) without allocating.
+func decodeRosters(b []byte) (presMsg, error) {
+	m, err := decodePres(b, true)
+	if err == nil && m.typ == presBye {
+		return m, fmt.Errorf("%w: a goodbye on the rosters subject", ErrMalformed)
+	}
+	return m, err
+}
+
+func decodePres(b []byte, rosters bool) (presMsg, error) {
+	m := presMsg{rosters: rosters}
 	if len(b) < 2 {
 		return m, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
 	}
@@ -115,7 +146,12 @@ func decodePresence(b []byte) (presMsg, error) {
 		m.entries = rest
 		for len(rest) > 0 {
 			var err error
-			if _, _, rest, err = nextEntry(rest); err != nil {
+			if rosters {
+				_, _, _, rest, err = nextRosterEntry(rest)
+			} else {
+				_, _, rest, err = nextEntry(rest)
+			}
+			if err != nil {
 				return m, err
 			}
 		}
@@ -148,6 +184,29 @@ func nextEntry(b []byte) (key []byte, conns int32, rest []byte, err error) {
 		return nil, 0, nil, fmt.Errorf("%w: entry count", ErrMalformed)
 	}
 	return key, int32(c), b, nil
+}
+
+// nextRosterEntry decodes the roster entry at the start of b.
+func nextRosterEntry(b []byte) (roster, member []byte, count int32, rest []byte, err error) {
+	l, b, ok := uvarint(b)
+	if !ok || l == 0 || l > MaxPresenceKey || uint64(len(b)) < l {
+		return nil, nil, 0, nil, fmt.Errorf("%w: roster name", ErrMalformed)
+	}
+	roster, b = b[:l], b[l:]
+	member, count, rest, err = nextEntry(b)
+	return roster, member, count, rest, err
+}
+
+// eachRoster calls f for each entry of a validated roster update.
+func (m *presMsg) eachRoster(f func(roster, member []byte, count int32)) {
+	for rest := m.entries; len(rest) > 0; {
+		roster, member, c, r, err := nextRosterEntry(rest)
+		if err != nil {
+			return
+		}
+		f(roster, member, c)
+		rest = r
+	}
 }
 
 // each calls f for each entry of a validated update.

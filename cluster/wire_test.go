@@ -248,3 +248,72 @@ func FuzzDecodePresence(f *testing.F) {
 		}
 	})
 }
+
+func TestRosterRoundTrip(t *testing.T) {
+	u := appendUpdateHeader(nil, "n1", 42, 7, flagReset, time.Second)
+	u = appendRosterEntry(u, "lobby", "alice", 2)
+	u = appendRosterEntry(u, "lobby", "bob", 0)
+	m, err := decodeRosters(u)
+	if err != nil || m.typ != presUpdate || string(m.origin) != "n1" || m.epoch != 42 || m.seq != 7 || m.flags != flagReset || !m.rosters {
+		t.Fatalf("%+v, %v", m, err)
+	}
+	var got []string
+	m.eachRoster(func(r, k []byte, n int32) { got = append(got, string(r)+"/"+string(k)+"="+string(rune('0'+n))) })
+	if strings.Join(got, ",") != "lobby/alice=2,lobby/bob=0" {
+		t.Fatalf("entries %v", got)
+	}
+	if len(u) > len(appendUpdateHeader(nil, "n1", 42, 7, flagReset, time.Second))+rosterEntrySize("lobby", "alice")+rosterEntrySize("lobby", "bob") {
+		t.Fatal("rosterEntrySize is not a bound")
+	}
+	hdr := func() []byte { return appendUpdateHeader(nil, "n", 1, 1, 0, time.Second) }
+	for name, b := range map[string][]byte{
+		"empty roster":  append(hdr(), 0, 1, 'm', 1),
+		"empty member":  append(hdr(), 1, 'r', 0, 1),
+		"long roster":   appendRosterEntry(hdr(), strings.Repeat("r", MaxPresenceKey+1), "m", 1),
+		"long member":   appendRosterEntry(hdr(), "r", strings.Repeat("m", MaxPresenceKey+1), 1),
+		"no member":     append(hdr(), 1, 'r'),
+		"no count":      append(hdr(), 1, 'r', 1, 'm'),
+		"user entry":    appendEntry(hdr(), "alice", 1), // a presence entry is not a roster entry
+		"bye":           append(appendPresHeader(nil, presBye, "n"), 0, 0, 0, 0, 0, 0, 0, 1),
+		"type":          appendPresHeader(nil, 9, "n"),
+		"truncated hdr": appendPresHeader(nil, presUpdate, "n"),
+	} {
+		if _, err := decodeRosters(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := decodeRosters([]byte{Version + 1, 1}); !errors.Is(err, ErrNewerVersion) {
+		t.Fatal(err)
+	}
+}
+
+// FuzzDecodeRosters: the roster decoder never panics, and its encoding is
+// canonical.
+func FuzzDecodeRosters(f *testing.F) {
+	u := appendUpdateHeader(nil, "n1", 42, 7, flagReset, 1500*time.Millisecond)
+	f.Add(appendRosterEntry(appendRosterEntry(u, "r", "alice", 2), "r", "bob", 0))
+	f.Add(append(appendPresHeader(nil, presSync, "n1"), 2, 'n', '2'))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeRosters(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrNewerVersion) {
+				t.Fatalf("error %v wraps neither sentinel", err)
+			}
+			return
+		}
+		var again []byte
+		switch m.typ {
+		case presUpdate:
+			again = appendUpdateHeader(nil, string(m.origin), m.epoch, m.seq, m.flags, m.ttl)
+			m.eachRoster(func(r, k []byte, n int32) { again = appendRosterEntry(again, string(r), string(k), n) })
+		case presSync:
+			again = append(appendPresHeader(nil, presSync, string(m.origin)), byte(len(m.want)))
+			again = append(again, m.want...)
+		default:
+			t.Fatalf("type %d accepted", m.typ)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("% x decoded as %+v, encoded back as % x", b, m, again)
+		}
+	})
+}

@@ -44,7 +44,7 @@ go test -race -count=1 -timeout 10m ./...
 echo "== allocation counts, without the race detector (it changes them)"
 go test -count=1 -run='Garbage|Allocate|IdleMemory' ./...
 # Every decoder has a fuzz target: package:target.
-for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTarget .:FuzzProxyHeader ./cluster:FuzzDecodeMessage ./cluster:FuzzDecodePresence; do
+for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTarget .:FuzzProxyHeader ./cluster:FuzzDecodeMessage ./cluster:FuzzDecodePresence ./cluster:FuzzDecodeRosters; do
   pkg=${pt%%:*} target=${pt##*:}
   echo "== fuzz $pkg $target for $fuzztime"
   # New inputs are minimized for at most 5 s (60 s by default): a fuzz

@@ -37,6 +37,9 @@ const (
 // replies (TagRequest, TagReply), which version-1 peers never send.
 const Version = 2
 
+// heartbeat is a heartbeat frame, for Conn.Write (which copies it).
+var heartbeat = [1]byte{TagHeartbeat}
+
 // HeaderSize is the size of a packet's header: tag, type and length.
 const HeaderSize = 7
 
@@ -222,7 +225,7 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	case TagHeartbeat:
 		c.Control()
 		if !d.cfg.SilentHeartbeats && !d.cfg.Client {
-			_ = c.Write([]byte{TagHeartbeat})
+			_ = c.Write(heartbeat[:]) // copied: no allocation per answer
 		}
 		return 1, false, nil
 	case TagClose:

@@ -291,8 +291,11 @@ func TestDeflateGorilla(t *testing.T) {
 			for _, size := range []int{0, 1, 255, 256, 1000, 65536, 1 << 20} {
 				for _, compress := range []bool{true, false} {
 					c.EnableWriteCompression(compress)
-					_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
-					_ = c.SetWriteDeadline(time.Now().Add(ioTimeout))
+					// Compressing a MiB at level 9 both ways takes seconds
+					// under the race detector on a busy machine.
+					deadline := time.Now().Add(ioTimeout + time.Duration(size>>16)*time.Second)
+					_ = c.SetReadDeadline(deadline)
+					_ = c.SetWriteDeadline(deadline)
 					text := textOf(size)
 					roundTrip(t, c, gorilla.TextMessage, text, gorilla.TextMessage, text)
 					bin := append([]byte{7}, binaryOf(size)...)

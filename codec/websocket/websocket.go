@@ -573,8 +573,15 @@ func (d *decoder) Decode(c codec.Conn, in []byte, p *codec.Packet) (int, bool, e
 	unmask(payload, mask, 0)
 	if fin && !compressed && (!cont || len(d.asm.msg) == 0) {
 		// A whole message in one frame: deliver it in place.
-		if d.msgOp == ws.OpText && d.utf8.validate(payload) != utf8Accept {
-			return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message is not valid UTF-8")
+		if d.msgOp == ws.OpText {
+			// The same reasons as a message that arrives in pieces.
+			switch d.utf8.validate(payload) {
+			case utf8Accept:
+			case utf8Reject:
+				return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message is not valid UTF-8")
+			default:
+				return d.fail(c, ws.StatusInvalidFramePayloadData, codec.ErrInvalidData, "text message ends inside a UTF-8 sequence")
+			}
 		}
 		return d.deliver(c, payload, p, int(total))
 	}

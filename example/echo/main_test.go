@@ -6,12 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/tiogo/tio"
+	"github.com/tiogo/tio/example/echo/echoserver"
 )
 
 // The echo example's contract: WebSocket messages come back with the same
@@ -191,6 +193,40 @@ func TestEchoDeflate(t *testing.T) {
 		}
 		zc.Close()
 		plain.Close()
+		_ = srv.Shutdown(context.Background())
+	}
+}
+
+// echoserver's ContextTakeover answers a Chrome-like offer with context
+// takeover kept on the server's side (no server_no_context_takeover) and
+// the client's window bounded; the default answers no context takeover
+// both ways.
+func TestEchoContextTakeover(t *testing.T) {
+	for _, ct := range []bool{false, true} {
+		srv := echoserver.NewWith("127.0.0.1:0", echoserver.Config{ContextTakeover: ct},
+			tio.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+srv.Addr().String()+"/", nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		req.Header.Set("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := resp.Header.Get("Sec-WebSocket-Extensions")
+		resp.Body.Close()
+		want := "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+		if ct {
+			want = "permessage-deflate; client_max_window_bits=12"
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols || got != want {
+			t.Errorf("ContextTakeover %v: %d, extension answer %q, want %q", ct, resp.StatusCode, got, want)
+		}
 		_ = srv.Shutdown(context.Background())
 	}
 }

@@ -24,13 +24,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// The command listens where -addr says, logs where the page, the
-// WebSocket, the binary protocol and the metrics are, serves them, and
-// stops on SIGTERM.
-func TestCommand(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-addr", "127.0.0.1:0", "-admin-token", "t0ken")
+// command is a run of the command (the test binary, as main).
+type command struct {
+	cmd  *exec.Cmd
+	urls map[string]string // what the log says is where: "WebSocket" → ws://…
+}
+
+// run starts the command with args and reads its log until it has said
+// where each of want is.
+func run(t *testing.T, ctx context.Context, want []string, args ...string) *command {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "TIO_IM_RUN_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -39,23 +43,45 @@ func TestCommand(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
-	urls := map[string]string{}
-	want := []string{"chat page", "WebSocket", "binary protocol", "Prometheus metrics"}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := &command{cmd: cmd, urls: map[string]string{}}
 	re := regexp.MustCompile(`msg="im: ([^"]+)" (?:url|addr)=(\S+)`)
 	sc := bufio.NewScanner(stderr)
-	for len(urls) < len(want) && sc.Scan() {
+	for len(c.urls) < len(want) && sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			urls[m[1]] = m[2]
+			c.urls[m[1]] = m[2]
 		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, stderr) }()
 	for _, w := range want {
-		if urls[w] == "" {
-			t.Fatalf("the log does not say where the %s is: %v", w, urls)
+		if c.urls[w] == "" {
+			t.Fatalf("the log does not say where the %s is: %v", w, c.urls)
 		}
 	}
+	return c
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (c *command) stop(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v", err)
+	}
+}
+
+var listens = []string{"chat page", "WebSocket", "binary protocol", "Prometheus metrics"}
+
+// The command listens where -addr says, logs where the page, the
+// WebSocket, the binary protocol and the metrics are, serves them, and
+// stops on SIGTERM.
+func TestCommand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := run(t, ctx, listens, "-addr", "127.0.0.1:0", "-admin-token", "t0ken")
+	urls := c.urls
 	if !strings.HasPrefix(urls["WebSocket"], "ws://127.0.0.1:") || !strings.HasSuffix(urls["WebSocket"], "/ws") {
 		t.Fatalf("WebSocket at %s", urls["WebSocket"])
 	}
@@ -69,10 +95,5 @@ func TestCommand(t *testing.T) {
 			t.Fatalf("GET %s: %d", u, resp.StatusCode)
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("after SIGTERM: %v", err)
-	}
+	c.stop(t)
 }

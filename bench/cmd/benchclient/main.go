@@ -45,6 +45,21 @@
 //	benchclient -ca ca.pem -targets tio=127.0.0.1:9001@PID,gws=127.0.0.1:9002@PID -conns 1000 -size 64
 //	benchclient -ca ca.pem -addr 127.0.0.1:9001 -idle -conns 9000 -size 64
 //	benchclient -ca ca.pem -handshakes -dialers 64 -targets tio=127.0.0.1:9001@PID,gws=127.0.0.1:9002@PID
+//
+// Compression (against benchserver -peer): every connection offers
+// permessage-deflate (bench.DeflateOffer). -deflate with -targets is the
+// comparison with text messages, JSON documents of -size bytes, compressed
+// when the server accepted (CompareConfig.Deflate); -fanout -targets is the
+// fan-out (bench.CompareFanout): -receivers connections per server that
+// read, and a sender keeping -inflight broadcasts of -size bytes in flight;
+// -deflate -idle is the idle mode, each connection first echoing one
+// -size-byte JSON message, and prints "answer" and the server's extension
+// answer (JSON-quoted) and how many echoes came compressed before
+// "connected N".
+//
+//	benchclient -deflate -targets tio=127.0.0.1:9001@PID,gws=127.0.0.1:9002@PID -conns 1000 -size 1024
+//	benchclient -fanout -targets tio=127.0.0.1:9001@PID,gws=127.0.0.1:9002@PID -receivers 2000 -inflight 8 -size 1024
+//	benchclient -deflate -idle -addr 127.0.0.1:9001 -conns 5000 -size 1024
 package main
 
 import (
@@ -55,6 +70,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,9 +100,25 @@ func main() {
 	caFile := flag.String("ca", "", "TLS: speak wss, trusting the certificates of this PEM file")
 	handshakes := flag.Bool("handshakes", false, "TLS: the handshake scenario against -targets (needs -ca)")
 	dialers := flag.Int("dialers", 64, "handshake scenario: concurrent dialers")
+	deflate := flag.Bool("deflate", false, "compression: offer permessage-deflate and send JSON text messages (with -targets or -idle)")
+	fanout := flag.Bool("fanout", false, "compression: the fan-out against -targets (bench.CompareFanout)")
+	receivers := flag.Int("receivers", 2000, "fan-out: receiving connections per server")
+	inflateEvery := flag.Bool("inflate-every", false, "compression: inflate every compressed message received, instead of each distinct one once")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the client to this file")
 	blocking := flag.Bool("blocking", false, "comparison without -ca: use the TLS scenarios' client (a goroutine per connection) over ws in clear")
 	flag.Parse()
 	raiseNoFile()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		stopProfile = pprof.StopCPUProfile
+		defer pprof.StopCPUProfile()
+	}
 
 	if *blocking && *caFile == "" && *targets != "" {
 		res, err := bench.CompareTLS(bench.CompareConfig{
@@ -128,6 +160,37 @@ func main() {
 		fatal(fmt.Errorf("-ca: want -idle, -targets or -handshakes -targets"))
 	}
 
+	switch {
+	case *fanout && *targets != "":
+		res, err := bench.CompareFanout(bench.FanoutConfig{
+			Targets: parseTargets(*targets), Receivers: *receivers, Inflight: *inflight, Size: *size,
+			Warmup: *warmup, Slice: *slice, Settle: *settle, Cycles: *cycles, Workers: *workers, InflateEvery: *inflateEvery,
+		})
+		if err != nil {
+			fatal(err)
+		}
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+		if len(res) > 0 && res[0].Errors > 0 {
+			fmt.Fprintf(os.Stderr, "benchclient: %d connections failed; first: %s\n", res[0].Errors, res[0].FirstError)
+			os.Exit(2)
+		}
+		return
+	case *fanout:
+		fatal(fmt.Errorf("-fanout needs -targets"))
+	case *deflate && *idle:
+		cs, answer, zipped, err := bench.IdleDeflate(*addr, *conns, *size)
+		if err != nil {
+			fatal(err)
+		}
+		q, _ := json.Marshal(answer)
+		fmt.Printf("answer %s %d\n", q, zipped)
+		holdIdle(cs, *hold)
+		return
+	case *deflate && *targets == "":
+		fatal(fmt.Errorf("-deflate needs -targets or -idle"))
+	}
+
 	if *active {
 		runActive(bench.ActiveClientConfig{
 			Addr: *addr, Conns: *conns, BroadcastSize: *size, EchoSize: *esize, EchoEvery: *every, Workers: *workers,
@@ -148,6 +211,7 @@ func main() {
 		res, err := bench.Compare(bench.CompareConfig{
 			Targets: parseTargets(*targets), Conns: *conns, Size: *size, Inflight: *inflight,
 			Warmup: *warmup, Slice: *slice, Settle: *settle, Cycles: *cycles, Workers: *workers,
+			Deflate: *deflate, InflateEvery: *inflateEvery,
 		})
 		if err != nil {
 			fatal(err)
@@ -267,7 +331,11 @@ func raiseNoFile() {
 	}
 }
 
+// stopProfile ends -cpuprofile's profile.
+var stopProfile = func() {}
+
 func fatal(err error) {
+	stopProfile()
 	fmt.Fprintln(os.Stderr, "benchclient:", err)
 	os.Exit(1)
 }

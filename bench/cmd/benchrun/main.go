@@ -35,6 +35,15 @@
 //
 //	go run ./cmd/benchrun -scenarios tls -rounds 3          # ≈ 6 minutes
 //	go run ./cmd/benchrun -scenarios f,h -rounds 2 -cycles 4 -tls-idle 2000
+//
+// Scenarios (i), (j) and (k), not run unless asked for ("deflate" names all
+// three), compare tio and gws with permessage-deflate (see deflate.go): (i)
+// the fan-out of a 1 KiB JSON message to 2,000 receivers, (j) the echo of
+// 1 KiB JSON messages, (k) memory per idle connection with compression
+// without and with context takeover, and off; each -rounds times:
+//
+//	go run ./cmd/benchrun -scenarios deflate -rounds 3       # ≈ 6 minutes
+//	go run ./cmd/benchrun -scenarios i -rounds 2 -fan-peers tio,gws,tio-ct,gws-ct
 package main
 
 import (
@@ -92,6 +101,7 @@ type config struct {
 	server   string
 	client   string
 	tls      tlsConfig
+	deflate  deflateConfig
 }
 
 func main() {
@@ -117,18 +127,30 @@ func main() {
 	flag.DurationVar(&ac.plan.Tail, "rss-tail", 20*time.Second, "scenario (e): a phase's RSS is the median over its last rss-tail (at most half the phase)")
 	flag.DurationVar(&ac.plan.Drain, "drain", 2*time.Second, "scenario (e): wait for the last broadcasts after the last phase")
 	var tc tlsConfig
-	flag.IntVar(&tc.rounds, "rounds", 3, "scenarios f, g, h: rounds, the servers' order rotating from round to round")
+	flag.IntVar(&tc.rounds, "rounds", 3, "scenarios f to k: rounds, the servers' order rotating from round to round")
 	flag.IntVar(&tc.idle, "tls-idle", 9000, "scenario (g): idle wss connections")
 	flag.IntVar(&tc.dialers, "dialers", 64, "scenario (h): concurrent dialers")
+	var dc deflateConfig
+	fanPeers := flag.String("fan-peers", "tio,gws", "scenario (i): the peers (bench.DeflatePeers)")
+	echoPeers := flag.String("echo-peers", "tio,gws,tio-ct,gws-ct", "scenario (j): the peers")
+	idlePeers := flag.String("idle-peers", strings.Join(bench.DeflatePeers, ","), "scenario (k): the peers")
+	flag.IntVar(&dc.receivers, "receivers", 2000, "scenario (i): receivers per server")
+	flag.IntVar(&dc.fanInflight, "fan-inflight", 8, "scenario (i): broadcasts in flight")
+	flag.IntVar(&dc.size, "dsize", 1024, "scenarios i, j, k: bytes of a JSON message before compression")
+	flag.IntVar(&dc.conns, "deflate-conns", 1000, "scenario (j): connections per server")
+	flag.IntVar(&dc.idle, "deflate-idle", 5000, "scenario (k): idle connections")
 	flag.Parse()
+	dc.fanPeers, dc.echoPeers, dc.idlePeers = strings.Split(*fanPeers, ","), strings.Split(*echoPeers, ","), strings.Split(*idlePeers, ",")
 
 	cfg := config{
 		cycles: *cycles, slice: *slice, settle: *settle, warmup: *warmup, idle: *idle, idleWait: *idleWait,
-		impls: strings.Split(*impls, ","), scen: map[string]bool{}, active: ac, tls: tc,
+		impls: strings.Split(*impls, ","), scen: map[string]bool{}, active: ac, tls: tc, deflate: dc,
 	}
 	for _, s := range strings.Split(*scen, ",") {
 		if s = strings.TrimSpace(s); s == "tls" {
 			cfg.scen["f"], cfg.scen["g"], cfg.scen["h"] = true, true, true
+		} else if s == "deflate" {
+			cfg.scen["i"], cfg.scen["j"], cfg.scen["k"] = true, true, true
 		}
 		cfg.scen[s] = true
 	}
@@ -206,7 +228,13 @@ func main() {
 			fatal(err)
 		}
 	}
-	report := markdown(cfg, loads, idles, time.Since(start)) + activeMarkdown(cfg, actives) + tlsMarkdown(cfg, tlsRounds)
+	var deflateRounds []deflateRound
+	if deflateScenarios(cfg) {
+		if deflateRounds, err = runDeflate(cfg); err != nil {
+			fatal(err)
+		}
+	}
+	report := markdown(cfg, loads, idles, time.Since(start)) + activeMarkdown(cfg, actives) + tlsMarkdown(cfg, tlsRounds) + deflateMarkdown(cfg, deflateRounds)
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
@@ -214,7 +242,7 @@ func main() {
 		}
 	}
 	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(map[string]any{"load": loads, "idle": idles, "active": actives, "tls": tlsRounds}, "", "  ")
+		b, _ := json.MarshalIndent(map[string]any{"load": loads, "idle": idles, "active": actives, "tls": tlsRounds, "deflate": deflateRounds}, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			fatal(err)
 		}

@@ -242,9 +242,13 @@ func runTLSIdle(cfg config, impl string) (tlsIdleResult, error) {
 }
 
 // serverMem asks a TLS benchserver for its memory after a GC.
-func serverMem(s *server) (bench.MemSnapshot, error) {
+func serverMem(s *server) (bench.MemSnapshot, error) { return serverMemCmd(s, "mem") }
+
+// serverMemCmd asks a benchserver for its memory with cmd ("mem", or "mem
+// flush": after two collections).
+func serverMemCmd(s *server, cmd string) (bench.MemSnapshot, error) {
 	var m bench.MemSnapshot
-	if _, err := s.in.Write([]byte("mem\n")); err != nil {
+	if _, err := s.in.Write([]byte(cmd + "\n")); err != nil {
 		return m, err
 	}
 	line, err := readLine(s.out, 30*time.Second)

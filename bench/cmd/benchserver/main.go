@@ -20,6 +20,15 @@
 //
 //	benchserver -impl gws -cert cert.pem -key key.pem
 //
+// With -peer it runs a server of the compression scenarios
+// (bench.StartDeflate): tio or gws with permessage-deflate without context
+// takeover ("tio", "gws"), with it ("tio-ct", "gws-ct") or off ("tio-off",
+// "gws-off"), each an echo that also broadcasts the text messages starting
+// with "B:"; it answers "mem" on stdin as in the TLS mode, and "mem flush"
+// the same after two collections instead of one (sync.Pool caches freed).
+//
+//	benchserver -peer gws-ct
+//
 // Once listening it prints "ready ADDR" on stdout. It runs until SIGTERM or
 // SIGINT. SIGUSR1 prints the Go runtime's memory statistics on stderr (and,
 // with -memprofile, collects garbage and writes a heap profile). With -cpuprofile it profiles the
@@ -36,6 +45,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/tiogo/tio/bench"
@@ -51,6 +61,7 @@ func main() {
 	size := flag.Int("size", 256, "with -broadcast: payload bytes of each broadcast")
 	certFile := flag.String("cert", "", "TLS scenarios (tio, gws): serve wss with this certificate (PEM, with -key)")
 	keyFile := flag.String("key", "", "with -cert: the certificate's private key (PEM)")
+	peer := flag.String("peer", "", "compression scenarios: "+strings.Join(bench.DeflatePeers, ", ")+" (instead of -impl)")
 	flag.Parse()
 
 	raiseNoFile()
@@ -75,6 +86,9 @@ func main() {
 		err error
 	)
 	switch {
+	case *peer != "":
+		srv, err = bench.StartDeflate(*peer, *addr, logger)
+		ctl = memControl
 	case *certFile != "" || *keyFile != "":
 		cfg, lerr := bench.LoadServerTLS(*certFile, *keyFile)
 		if lerr != nil {
@@ -113,13 +127,22 @@ func main() {
 	}
 }
 
-// memControl answers the TLS mode's "mem" commands on stdin, until it
+// memControl answers the TLS and compression modes' "mem" commands on stdin, until it
 // closes.
 func memControl() {
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		if cmd := sc.Text(); cmd != "mem" {
-			fmt.Printf("error unknown command %q (want mem)\n", cmd)
+		cmd := sc.Text()
+		switch cmd {
+		case "mem":
+		case "mem flush":
+			// A first collection, so that the one ReadMem runs frees what
+			// sync.Pools hold (their caches survive one collection): what
+			// is left is what the connections hold, and what the process
+			// keeps whatever their number.
+			runtime.GC()
+		default:
+			fmt.Printf("error unknown command %q (want mem or mem flush)\n", cmd)
 			continue
 		}
 		b, _ := json.Marshal(bench.ReadMem(true))

@@ -26,6 +26,10 @@ type Config struct {
 	// NoDeflate turns permessage-deflate off. By default it is negotiated
 	// when a client offers it, without context takeover.
 	NoDeflate bool
+	// ContextTakeover negotiates permessage-deflate with context takeover
+	// (websocket.CompressionContextTakeover, its default window) instead;
+	// NoDeflate wins over it.
+	ContextTakeover bool
 }
 
 // New returns the echo server for addr with the default Config, configured
@@ -37,8 +41,11 @@ func New(addr string, opts ...tio.Option) *tio.Server {
 // NewWith is New with a Config.
 func NewWith(addr string, cfg Config, opts ...tio.Option) *tio.Server {
 	compression := websocket.Compression{Mode: websocket.CompressionNoContextTakeover}
-	if cfg.NoDeflate {
+	switch {
+	case cfg.NoDeflate:
 		compression.Mode = websocket.CompressionOff
+	case cfg.ContextTakeover:
+		compression.Mode = websocket.CompressionContextTakeover
 	}
 	var srv *tio.Server
 	mux := handler.NewMux()

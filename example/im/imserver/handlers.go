@@ -129,17 +129,14 @@ func (h *hub) doJoin(r *request) {
 		r.fail(codeBadName, "%s", err)
 		return
 	}
-	res, errp := h.join(r.ch, r.s, r.c.Room, r.c.Ref)
+	online, errp := h.join(r.ch, r.s, r.c.Room, r.c.Ref)
 	if errp != nil {
 		r.reply(errp)
 	}
-	if res == nil {
+	if online == nil {
 		return
 	}
-	if res.first {
-		_, _ = h.srv.Send(tio.Group(r.c.Room), packet(memberEvent{Event: "joined", Room: r.c.Room, User: r.user}), tio.Exclude(r.ch))
-	}
-	r.reply(packet(onlineEvent{Event: "online", Room: r.c.Room, Users: res.online}))
+	r.reply(packet(onlineEvent{Event: "online", Room: r.c.Room, Users: online}))
 }
 
 func (h *hub) doLeave(r *request) {
@@ -149,21 +146,21 @@ func (h *hub) doLeave(r *request) {
 	}
 	h.mu.Lock()
 	in := r.s.rooms[r.c.Room]
-	last := false
 	if in {
-		last = h.leaveLocked(r.s, r.c.Room)
+		last := h.leaveLocked(r.s, r.c.Room)
 		_, _ = h.srv.Unbind(r.ch, tio.Group(r.c.Room))
+		if last {
+			// The room's other connections here are told if the user is
+			// in it nowhere else; other nodes learn it from the roster.
+			h.resyncLocked(h.rooms[r.c.Room], nil)
+		}
 	}
 	h.mu.Unlock()
 	if !in {
 		r.fail(codeNotInRoom, "you are not in room %s", r.c.Room)
 		return
 	}
-	left := packet(memberEvent{Event: "left", Room: r.c.Room, User: r.user})
-	r.reply(left)
-	if last {
-		_, _ = h.srv.Send(tio.Group(r.c.Room), left)
-	}
+	r.reply(packet(memberEvent{Event: "left", Room: r.c.Room, User: r.user}))
 }
 
 // message checks a say or dm and takes one message from the user's budget;
@@ -218,11 +215,12 @@ func (h *hub) doDM(r *request) {
 	if _, ok := h.message(r, ""); !ok {
 		return
 	}
-	if h.srv.Count(tio.User(r.c.To)) == 0 {
+	if h.srv.Count(tio.User(r.c.To)) == 0 && (h.node == nil || !h.node.Online(r.c.To)) {
 		r.fail(codeOffline, "%s is not online", r.c.To)
 		return
 	}
-	id, ts := h.seq.Add(1), time.Now().UnixMilli()
+	now := time.Now()
+	id, ts := h.ids.next(now), now.UnixMilli()
 	p := packet(messageEvent{Event: "dm", From: r.user, To: r.c.To, Text: r.c.Text, ID: id, TS: ts})
 	if r.c.To != r.user {
 		_, _ = h.srv.Send(tio.User(r.c.To), p)
@@ -286,7 +284,7 @@ func (h *hub) doRooms(r *request) {
 	h.mu.Lock()
 	list := make([]roomInfo, 0, len(h.rooms))
 	for _, rm := range h.rooms {
-		list = append(list, roomInfo{Room: rm.name, Users: len(rm.members)})
+		list = append(list, roomInfo{Room: rm.name, Users: h.roomUsers(rm.name, rm)})
 	}
 	h.mu.Unlock()
 	slices.SortFunc(list, func(a, b roomInfo) int {
@@ -323,16 +321,17 @@ func (h *hub) doKick(r *request) {
 		}
 		text += ": " + reason
 	}
-	now := time.Now()
-	h.mu.Lock()
-	for name, until := range h.bans {
-		if now.After(until) {
-			delete(h.bans, name)
-		}
+	h.ban(r.c.User, time.Now())
+	remote := 0 // the user's connections on other nodes, as presence knows them
+	if h.node != nil {
+		remote = max(h.node.Presence(r.c.User).Conns-h.srv.Count(tio.User(r.c.User)), 0)
 	}
-	h.bans[r.c.User] = now.Add(h.lim.KickBan)
-	h.mu.Unlock()
-	n, _ := h.srv.Close(tio.User(r.c.User), channel.ReasonClosedByApp, tio.CloseText(text))
-	h.log.Info("im: kick", "user", r.c.User, "by", r.user, "conns", n, "reason", r.c.Reason)
-	r.reply(packet(kickedEvent{Event: "kicked", User: r.c.User, Conns: n}))
+	// The close is relayed: every node closes the user's connections with
+	// these words, and bans the user too.
+	n, err := h.srv.Close(tio.User(r.c.User), channel.ReasonClosedByApp, tio.CloseText(text))
+	if err != nil {
+		h.log.Warn("im: kick not relayed to other nodes", "user", r.c.User, "err", err)
+	}
+	h.log.Info("im: kick", "user", r.c.User, "by", r.user, "conns", n, "elsewhere", remote, "reason", r.c.Reason)
+	r.reply(packet(kickedEvent{Event: "kicked", User: r.c.User, Conns: n + remote}))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/cluster"
 	"github.com/tiogo/tio/codec"
 )
 
@@ -19,8 +20,10 @@ import (
 // rare next to messages); each room has its own lock for its history, held
 // while a message is numbered, stored and queued, so that a room's
 // messages reach everyone in the order of their ids. The lock order is
-// hub.mu, then room.mu. Sends only queue bytes (a slow peer is closed by
-// its own event loop later), so they may be made under either lock.
+// hub.mu, then room.mu, then the cluster node's own locks (Enter, Exit,
+// Roster: map updates and lookups, never the network). Sends only queue
+// bytes (a slow peer is closed by its own event loop later; a relayed send
+// is queued for NATS), so they may be made under either lock.
 type hub struct {
 	srv     *tio.Server
 	metrics http.Handler
@@ -28,7 +31,9 @@ type hub struct {
 	lim     Limits
 	admin   string
 	beat    time.Duration
-	seq     atomic.Uint64 // the last message id
+	ids     idGen
+	node    *cluster.Node // nil: a single server
+	warned  atomic.Bool   // a tag collision was logged
 
 	mu    sync.Mutex
 	rooms map[string]*room
@@ -39,11 +44,21 @@ type hub struct {
 // room is one room: who is in it and its last messages.
 type room struct {
 	name    string
-	members map[string]int // user → their connections in the room
-	idle    time.Time      // when it last became empty
+	members map[string]int // user → their connections in the room, on this node
+	idle    time.Time      // when it last became empty here, or (empty) got another node's message
+	// seen is the room's users on every node as this node last told its
+	// connections in the room (joined and left notices are its changes);
+	// nil while the room has no member here.
+	seen map[string]bool
 
 	mu      sync.Mutex
-	history [][]byte // encoded message events, oldest first, at most Limits.History
+	history []stored // oldest first (by id), at most Limits.History
+}
+
+// stored is a message event kept in a room's history, encoded once.
+type stored struct {
+	id uint64
+	b  []byte
 }
 
 // user is a logged-in user, over all their connections.
@@ -73,13 +88,12 @@ type sessionKey struct{}
 
 func newHub(c config) *hub {
 	h := &hub{
-		log: c.logger, lim: c.limits, admin: c.adminToken, beat: c.heartbeat,
+		log: c.logger, lim: c.limits, admin: c.adminToken, beat: c.heartbeat, node: c.node,
 		rooms: make(map[string]*room), users: make(map[string]*user), bans: make(map[string]time.Time),
 	}
-	// Ids start from the clock in microseconds, so that they keep growing
-	// across restarts (clients order and deduplicate by id) and stay below
-	// 2^53, exact in JavaScript, for two centuries.
-	h.seq.Store(uint64(time.Now().UnixMicro()))
+	if c.node != nil {
+		h.ids.tag = nodeTag(c.node.ID())
+	}
 	return h
 }
 
@@ -118,13 +132,14 @@ func (h *hub) closed(ch *channel.Channel, _ channel.Reason, _ error) {
 	if s == nil {
 		return
 	}
-	var left []string
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	s.closed = true
 	if s.user != "" {
 		for name := range s.rooms {
 			if h.leaveLocked(s, name) {
-				left = append(left, name)
+				// ch is still in the room's group (closing): not told.
+				h.resyncLocked(h.rooms[name], ch)
 			}
 		}
 		if u := h.users[s.user]; u != nil {
@@ -132,10 +147,6 @@ func (h *hub) closed(ch *channel.Channel, _ channel.Reason, _ error) {
 				delete(h.users, s.user)
 			}
 		}
-	}
-	h.mu.Unlock()
-	for _, name := range left {
-		_, _ = h.srv.Send(tio.Group(name), packet(memberEvent{Event: "left", Room: name, User: s.user}), tio.Exclude(ch))
 	}
 }
 
@@ -192,16 +203,12 @@ func (h *hub) welcome(s *session) *codec.Packet {
 	})
 }
 
-// joinResult is what a join must send once the hub's lock is released.
-type joinResult struct {
-	first  bool // the user's first connection in the room: tell the others
-	online []string
-}
-
-// join puts ch in room. It sends ch its joined, history and online events
-// under the room's lock, so that no message of the room reaches ch before
-// the history it follows.
-func (h *hub) join(ch *channel.Channel, s *session, name, ref string) (*joinResult, *codec.Packet) {
+// join puts ch in room and returns the room's users. It sends ch its
+// joined and history events under the room's lock, so that no message of
+// the room reaches ch before the history it follows, and tells the room's
+// other connections here if the user is new to the room (other nodes learn
+// it from the roster).
+func (h *hub) join(ch *channel.Channel, s *session, name, ref string) ([]string, *codec.Packet) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.closed {
@@ -211,11 +218,11 @@ func (h *hub) join(ch *channel.Channel, s *session, name, ref string) (*joinResu
 	r := h.rooms[name]
 	again := s.rooms[name]
 	if !again {
-		inRoom := r != nil && r.members[s.user] > 0
-		if !inRoom && u.rooms >= h.lim.MaxRoomsPerUser {
+		here := r != nil && r.members[s.user] > 0
+		if !here && u.rooms >= h.lim.MaxRoomsPerUser {
 			return nil, errPacket(codeTooManyRooms, "you are in the most rooms a user may be in; leave one first", "join", ref)
 		}
-		if !inRoom && r != nil && len(r.members) >= h.lim.MaxUsersPerRoom {
+		if !here && !h.inRoom(name, s.user) && h.roomUsers(name, r) >= h.lim.MaxUsersPerRoom {
 			return nil, errPacket(codeRoomFull, "room "+name+" is full", "join", ref)
 		}
 		if r == nil {
@@ -231,14 +238,17 @@ func (h *hub) join(ch *channel.Channel, s *session, name, ref string) (*joinResu
 		s.rooms[name] = true
 		if r.members[s.user]++; r.members[s.user] == 1 {
 			u.rooms++
+			if h.node != nil {
+				h.node.Enter(name, s.user)
+			}
 		}
 	}
-	res := &joinResult{first: !again && r.members[s.user] == 1, online: sortedKeys(r.members)}
+	online := h.resyncLocked(r, ch)
 	r.mu.Lock()
 	_ = ch.Send(packet(memberEvent{Event: "joined", Room: name, User: s.user}))
 	_ = ch.Send(historyPacket(name, r.history))
 	r.mu.Unlock()
-	return res, nil
+	return online, nil
 }
 
 // leaveLocked takes s's connection out of room name and reports whether it
@@ -256,6 +266,9 @@ func (h *hub) leaveLocked(s *session, name string) (last bool) {
 		return false
 	}
 	delete(r.members, s.user)
+	if h.node != nil {
+		h.node.Exit(name, s.user)
+	}
 	if u := h.users[s.user]; u != nil {
 		u.rooms--
 	}
@@ -293,22 +306,61 @@ func (h *hub) allowLocked(u *user, now time.Time) bool {
 }
 
 // post numbers a room message, keeps it in the room's history and queues
-// it for the room's connections but ch.
+// it for the room's connections but ch (on every node).
 func (h *hub) post(ch *channel.Channel, r *room, from, text string) (id uint64, ts int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	id, ts = h.seq.Add(1), time.Now().UnixMilli()
+	now := time.Now()
+	id, ts = h.ids.next(now), now.UnixMilli()
 	b := encode(messageEvent{Event: "message", Room: r.name, From: from, Text: text, ID: id, TS: ts})
-	if len(r.history) >= h.lim.History {
-		r.history = slices.Delete(r.history, 0, len(r.history)-h.lim.History+1)
-	}
-	r.history = append(r.history, b)
+	r.keep(id, b, h.lim.History)
 	_, _ = h.srv.Send(tio.Group(r.name), &codec.Packet{Type: textType, Body: b}, tio.Exclude(ch))
 	return id, ts
 }
 
-// online returns the users of room, sorted.
+// keep puts a message into the history in the order of ids (another
+// node's may be older than the last one here), keeping the newest max.
+// Called with r.mu held.
+func (r *room) keep(id uint64, b []byte, max int) {
+	i := len(r.history)
+	for i > 0 && r.history[i-1].id > id {
+		i--
+	}
+	if i > 0 && r.history[i-1].id == id {
+		return // had it
+	}
+	if len(r.history) >= max {
+		if i == 0 {
+			return // older than everything kept
+		}
+		r.history = slices.Delete(r.history, 0, 1)
+		i--
+	}
+	r.history = slices.Insert(r.history, i, stored{id, b})
+}
+
+// historyIDs returns the ids of room's history.
+func (h *hub) historyIDs(name string) []uint64 {
+	h.mu.Lock()
+	r := h.rooms[name]
+	h.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]uint64, len(r.history))
+	for i, m := range r.history {
+		ids[i] = m.id
+	}
+	return ids
+}
+
+// online returns the users of room on every node, sorted.
 func (h *hub) online(name string) []string {
+	if h.node != nil {
+		return h.node.Roster(name)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rooms[name]; r != nil {

@@ -9,6 +9,11 @@
 //	if err := srv.Start(); err != nil { … }
 //	defer srv.Shutdown(ctx)
 //
+// WithCluster makes the server one node of several (package cluster): a
+// room spans the nodes, DMs reach every tab on every node, online lists are
+// the cluster's, a kick closes the user's connections everywhere, and
+// message ids are unique across nodes. docs/im-protocol.md says how.
+//
 // Every piece of state hangs off the *Server: tests run many in one process.
 package imserver
 
@@ -21,6 +26,7 @@ import (
 
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/cluster"
 	"github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
 )
@@ -105,6 +111,7 @@ type config struct {
 	heartbeat  time.Duration
 	tioOpts    []tio.Option
 	web        fs.FS
+	node       *cluster.Node
 }
 
 // WithAdminToken sets the token that makes a login an admin's
@@ -131,6 +138,18 @@ func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbea
 func WithServerOptions(opts ...tio.Option) Option {
 	return func(c *config) { c.tioOpts = append(c.tioOpts, opts...) }
 }
+
+// WithCluster makes the server a node of a cluster: node's options
+// (cluster.Node.Options: the relay and the presence hooks) are added to the
+// server's, and the chat uses the cluster for what spans nodes — a room's
+// online list and its joined and left notices come from node's rosters
+// (Enter and Exit per room and user), the offline check of a DM from its
+// presence, other nodes' room messages are kept in this node's history
+// and kicks on other nodes ban here too (node.OnReceive), and message ids
+// carry a tag drawn from node.ID(). The server sets node's OnRosterChange
+// and OnReceive: give it a node of its own, not started (the server's Start
+// starts it, Shutdown stops it).
+func WithCluster(node *cluster.Node) Option { return func(c *config) { c.node = node } }
 
 // Server is the chat server: a *tio.Server (Start, Serve, Shutdown, Addr,
 // Stats, MetricsHandler…) and the chat's state.
@@ -174,16 +193,28 @@ func New(addr string, opts ...Option) *Server {
 		}),
 		tio.WithWorkers(0, 64), // 64 commands queued per connection, at most
 	}
+	if c.node != nil {
+		tioOpts = append(tioOpts, c.node.Options()...)
+		c.node.OnRosterChange(h.rosterChanged)
+		c.node.OnReceive(h.received)
+	}
 	srv := &Server{Server: tio.NewServer(addr, mux, append(tioOpts, c.tioOpts...)...), hub: h}
 	h.srv = srv.Server
 	h.metrics = srv.MetricsHandler()
 	return srv
 }
 
-// Online returns the users in room, sorted.
+// Online returns the users in room, sorted: on every node of the cluster
+// (other nodes' as their last roster messages told), with WithCluster.
 func (s *Server) Online(room string) []string { return s.hub.online(room) }
 
-// Rooms returns the number of rooms the server keeps.
+// History returns the ids of the messages room keeps on this server,
+// oldest first.
+func (s *Server) History(room string) []uint64 { return s.hub.historyIDs(room) }
+
+// Rooms returns the number of rooms the server keeps (with WithCluster,
+// those with members here and those kept for the history of other nodes'
+// messages).
 func (s *Server) Rooms() int { return s.hub.roomCount() }
 
 // httpHandler serves the page, /metrics and /healthz.

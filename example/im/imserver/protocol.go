@@ -155,10 +155,10 @@ func packet(v any) *codec.Packet { return websocket.TextBytes(encode(v)) }
 
 // historyPacket builds {"event":"history","room":R,"messages":[…]} from the
 // stored encodings of the room's messages.
-func historyPacket(room string, msgs [][]byte) *codec.Packet {
+func historyPacket(room string, msgs []stored) *codec.Packet {
 	n := 64 + len(room)
 	for _, m := range msgs {
-		n += len(m) + 1
+		n += len(m.b) + 1
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"event":"history","room":`...)
@@ -168,7 +168,7 @@ func historyPacket(room string, msgs [][]byte) *codec.Packet {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, m...)
+		b = append(b, m.b...)
 	}
 	b = append(b, "]}"...)
 	return websocket.TextBytes(b)
