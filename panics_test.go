@@ -1,7 +1,10 @@
 package tio_test
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -115,5 +118,62 @@ func TestPanicsInHooksAndDecodersCloseOneConnection(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "stack=") {
 		t.Error("panics logged without their stack")
+	}
+}
+
+// brittle is a line codec whose encoder panics on the packet "boom".
+type brittle struct{ lines }
+
+func (brittle) Encode(dst []byte, p *codec.Packet) ([]byte, error) {
+	if string(p.Body) == "boom" {
+		var seen []int
+		seen[len(p.Body)]++ // out of range: a real bug
+	}
+	return lines{}.Encode(dst, p)
+}
+
+// A panic in a codec's Encode fails that send with codec.ErrInternal and
+// leaves the channel usable: a send encodes under the channel's lock, and a
+// panic must not leave it held (the event loop would block on it for good,
+// and every connection on that loop with it).
+func TestEncoderPanicFailsOneSend(t *testing.T) {
+	srv := tiotest.NewServer(t, echoMux(), tio.WithCodecs(brittle{}))
+	c := tiotest.Dial(t, srv)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("#")); err != nil {
+		t.Fatal(err)
+	}
+	tiotest.Eventually(t, "connected", func() bool { return srv.Count(tio.All()) == 1 })
+	ch := srv.Channels(tio.All())[0]
+	for _, send := range []struct {
+		name string
+		f    func() error
+	}{
+		{"Send", func() error { return ch.Send(&codec.Packet{Type: tws.TypeText, Body: []byte("boom")}) }},
+		{"a fan-out", func() error {
+			_, err := srv.Send(tio.All(), &codec.Packet{Type: tws.TypeText, Body: []byte("boom")})
+			return err
+		}},
+	} {
+		err := send.f()
+		if !errors.Is(err, codec.ErrInternal) || !strings.Contains(err.Error(), "Encode panicked") ||
+			!strings.Contains(err.Error(), "panics_test.go") { // the stack
+			t.Fatalf("%s: %v, want codec.ErrInternal with the panic's stack", send.name, err)
+		}
+	}
+	// The channel's lock was released: the loop echoes, sends go out.
+	if err := ch.Send(&codec.Packet{Type: tws.TypeText, Body: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(c, "echo\n")
+	r := bufio.NewReader(c)
+	for _, want := range []string{"after", "echo"} {
+		line, err := r.ReadString('\n')
+		if err != nil || line != want+"\n" {
+			t.Fatalf("read %q %v, want %q", line, err, want)
+		}
+	}
+	if ch.Closed() {
+		t.Fatal("the channel was closed")
 	}
 }

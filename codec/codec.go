@@ -128,7 +128,9 @@ type Codec interface {
 	NewDecoder() Decoder
 	// Encode appends the wire form of p to dst and returns the extended slice.
 	// It must not depend on any connection's state: its output is shared
-	// between all the connections that speak this codec.
+	// between all the connections that speak this codec. A panic in Encode
+	// (or in EncodeVariant, or an Encoder's Encode) fails that send with an
+	// error wrapping ErrInternal that carries the panic's value and stack.
 	Encode(dst []byte, p *Packet) ([]byte, error)
 }
 

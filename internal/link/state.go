@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -885,7 +886,12 @@ func (e *Env) codecAt(i uint8) codec.Codec {
 
 // EncodeAt appends p encoded by the codec variant with the given index (a
 // CodecIndex) to dst.
-func (e *Env) EncodeAt(i int, dst []byte, p *codec.Packet) ([]byte, error) {
+//
+// A panic in the codec's Encode is returned as an error wrapping
+// codec.ErrInternal, with the panic's value and stack: a send holds the
+// channel's lock while it encodes, and a panic must not leave it held.
+func (e *Env) EncodeAt(i int, dst []byte, p *codec.Packet) (_ []byte, err error) {
+	defer recoverEncode(&err)
 	s := &e.slots[i]
 	if s.variant == 0 {
 		return s.codec.Encode(dst, p)
@@ -895,11 +901,20 @@ func (e *Env) EncodeAt(i int, dst []byte, p *codec.Packet) ([]byte, error) {
 
 // encode appends p encoded for the channel: by its own encoder if it has
 // one, else by its codec's variant. Called with mu held.
-func (ch *Link) encode(dst []byte, p *codec.Packet) ([]byte, error) {
+func (ch *Link) encode(dst []byte, p *codec.Packet) (_ []byte, err error) {
 	if x := ch.x.Load(); x != nil && x.encoder != nil {
+		defer recoverEncode(&err)
 		return x.encoder.Encode(dst, p)
 	}
 	return ch.env.EncodeAt(int(ch.codecIdx)-1, dst, p)
+}
+
+// recoverEncode, deferred around a call of an encoder, turns its panic into
+// *err.
+func recoverEncode(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: Encode panicked: %v\n%s", codec.ErrInternal, r, debug.Stack())
+	}
 }
 
 // HasOwnEncoder reports whether packets to the channel are encoded by an

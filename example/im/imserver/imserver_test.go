@@ -1,6 +1,7 @@
 package imserver_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -374,7 +375,8 @@ func TestBadInput(t *testing.T) {
 // Each user has a message budget over all their connections; a connection
 // that floods frames of any kind is closed.
 func TestRateLimits(t *testing.T) {
-	srv := start(t, imserver.WithLimits(imserver.Limits{Rate: 1, Burst: 4, ConnRate: 1, ConnBurst: 40}))
+	// A token every 100 s: a slow run of the test earns none.
+	srv := start(t, imserver.WithLimits(imserver.Limits{Rate: 0.01, Burst: 4, ConnRate: 1, ConnBurst: 40}))
 	a1, a2 := login(t, srv, "alice"), login(t, srv, "alice")
 	a1.join("r")
 	a2.join("r")
@@ -402,9 +404,16 @@ func TestRateLimits(t *testing.T) {
 	if oks != 4 || limited != 2 {
 		t.Fatalf("%d sent, %d limited; want 4 and 2", oks, limited)
 	}
-	// Flooding pings: past the connection's burst it is closed.
+	// Flooding pings: past the connection's burst it is closed. The flood
+	// goes in one write: bytes that came after the server's close frame
+	// would end its wait for the answer, and the bytes still coming reset
+	// the connection, the close frame lost with it.
+	var flood bytes.Buffer
 	for range 50 {
-		bob.send(`{"cmd":"ping"}`)
+		_ = ws.WriteFrame(&flood, ws.MaskFrame(ws.NewTextFrame([]byte(`{"cmd":"ping"}`))))
+	}
+	if _, err := bob.c.Write(flood.Bytes()); err != nil {
+		t.Fatal(err)
 	}
 	for {
 		op, b, err := bob.c.ReadMessage()
