@@ -37,6 +37,7 @@ import (
 	"github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/internal/counters"
+	"github.com/tiogo/tio/internal/gnetlog"
 	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/internal/pool"
 	"github.com/tiogo/tio/internal/registry"
@@ -169,7 +170,7 @@ func (s *Server) Start() error {
 		gnet.WithMulticore(s.cfg.multicore),
 		gnet.WithReusePort(s.cfg.reusePort),
 		gnet.WithReuseAddr(s.cfg.reuseAddr),
-		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithLogger(gnetlog.Logger{L: s.log}),
 		gnet.WithTicker(true),
 	}
 	if s.cfg.loops > 0 {

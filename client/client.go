@@ -21,6 +21,7 @@ import (
 	"github.com/tiogo/tio/codec/websocket"
 	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/internal/counters"
+	"github.com/tiogo/tio/internal/gnetlog"
 	"github.com/tiogo/tio/internal/link"
 	"github.com/tiogo/tio/internal/pool"
 	"github.com/tiogo/tio/internal/tlsconn"
@@ -192,7 +193,7 @@ func New(h handler.Handler, opts ...Option) (*Client, error) {
 		gnet.WithNumEventLoop(cfg.loops),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithLogger(gnetLogger{cfg.logger}),
+		gnet.WithLogger(gnetlog.Logger{L: cfg.logger}),
 	)
 	if err != nil {
 		c.tls.Close()
@@ -495,19 +496,4 @@ func (c *Client) enter() bool {
 	}
 	c.inflight.Add(1)
 	return true
-}
-
-// gnetLogger adapts slog to gnet's logger; gnet's chatter goes to Debug.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) Debugf(format string, args ...any) { g.log(slog.LevelDebug, format, args) }
-func (g gnetLogger) Infof(format string, args ...any)  { g.log(slog.LevelDebug, format, args) }
-func (g gnetLogger) Warnf(format string, args ...any)  { g.log(slog.LevelWarn, format, args) }
-func (g gnetLogger) Errorf(format string, args ...any) { g.log(slog.LevelError, format, args) }
-func (g gnetLogger) Fatalf(format string, args ...any) { g.log(slog.LevelError, format, args) }
-
-func (g gnetLogger) log(level slog.Level, format string, args []any) {
-	if g.l.Enabled(context.Background(), level) {
-		g.l.Log(context.Background(), level, "gnet: "+fmt.Sprintf(format, args...))
-	}
 }
