@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -229,22 +228,12 @@ func runDeflateIdle(cfg config, peer string) (deflateIdleResult, error) {
 	if res.MemBefore, err = serverMemCmd(s, "mem flush"); err != nil {
 		return res, err
 	}
-	cmd := exec.Command(cfg.client, "-deflate", "-idle", "-addr", s.addr, "-conns", strconv.Itoa(n),
-		"-size", strconv.Itoa(cfg.deflate.size), "-hold", "300s")
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
-	stdin, err := cmd.StdinPipe()
+	cl, err := startIdleClient(cfg, "-deflate", "-idle", "-addr", s.addr, "-conns", strconv.Itoa(n), "-size", strconv.Itoa(cfg.deflate.size), "-hold", "300s")
 	if err != nil {
 		return res, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return res, err
-	}
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	defer func() { stdin.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	br := bufio.NewReader(stdout)
+	defer cl.stop()
+	br := cl.out
 	line, err := readLine(br, 240*time.Second)
 	rest, ok := strings.CutPrefix(line, "answer ")
 	if err != nil || !ok {
@@ -269,7 +258,7 @@ func runDeflateIdle(cfg config, peer string) (deflateIdleResult, error) {
 	if res.MemAfter, err = serverMemCmd(s, "mem flush"); err != nil {
 		return res, err
 	}
-	stdin.Close()
+	cl.in.Close()
 	line, err = readLine(br, 60*time.Second)
 	if a, ok := strings.CutPrefix(line, "alive "); err == nil && ok {
 		res.Alive, _ = strconv.Atoi(a)

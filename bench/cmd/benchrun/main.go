@@ -361,21 +361,12 @@ func runIdle(cfg config, impl string) (idleResult, error) {
 	if res.RSSBefore, err = bench.ProcRSS(pid); err != nil {
 		return res, err
 	}
-	cmd := exec.Command(cfg.client, "-addr", s.addr, "-idle", "-conns", strconv.Itoa(cfg.idle), "-hold", "120s")
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
-	stdin, err := cmd.StdinPipe()
+	cl, err := startIdleClient(cfg, "-addr", s.addr, "-idle", "-conns", strconv.Itoa(cfg.idle), "-hold", "120s")
 	if err != nil {
 		return res, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return res, err
-	}
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	defer func() { stdin.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	br := bufio.NewReader(stdout)
+	defer cl.stop()
+	br := cl.out
 	line, err := readLine(br, 120*time.Second)
 	if err != nil || line != "connected "+strconv.Itoa(cfg.idle) {
 		return res, fmt.Errorf("idle client: %q, %v", line, err)
@@ -384,7 +375,7 @@ func runIdle(cfg config, impl string) (idleResult, error) {
 	if res.RSSAfter, err = bench.ProcRSS(pid); err != nil {
 		return res, err
 	}
-	stdin.Close()
+	cl.in.Close()
 	line, err = readLine(br, 30*time.Second)
 	if n, ok := strings.CutPrefix(line, "alive "); err == nil && ok {
 		res.Alive, _ = strconv.Atoi(n)

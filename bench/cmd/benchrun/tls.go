@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -201,21 +200,12 @@ func runTLSIdle(cfg config, impl string) (tlsIdleResult, error) {
 	if res.MemBefore, err = serverMem(s); err != nil {
 		return res, err
 	}
-	cmd := exec.Command(cfg.client, "-ca", cfg.tls.ca, "-addr", s.addr, "-idle", "-conns", strconv.Itoa(n), "-size", "64", "-hold", "300s")
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
-	stdin, err := cmd.StdinPipe()
+	cl, err := startIdleClient(cfg, "-ca", cfg.tls.ca, "-addr", s.addr, "-idle", "-conns", strconv.Itoa(n), "-size", "64", "-hold", "300s")
 	if err != nil {
 		return res, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return res, err
-	}
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	defer func() { stdin.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	br := bufio.NewReader(stdout)
+	defer cl.stop()
+	br := cl.out
 	line, err := readLine(br, 240*time.Second)
 	if err != nil || line != "connected "+strconv.Itoa(n) {
 		return res, fmt.Errorf("idle client: %q, %v", line, err)
@@ -227,7 +217,7 @@ func runTLSIdle(cfg config, impl string) (tlsIdleResult, error) {
 	if res.MemAfter, err = serverMem(s); err != nil {
 		return res, err
 	}
-	stdin.Close()
+	cl.in.Close()
 	line, err = readLine(br, 60*time.Second)
 	if a, ok := strings.CutPrefix(line, "alive "); err == nil && ok {
 		res.Alive, _ = strconv.Atoi(a)
