@@ -45,7 +45,7 @@ func runActive(cfg config, impl string) (bench.ActiveResult, error) {
 	}
 	defer s.stop()
 	time.Sleep(500 * time.Millisecond) // the server settles before its RSS is read
-	cli := &procClient{cmd: exec.Command(cfg.client, "-active", "-addr", s.addr, "-conns", strconv.Itoa(ac.conns),
+	cli := &procClient{cpus: cfg.clientCPUs, cmd: exec.Command(cfg.client, "-active", "-addr", s.addr, "-conns", strconv.Itoa(ac.conns),
 		"-size", strconv.Itoa(ac.bsize), "-esize", strconv.Itoa(ac.esize), "-every", ac.echoEvery.String())}
 	defer cli.kill()
 	res, err := bench.RunActive(ac.plan, procServer{s}, cli)
@@ -101,13 +101,14 @@ func (p procServer) Stats() (bench.BroadcastStats, error) {
 
 // procClient drives a benchclient -active through its stdin.
 type procClient struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
+	cpus []int
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Reader
 }
 
 func (c *procClient) Connect() (int, error) {
-	c.cmd.Stderr, c.cmd.SysProcAttr = os.Stderr, childproc.Attr()
+	c.cmd.Stderr = os.Stderr
 	var err error
 	if c.in, err = c.cmd.StdinPipe(); err != nil {
 		return 0, err
@@ -116,7 +117,7 @@ func (c *procClient) Connect() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := c.cmd.Start(); err != nil {
+	if err := childproc.Start(c.cmd, c.cpus); err != nil {
 		return 0, err
 	}
 	c.out = bufio.NewReader(stdout)

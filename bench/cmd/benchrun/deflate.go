@@ -156,8 +156,8 @@ func startPeers(cfg config, peers []string) (string, func(), error) {
 // result per peer, into res.
 func runClient(cfg config, args []string, res any) error {
 	cmd := exec.Command(cfg.client, args...)
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
-	outb, runErr := cmd.Output()
+	cmd.Stderr = os.Stderr
+	outb, runErr := childproc.Output(cmd, cfg.clientCPUs)
 	if err := json.Unmarshal(outb, res); err != nil {
 		if runErr != nil {
 			return runErr

@@ -21,7 +21,7 @@ type idleClient struct {
 // startIdleClient starts the client cfg.client with args.
 func startIdleClient(cfg config, args ...string) (*idleClient, error) {
 	cmd := exec.Command(cfg.client, args...)
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
+	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -30,7 +30,7 @@ func startIdleClient(cfg config, args ...string) (*idleClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd, cfg.clientCPUs); err != nil {
 		return nil, err
 	}
 	return &idleClient{cmd: cmd, in: in, out: bufio.NewReader(out)}, nil

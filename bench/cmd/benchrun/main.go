@@ -44,6 +44,13 @@
 //
 //	go run ./cmd/benchrun -scenarios deflate -rounds 3       # ≈ 6 minutes
 //	go run ./cmd/benchrun -scenarios i -rounds 2 -fan-peers tio,gws,tio-ct,gws-ct
+//
+// On Linux, -server-cpus and -client-cpus pin the servers and the load
+// clients to CPUs of their own, so that the client's work does not come
+// out of the servers' CPUs (each child sizes GOMAXPROCS, and gnet its
+// loops, to the CPUs it is given):
+//
+//	go run ./cmd/benchrun -scenarios i -rounds 3 -server-cpus 0 -client-cpus 1
 package main
 
 import (
@@ -89,19 +96,22 @@ type idleResult struct {
 }
 
 type config struct {
-	active   activeConfig
-	cycles   int
-	slice    time.Duration
-	settle   time.Duration
-	warmup   time.Duration
-	idle     int
-	idleWait time.Duration
-	impls    []string
-	scen     map[string]bool
-	server   string
-	client   string
-	tls      tlsConfig
-	deflate  deflateConfig
+	active activeConfig
+	// serverCPUs and clientCPUs pin the servers and the load clients
+	// (-server-cpus, -client-cpus; empty: wherever the kernel runs them).
+	serverCPUs, clientCPUs []int
+	cycles                 int
+	slice                  time.Duration
+	settle                 time.Duration
+	warmup                 time.Duration
+	idle                   int
+	idleWait               time.Duration
+	impls                  []string
+	scen                   map[string]bool
+	server                 string
+	client                 string
+	tls                    tlsConfig
+	deflate                deflateConfig
 }
 
 func main() {
@@ -139,12 +149,21 @@ func main() {
 	flag.IntVar(&dc.size, "dsize", 1024, "scenarios i, j, k: bytes of a JSON message before compression")
 	flag.IntVar(&dc.conns, "deflate-conns", 1000, "scenario (j): connections per server")
 	flag.IntVar(&dc.idle, "deflate-idle", 5000, "scenario (k): idle connections")
+	serverCPUs := flag.String("server-cpus", "", "run every server on these CPUs only (a comma-separated list, e.g. 0; Linux): with -client-cpus, the load client does not take the servers' CPUs")
+	clientCPUs := flag.String("client-cpus", "", "run every load client on these CPUs only (e.g. 1; Linux)")
 	flag.Parse()
 	dc.fanPeers, dc.echoPeers, dc.idlePeers = strings.Split(*fanPeers, ","), strings.Split(*echoPeers, ","), strings.Split(*idlePeers, ",")
 
 	cfg := config{
 		cycles: *cycles, slice: *slice, settle: *settle, warmup: *warmup, idle: *idle, idleWait: *idleWait,
 		impls: strings.Split(*impls, ","), scen: map[string]bool{}, active: ac, tls: tc, deflate: dc,
+	}
+	var err error
+	if cfg.serverCPUs, err = parseCPUs(*serverCPUs); err == nil {
+		cfg.clientCPUs, err = parseCPUs(*clientCPUs)
+	}
+	if err != nil {
+		fatal(err)
 	}
 	for _, s := range strings.Split(*scen, ",") {
 		if s = strings.TrimSpace(s); s == "tls" {
@@ -268,7 +287,7 @@ func startServer(cfg config, impl string, ctl bool, extra ...string) (*server, e
 		bin, as = path, "tio"
 	}
 	cmd := exec.Command(bin, append([]string{"-impl", as, "-addr", "127.0.0.1:0"}, extra...)...)
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
+	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -279,7 +298,7 @@ func startServer(cfg config, impl string, ctl bool, extra ...string) (*server, e
 			return nil, err
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd, cfg.serverCPUs); err != nil {
 		return nil, err
 	}
 	br := bufio.NewReader(stdout)
@@ -333,8 +352,8 @@ func runCompare(cfg config, sc scenario) ([]bench.LoadResult, error) {
 		"-conns", strconv.Itoa(sc.conns), "-size", strconv.Itoa(sc.size), "-inflight", strconv.Itoa(sc.inflight),
 		"-warmup", cfg.warmup.String(), "-cycles", strconv.Itoa(cfg.cycles),
 		"-slice", cfg.slice.String(), "-settle", cfg.settle.String())
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
-	outb, runErr := cmd.Output()
+	cmd.Stderr = os.Stderr
+	outb, runErr := childproc.Output(cmd, cfg.clientCPUs)
 	var res []bench.LoadResult
 	if err := json.Unmarshal(outb, &res); err != nil || len(res) != len(cfg.impls) {
 		if runErr != nil {
@@ -437,6 +456,9 @@ func markdown(cfg config, loads []bench.LoadResult, idles []idleResult, took tim
 	} else {
 		fmt.Fprintf(&b, "\n%d CPUs, %s, GOMAXPROCS default; %d cycles × %v per server (first %v of each not measured), %v warm-up per server; took %v.\n\n",
 			runtime.NumCPU(), runtime.Version(), cfg.cycles, cfg.slice, cfg.settle, cfg.warmup, took.Round(time.Second))
+	}
+	if len(cfg.serverCPUs) > 0 || len(cfg.clientCPUs) > 0 {
+		fmt.Fprintf(&b, "Servers pinned to CPUs %v, load clients to %v (empty: not pinned).\n\n", cfg.serverCPUs, cfg.clientCPUs)
 	}
 
 	find := func(sc scenario, impl string) (bench.LoadResult, bool) {
@@ -568,4 +590,20 @@ func fatal(err error) {
 	}
 	fmt.Fprintln(os.Stderr, "benchrun:", err)
 	os.Exit(1)
+}
+
+// parseCPUs parses a comma-separated list of CPU numbers ("" is none).
+func parseCPUs(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var cpus []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n >= 1024 {
+			return nil, fmt.Errorf("CPU list %q: %q is not a CPU number", s, f)
+		}
+		cpus = append(cpus, n)
+	}
+	return cpus, nil
 }

@@ -167,8 +167,8 @@ func runTLSCompare(cfg config, impls []string, handshakes bool) ([]bench.TLSResu
 		args = append(args, "-conns", "1000", "-size", "64", "-inflight", "1")
 	}
 	cmd := exec.Command(cfg.client, args...)
-	cmd.Stderr, cmd.SysProcAttr = os.Stderr, childproc.Attr()
-	outb, runErr := cmd.Output()
+	cmd.Stderr = os.Stderr
+	outb, runErr := childproc.Output(cmd, cfg.clientCPUs)
 	var res []bench.TLSResult
 	if err := json.Unmarshal(outb, &res); err != nil || len(res) != len(impls) {
 		if runErr != nil {
