@@ -1,6 +1,7 @@
 package tio_test
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/channel"
+	"github.com/tiogo/tio/handler"
 	"github.com/tiogo/tio/tiotest"
 )
 
@@ -67,5 +69,71 @@ func TestCleanCloses(t *testing.T) {
 		if got.Code != ws.StatusProtocolError || !strings.Contains(got.Reason, "close code") {
 			t.Fatalf("close code %d answered %+v, want 1002 with a reason", code, got)
 		}
+	}
+}
+
+// A peer that is still sending when the server closes goes on sending
+// until it reads the close frame. The server skips what comes (holding
+// none of it) until the peer's own close frame and only then closes TCP:
+// closing at the first byte after its close frame would answer the rest
+// with a TCP reset, which can destroy the close frame before the peer
+// reads it. Through TLS as without.
+func TestCloseWhileThePeerSends(t *testing.T) {
+	pki := tiotest.NewPKI(t)
+	srv := tiotest.NewServer(t, handler.NewMux(), tio.WithCloseTimeout(time.Minute), tio.WithTLS(pki.ServerConfig()))
+	payload := bytes.Repeat([]byte("x"), 1000)
+	frame, err := ws.CompileFrame(ws.MaskFrameInPlace(ws.NewTextFrame(payload)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		var c *tiotest.WSConn
+		if i%2 == 0 {
+			c = tiotest.DialWebSocket(t, srv, "/")
+		} else {
+			c = tiotest.DialWebSocketTLS(t, srv, pki.ClientConfig(), "/")
+		}
+		tiotest.Eventually(t, "connected", func() bool { return srv.Count(tio.All()) == 1 })
+		stop, flood := make(chan struct{}), make(chan error, 1)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					flood <- nil
+					return
+				default:
+				}
+				if _, err := c.Conn.Write(frame); err != nil {
+					flood <- err
+					return
+				}
+			}
+		}()
+		time.Sleep(20 * time.Millisecond) // the flood under way
+		if n, _ := srv.Close(tio.All(), channel.ReasonClosedByApp, tio.CloseText("kicked")); n != 1 {
+			t.Fatalf("closed %d", n)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(tiotest.Timeout))
+		head := make([]byte, 2)
+		if _, err := io.ReadFull(c.Conn, head); err != nil || head[0] != 0x88 {
+			t.Fatalf("connection %d: no close frame: % x %v", i, head, err)
+		}
+		body := make([]byte, head[1])
+		if _, err := io.ReadFull(c.Conn, body); err != nil {
+			t.Fatalf("connection %d: close frame: %v", i, err)
+		}
+		if code, text := ws.ParseCloseFrameData(body); code != ws.StatusNormalClosure || text != "kicked" {
+			t.Fatalf("connection %d: close %d %q", i, code, text)
+		}
+		time.Sleep(50 * time.Millisecond) // the peer has not read it yet: it goes on sending
+		close(stop)
+		if err := <-flood; err != nil {
+			t.Fatalf("connection %d: the server stopped reading before the peer answered: %v", i, err)
+		}
+		c.WriteMessage(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+		if rest := tiotest.ExpectClosed(t, c.Conn); len(rest) > 0 {
+			t.Fatalf("connection %d: %d bytes after the close frame", i, len(rest))
+		}
+		tiotest.Eventually(t, "closed at the answer", func() bool { return srv.Count(tio.All()) == 0 })
 	}
 }

@@ -496,17 +496,21 @@ func (s *Server) onTraffic(c gnet.Conn) gnet.Action {
 		s.account(l, &pass, end)
 	}
 	if l.Closing() {
-		if len(raw) > 0 && l.Lingering() {
-			l.Answered() // the peer's close (or anything: the wait is over)
-		}
-		taken = len(raw) // a closing connection reads no more: bound what it can make us hold
+		// A closing connection reads no more, but what the peer sent before
+		// it read the farewell, then its answer, are walked as they come
+		// (the decoder holds none of it): Link.ReadClosing.
+		taken += l.ReadClosing(raw[taken:])
 	} else if s.cfg.packetTimeout > 0 && l.HasCodec() {
 		l.SetPartial(partial || l.DecoderPartial(), end)
 	}
 	if taken > 0 {
 		_, _ = c.Discard(taken)
 	}
-	switch l.End(len(raw)-taken, decoded, end) {
+	next := l.End(len(raw)-taken, decoded, end)
+	if taken < len(raw) && next != link.Close && l.Closing() {
+		next = l.AfterFarewell(c, next, end)
+	}
+	switch next {
 	case link.Close:
 		return gnet.Close
 	case link.Draining:

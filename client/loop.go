@@ -142,15 +142,19 @@ func (c *Client) onTraffic(gc gnet.Conn) gnet.Action {
 		c.releaseDecoder(l) // the packets' bodies are no longer needed
 	}
 	if l.Closing() {
-		if len(buf) > 0 && l.Lingering() {
-			l.Answered() // the server's close (or anything: the wait is over)
-		}
-		consumed = len(buf) // a closing connection reads no more
+		// A closing connection reads no more, but what the server sent
+		// before it read our close, then its answer, are walked as they
+		// come (the decoder holds none of it): Link.ReadClosing.
+		consumed += l.ReadClosing(buf[consumed:])
 	}
 	if consumed > 0 {
 		_, _ = gc.Discard(consumed)
 	}
-	switch l.End(len(buf)-consumed, decoded, 0) {
+	next := l.End(len(buf)-consumed, decoded, 0)
+	if consumed < len(buf) && next != link.Close && l.Closing() {
+		next = l.AfterFarewell(gc, next, 0)
+	}
+	switch next {
 	case link.Close:
 		return gnet.Close
 	case link.Draining:

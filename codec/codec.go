@@ -199,6 +199,20 @@ type Lingerer interface {
 	Linger() bool
 }
 
+// Answerer is implemented by a Lingerer whose protocol marks the peer's
+// answer (WebSocket: its close frame). While the connection lingers, what
+// the peer sends goes to Answer instead of ending the wait at its first
+// byte: a peer that was still sending when the farewell left keeps sending
+// until it reads it, and closing TCP on those bytes would answer them with
+// a reset that can destroy the farewell before the peer reads it. Answer
+// returns how many bytes of in it consumed (the rest, a few bytes of a
+// header at most, comes again with what follows) and whether they held
+// the answer; it keeps nothing of in. The wait still ends at the linger
+// timeout. Called on the connection's loop.
+type Answerer interface {
+	Answer(in []byte) (n int, answered bool)
+}
+
 // Heartbeater is implemented by codecs whose protocol has a keepalive the
 // server can send to an idle peer (a WebSocket ping, the binary protocol's
 // heartbeat byte). AppendHeartbeat appends it to dst.

@@ -104,6 +104,7 @@ package websocket
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -412,7 +413,7 @@ const (
 type decoder struct {
 	cd      *Codec
 	asm     *assembly // nil until a message is fragmented or a frame streamed (or compressed)
-	scanned int32     // handshake bytes already searched for the blank line
+	scanned int32     // handshake bytes already searched for the blank line; after the close frame (stSaidBye), payload bytes Answer skips (-1: all)
 	state   uint8
 	msgOp   ws.OpCode // opcode of the message being assembled, 0 if none
 	utf8    utf8State
@@ -776,7 +777,71 @@ func (d *decoder) Farewell(c codec.Conn, why error) {
 	d.closeText(c, closeCode(why), text)
 	if before == stOpen {
 		d.state = stSaidBye // the peer's answer is awaited
+		// scanned (the handshake's) now counts the payload bytes that
+		// Answer skips: those of a frame being streamed go first.
+		d.scanned = 0
+		if a := d.asm; a != nil && a.remain > 0 {
+			d.scanned = int32(min(a.remain, math.MaxInt32))
+			if a.remain > math.MaxInt32 {
+				d.scanned = -1
+			}
+		}
 	}
+}
+
+// Answer implements codec.Answerer: after the server's close frame, the
+// frames the peer sent before it read it are skipped as they arrive (their
+// payloads are not held, whatever their size), and the peer's close frame
+// is the answer. A frame longer than 2 GiB is skipped until the linger
+// timeout.
+func (d *decoder) Answer(in []byte) (int, bool) {
+	if d.state != stSaidBye {
+		return len(in), true
+	}
+	n := 0
+	for n < len(in) {
+		if d.scanned < 0 {
+			return len(in), false
+		}
+		if d.scanned > 0 {
+			k := min(int(d.scanned), len(in)-n)
+			n += k
+			d.scanned -= int32(k)
+			continue
+		}
+		b := in[n:]
+		if len(b) < 2 {
+			return n, false
+		}
+		plen, hlen := int64(b[1]&0x7F), 2
+		switch plen {
+		case 126:
+			hlen = 4
+		case 127:
+			hlen = 10
+		}
+		if b[1]&0x80 != 0 {
+			hlen += 4
+		}
+		if len(b) < hlen {
+			return n, false
+		}
+		if ws.OpCode(b[0]&0x0F) == ws.OpClose {
+			return len(in), true
+		}
+		switch plen {
+		case 126:
+			plen = int64(binary.BigEndian.Uint16(b[2:]))
+		case 127:
+			plen = int64(binary.BigEndian.Uint64(b[2:]) &^ (1 << 63))
+		}
+		n += hlen
+		d.scanned = int32(min(plen, math.MaxInt32))
+		if plen > math.MaxInt32 {
+			d.scanned = -1
+		}
+	}
+	return n, false
 }
 
 // Linger implements codec.Lingerer: after the server's own close frame,

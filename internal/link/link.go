@@ -393,10 +393,102 @@ func (l *Link) Lingering() bool {
 	return x != nil && x.lingerEnd != 0 && !x.answered
 }
 
-// Answered records that the peer sent something after the farewell (its
-// own close, or anything: either way the wait is over). Call it on the
-// loop.
-func (l *Link) Answered() { l.ext().answered = true }
+// AfterFarewell reads, on a closing link, the bytes that ReadClosing left
+// in c's inbound buffer for after the farewell, which End (next, its
+// answer) may have just sent: they are walked by ReadAnswer, or discarded
+// if the link does not linger; it returns what to do next (End again if
+// they held the peer's answer). Call it on the loop, after End.
+func (l *Link) AfterFarewell(c gnet.Conn, next Next, now int64) Next {
+	raw, _ := c.Peek(-1)
+	if !l.Lingering() {
+		_, _ = c.Discard(len(raw))
+		return next
+	}
+	n := l.ReadAnswer(raw)
+	if n > 0 {
+		_, _ = c.Discard(n) // not 0: gnet's Discard(0) drops everything
+	}
+	if l.Lingering() {
+		return next
+	}
+	return l.End(len(raw)-n, 0, now) // answered: closes
+}
+
+// maxHeldLingering bounds the bytes a lingering link leaves in its inbound
+// buffer between reads (the rest of a TLS record, a frame header): a peer
+// that makes it hold more ends the wait.
+const maxHeldLingering = 32 << 10
+
+// ReadAnswer reads what the peer sent after the farewell, raw from the
+// socket (ciphertext through the transport), and returns how many bytes
+// of raw are done with; the rest stays in the inbound buffer for the next
+// read. Its plaintext goes to the decoder (codec.Answerer), which skips
+// it; the wait is over once the decoder has seen the peer's answer, at the
+// first byte for a decoder that cannot tell, when the transport ends, or
+// when more than maxHeldLingering bytes would be left. Call it on the
+// loop, while Lingering.
+func (l *Link) ReadAnswer(raw []byte) int {
+	x := l.ext()
+	t := x.transport
+	if t == nil {
+		return l.answer(raw)
+	}
+	taken := 0
+	for !x.answered && taken < len(raw) {
+		n, err := t.Input(raw[taken:])
+		taken += n
+		if plain := t.Plaintext(); len(plain) > 0 {
+			t.Discard(l.answer(plain))
+		}
+		if err != nil || n == 0 {
+			if err != nil {
+				x.answered = true // close_notify, or a failed session: nothing to wait for
+			}
+			break
+		}
+	}
+	if x.answered || len(raw)-taken > maxHeldLingering {
+		x.answered = true
+		return len(raw)
+	}
+	return taken
+}
+
+// ReadClosing returns how many bytes of raw, read from the socket, a
+// closing link is done with: while it lingers, ReadAnswer's; while its
+// farewell is still to go out (the next End sends it) and its decoder can
+// walk what comes after it (codec.Answerer), none: they are for
+// ReadAnswer once the farewell is out, so that it starts at a frame's
+// beginning and a TLS session sees every record; otherwise all (a closing
+// link reads no more). Call it on the loop.
+func (l *Link) ReadClosing(raw []byte) int {
+	if l.Lingering() {
+		return l.ReadAnswer(raw)
+	}
+	if _, ok := l.dec.(codec.Answerer); ok {
+		l.mu.Lock()
+		pending := l.bits&bitFarewell != 0
+		l.mu.Unlock()
+		if pending {
+			return 0
+		}
+	}
+	return len(raw)
+}
+
+// answer gives plaintext from the lingering peer to the decoder and
+// returns how many bytes of b it consumed.
+func (l *Link) answer(b []byte) int {
+	if a, ok := l.dec.(codec.Answerer); ok {
+		n, answered := a.Answer(b)
+		if answered {
+			l.ext().answered = true
+		}
+		return n
+	}
+	l.ext().answered = true
+	return len(b)
+}
 
 // Next is what End says comes after a pass.
 type Next uint8

@@ -16,6 +16,13 @@ type Transport interface {
 	Pending() int
 	// WriteTo writes every sealed byte waiting, in one write.
 	WriteTo(w io.Writer) (int64, error)
+	// Input takes ciphertext from the peer and returns how much of it it
+	// consumed; io.EOF once the peer has closed it (close_notify).
+	Input(ct []byte) (int, error)
+	// Plaintext returns what Input decrypted and was not discarded yet.
+	Plaintext() []byte
+	// Discard drops the first n bytes of Plaintext.
+	Discard(n int)
 	// Close ends the transport, queueing its own farewell (close_notify)
 	// if it has one.
 	Close() error
