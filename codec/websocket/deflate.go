@@ -182,6 +182,12 @@ func (c *Codec) appendMessage(dst []byte, text bool, head, body []byte, bits uin
 		return c.appendPlain(dst, op, head, body), false
 	}
 	start, reserve := len(dst), headerLen(n, c.client)
+	if dict == nil && n <= c.msgMax {
+		e := c.msgEncoders.Get().(*msgEncoder)
+		out := e.encode(append(dst, make([]byte, reserve)...), head, body, 1<<bits)
+		c.msgEncoders.Put(e)
+		return c.frameCompressed(out, start, reserve, op, head, body)
+	}
 	cp := c.compressors[bits-8].Get().(*compressor)
 	cp.sink.b = append(dst, make([]byte, reserve)...) // the header's room; no allocation when dst has the capacity
 	if dict == nil {
@@ -198,8 +204,19 @@ func (c *Codec) appendMessage(dst []byte, text bool, head, body []byte, bits uin
 		cp.w.ResetDict(nil, nil) // forget dict: it is the connection's
 	}
 	c.compressors[bits-8].Put(cp)
-	clen := len(out) - start - reserve - len(syncTail)
-	if clen >= n || !bytes.HasSuffix(out, syncTail) {
+	if !bytes.HasSuffix(out, syncTail) {
+		return c.appendPlain(out[:start], op, head, body), false
+	}
+	return c.frameCompressed(out[:len(out)-len(syncTail)], start, reserve, op, head, body)
+}
+
+// frameCompressed completes the frame of a message compressed to
+// out[start+reserve:], or replaces it with the message uncompressed when
+// compression did not make it smaller.
+func (c *Codec) frameCompressed(out []byte, start, reserve int, op ws.OpCode, head, body []byte) ([]byte, bool) {
+	n := len(head) + len(body)
+	clen := len(out) - start - reserve
+	if clen >= n {
 		// No gain: send it as it is.
 		return c.appendPlain(out[:start], op, head, body), false
 	}
@@ -291,6 +308,10 @@ func (c *Codec) initCompression() {
 			return &compressor{w: w}
 		}
 	}
+	if level == 1 {
+		c.msgMax = msgEncoderMax
+	}
+	c.msgEncoders.New = func() any { return new(msgEncoder) }
 	c.inflaters.New = func() any { return new(inflater) }
 	c.assemblies.New = func() any { return new(assembly) }
 }

@@ -283,6 +283,8 @@ type Codec struct {
 	// permessage-deflate (deflate.go)
 	threshold   int
 	compressors [numWindows]sync.Pool // of *compressor, by window bits − 8
+	msgEncoders sync.Pool             // of *msgEncoder
+	msgMax      int                   // the longest message a msgEncoder compresses (0: none, above level 1)
 	inflaters   sync.Pool             // of *inflater
 	assemblies  sync.Pool             // of *assembly, for compressed connections without context takeover
 }

@@ -1,0 +1,155 @@
+package websocket
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// encodeInputs are messages for msgEncoder: empty, tiny, text, JSON,
+// runs, random bytes, and mixtures, up to msgEncoderMax.
+func encodeInputs() [][]byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	ins := [][]byte{
+		nil, {0}, []byte("a"), []byte("ab"), []byte("aaaa"), []byte("aaaaa"),
+		bytes.Repeat([]byte{'x'}, 1000), bytes.Repeat([]byte{0}, msgEncoderMax),
+		[]byte(strings.Repeat("hello, world ", 100)),
+		textOfInternal(5000), randomBytes(3000, 3), randomBytes(msgEncoderMax, 4),
+	}
+	for _, n := range []int{64, 256, 1024, 4096, 16384} {
+		ins = append(ins, quotesJSON(n, uint64(n)), jsonKiB)
+	}
+	for range 50 {
+		n := r.IntN(msgEncoderMax + 1)
+		b := make([]byte, n)
+		alpha := 1 + r.IntN(256)
+		for i := range b {
+			if i > 8 && r.IntN(4) == 0 {
+				b[i] = b[i-1-r.IntN(8)]
+			} else {
+				b[i] = byte(r.IntN(alpha))
+			}
+		}
+		ins = append(ins, b)
+	}
+	// Skewed frequencies that need codes longer than 15 bits unlimited.
+	var fib []byte
+	a, c := 1, 1
+	for s := 0; s < 24 && len(fib)+a <= msgEncoderMax; s++ {
+		fib = append(fib, bytes.Repeat([]byte{byte('A' + s)}, a)...)
+		a, c = c, a+c
+	}
+	r.Shuffle(len(fib), func(i, j int) { fib[i], fib[j] = fib[j], fib[i] })
+	return append(ins, fib)
+}
+
+// TestMsgEncoder checks that what msgEncoder makes inflates, with
+// compress/flate and with tio's inflater (checking the window), to the
+// message, with and without a head, for each window.
+func TestMsgEncoder(t *testing.T) {
+	e := new(msgEncoder)
+	for i, in := range encodeInputs() {
+		for _, bits := range []int{15, 12, 8} {
+			for _, split := range []int{0, min(3, len(in))} {
+				out := e.encode([]byte{0xAA}, in[:split], in[split:], 1<<bits)
+				if out[0] != 0xAA {
+					t.Fatalf("input %d: dst's bytes overwritten", i)
+				}
+				z := append(out[1:len(out):len(out)], syncTail...)
+				got, err := stdInflate(z, nil)
+				if err != nil && !strings.Contains(err.Error(), "unexpected EOF") {
+					t.Fatalf("input %d (%d bytes), window %d: compress/flate: %v", i, len(in), bits, err)
+				}
+				if !bytes.Equal(got, in) {
+					t.Fatalf("input %d (%d bytes), window %d: compress/flate inflates %d bytes", i, len(in), bits, len(got))
+				}
+				f := new(inflater)
+				f.reset()
+				f.window = 1 << bits
+				var o []byte
+				if err := f.inflate(z, &o, nil, 1<<20); err != nil || !f.boundary() || !bytes.Equal(o, in) {
+					t.Fatalf("input %d (%d bytes), window %d: inflater: %v, boundary %v, equal %v", i, len(in), bits, err, f.boundary(), bytes.Equal(o, in))
+				}
+			}
+		}
+	}
+}
+
+// TestHuffLengths checks that the code lengths make a complete code within
+// the limit.
+func TestHuffLengths(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var work [286]uint32
+	for i := range 2000 {
+		n := 2 + r.IntN(285)
+		freq := make([]uint32, n)
+		for s := range freq {
+			switch r.IntN(3) {
+			case 0:
+			case 1:
+				freq[s] = 1 + r.Uint32N(10)
+			default:
+				freq[s] = 1 << r.IntN(17)
+			}
+		}
+		freq[r.IntN(n)] = 1
+		freq[r.IntN(n)] = 70000
+		limit := 15
+		if i%2 == 1 {
+			limit = 7
+			freq = freq[:min(n, 19)]
+		}
+		lens := make([]uint8, len(freq))
+		var count [maxBits + 1]uint16
+		huffLengths(freq, lens, limit, work[:], &count)
+		if count != countLens(lens) && !(count[0] == 0 && false) {
+			c := countLens(lens)
+			c[0] = 0
+			if c != count {
+				t.Fatalf("case %d: count %v, lengths have %v", i, count, c)
+			}
+		}
+		kraft, used := 0, 0
+		for s, l := range lens {
+			if (l == 0) != (freq[s] == 0) || int(l) > limit {
+				t.Fatalf("symbol %d: freq %d, length %d (limit %d)", s, freq[s], l, limit)
+			}
+			if l > 0 {
+				kraft += 1 << (limit - int(l))
+				used++
+			}
+		}
+		if used > 1 && kraft != 1<<limit {
+			t.Fatalf("case %d: Kraft sum %d, want %d", i, kraft, 1<<limit)
+		}
+	}
+}
+
+// FuzzMsgEncoder checks that msgEncoder's output inflates to its input,
+// for every window, with compress/flate and with tio's inflater.
+func FuzzMsgEncoder(f *testing.F) {
+	for _, in := range encodeInputs()[:20] {
+		f.Add(in, uint8(15))
+	}
+	e := new(msgEncoder)
+	f.Fuzz(func(t *testing.T, in []byte, bits uint8) {
+		if len(in) > msgEncoderMax {
+			in = in[:msgEncoderMax]
+		}
+		bits = 8 + bits%8
+		split := len(in) / 3
+		z := append(e.encode(nil, in[:split], in[split:], 1<<bits), syncTail...)
+		got, err := stdInflate(z, nil)
+		if (err != nil && !strings.Contains(err.Error(), "unexpected EOF")) || !bytes.Equal(got, in) {
+			t.Fatalf("compress/flate: %v, %d bytes of %d", err, len(got), len(in))
+		}
+		inf := new(inflater)
+		inf.reset()
+		inf.window = 1 << bits
+		var o []byte
+		if err := inf.inflate(z, &o, nil, 1<<20); err != nil || !inf.boundary() || !bytes.Equal(o, in) {
+			t.Fatalf("inflater: %v, boundary %v, %d bytes of %d", err, inf.boundary(), len(o), len(in))
+		}
+	})
+}
