@@ -3,8 +3,11 @@ package websocket
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -52,12 +55,14 @@ func quotesJSON(size int, seed uint64) []byte {
 	return append(b, `"}`...)
 }
 
-// deflaters are the ways of compressing one message on its own (a sync
-// flush, no context) that BenchmarkDeflaters compares.
-func deflaters() []struct {
+type deflater struct {
 	name string
 	fn   func() func(dst, msg []byte) []byte
-} {
+}
+
+// deflaters are the ways of compressing one message on its own (a sync
+// flush, no context) that BenchmarkDeflaters compares.
+func deflaters() []deflater {
 	writer := func(level int) func() func(dst, msg []byte) []byte {
 		return func() func(dst, msg []byte) []byte {
 			var s sliceWriter
@@ -71,10 +76,7 @@ func deflaters() []struct {
 			}
 		}
 	}
-	return []struct {
-		name string
-		fn   func() func(dst, msg []byte) []byte
-	}{
+	return []deflater{
 		{"level1", writer(1)},
 		{"level2", writer(2)},
 		{"level3", writer(3)},
@@ -102,13 +104,16 @@ func deflaters() []struct {
 // the other work on a shared machine does not inflate as much as it does
 // wall time.
 func BenchmarkDeflatersInterleaved(b *testing.B) {
-	for _, size := range []int{64, 1024, 16384} {
+	for _, size := range []int{64, 256, 1024, 4096, 16384} {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
 			msgs := make([][]byte, 16)
 			for i := range msgs {
 				msgs[i] = quotesJSON(size, uint64(i+1))
 			}
 			ds := deflaters()
+			if only := os.Getenv("DEFLATERS"); only != "" {
+				ds = slices.DeleteFunc(ds, func(d deflater) bool { return !strings.Contains(","+only+",", ","+d.name+",") })
+			}
 			fns := make([]func(dst, msg []byte) []byte, len(ds))
 			samples := make([][]float64, len(ds))
 			sizes := make([]int, len(ds))
@@ -203,4 +208,34 @@ func threadCPU() int64 {
 	const clockThreadCPUTime = 3
 	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTime, uintptr(unsafe.Pointer(&ts)), 0)
 	return ts.Nano()
+}
+
+// BenchmarkInflateCPU reports the inflater's thread CPU time per message
+// (cpu-ns/msg) for level-1 output of 64 B to 16 KiB JSON messages.
+func BenchmarkInflateCPU(b *testing.B) {
+	for _, size := range []int{256, 1024, 4096, 16384} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			fn := deflaters()[0].fn()
+			msgs := make([][]byte, 16)
+			ins := make([][]byte, 16)
+			for i := range msgs {
+				msgs[i] = quotesJSON(size, uint64(i+1))
+				ins[i] = fn(nil, msgs[i])
+			}
+			f := new(inflater)
+			var out []byte
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			t0 := threadCPU()
+			for i := range b.N {
+				f.reset()
+				out = out[:0]
+				k := i % len(ins)
+				if err := f.inflate(ins[k], &out, nil, 1<<20); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(threadCPU()-t0)/float64(b.N), "cpu-ns/msg")
+		})
+	}
 }

@@ -21,8 +21,10 @@ import (
 // sorted frequencies, and limited to 15 bits by halving the frequencies in
 // the rare message that needs it.
 //
-// An encoder is about 40 KB (its hash table); the codec pools them with the
-// compressors. Messages longer than msgEncoderMax go to klauspost's.
+// An encoder is about 22 KB (16 KB of it the hash table), against about
+// 1 MB for a klauspost level-1 writer; the codec pools them. Messages longer
+// than msgEncoderMax go to klauspost's, which is as fast from about 4 KiB
+// on and compresses longer ones better.
 type msgEncoder struct {
 	table [1 << encHashBits]uint32 // position + off of the last sequence with each hash; below off: none
 	off   uint32                   // added to positions in table: entries of earlier messages fall under it
@@ -39,7 +41,7 @@ type msgEncoder struct {
 	ccode [19]uint16
 	rle   [286 + 30]uint16 // the code length code's symbols: sym | extra<<5
 	all   [286 + 30]uint8  // the code lengths written
-	work  [286]uint32
+	work  [2 * 286]uint32
 
 	acc  uint64 // bits not yet appended, least significant first
 	nacc uint
@@ -47,7 +49,7 @@ type msgEncoder struct {
 }
 
 const (
-	encHashBits   = 13
+	encHashBits   = 12
 	msgEncoderMax = 4 << 10 // longest message msgEncoder compresses
 	tokMatch      = 1 << 31
 )
@@ -135,15 +137,18 @@ func countLens(lens []uint8) (count [maxBits + 1]uint16) {
 // huffLengths sets lens[s] to the length of symbol s's code in a minimum
 // redundancy code for freq, at most limit bits (0 for a symbol that does not
 // occur); a lone symbol gets one bit. It sets count to the number of codes
-// of each length. work holds len(freq) entries.
+// of each length. work holds 2×len(freq) entries.
 func huffLengths(freq []uint32, lens []uint8, limit int, work []uint32, count *[maxBits + 1]uint16) {
 	clear(lens)
 	*count = [maxBits + 1]uint16{}
 	for shift := uint(0); ; shift++ {
-		keys := work[:0]
+		// Too long a code: flatten the frequencies and try again (rare:
+		// 16 bits need a message of thousands of symbols skewed like
+		// the Fibonacci numbers).
+		keys := work[:0:len(freq)]
 		for s, f := range freq {
 			if f != 0 {
-				keys = append(keys, (f>>shift|1)<<9|uint32(s))
+				keys = append(keys, max(f>>shift, 1)<<9|uint32(s))
 			}
 		}
 		n := len(keys)
@@ -156,37 +161,36 @@ func huffLengths(freq []uint32, lens []uint8, limit int, work []uint32, count *[
 			return
 		}
 		slices.Sort(keys)
-		if inPlaceLengths(keys, n) <= limit {
-			for _, k := range keys {
-				lens[k&511] = uint8(k >> 9)
-			}
-			// Lengths fall along keys: count them by runs.
-			for i := 0; i < n; {
-				l, j := keys[i]>>9, i+1
-				for j < n && keys[j]>>9 == l {
-					j++
-				}
-				count[l] = uint16(j - i)
-				i = j
-			}
-			return
+		a := work[len(freq) : len(freq)+n]
+		for i, k := range keys {
+			a[i] = k >> 9
 		}
+		if inPlaceLengths(a) > uint32(limit) {
+			continue
+		}
+		for i, k := range keys {
+			lens[k&511] = uint8(a[i])
+		}
+		// The lengths fall along a: count them by runs.
+		for i := 0; i < n; {
+			l, j := a[i], i+1
+			for j < n && a[j] == l {
+				j++
+			}
+			count[l] = uint16(j - i)
+			i = j
+		}
+		return
 	}
 }
 
-// inPlaceLengths replaces the frequencies (keys' high bits, ascending) by
-// code lengths, keeping the symbols (the low 9 bits), with Moffat and
-// Katajainen's in-place algorithm, and returns the longest length.
-func inPlaceLengths(keys []uint32, n int) int {
-	// a[i] is keys[i]>>9 during the computation; the symbols are kept apart.
-	var syms [286]uint16
-	a := keys
-	for i, k := range keys {
-		syms[i] = uint16(k & 511)
-		a[i] = k >> 9
-	}
-	// Phase 1: build the tree, internal nodes replacing the leaves, each
-	// one's weight then its parent's index.
+// inPlaceLengths replaces the frequencies a (ascending, at least two) by
+// the lengths of a minimum-redundancy code for them, with Moffat and
+// Katajainen's in-place algorithm, and returns the longest.
+func inPlaceLengths(a []uint32) uint32 {
+	n := len(a)
+	// Phase 1: the tree, internal nodes replacing the leaves, each one's
+	// weight then its parent's index.
 	a[0] += a[1]
 	root, leaf := 0, 2
 	for next := 1; next < n-1; next++ {
@@ -207,12 +211,12 @@ func inPlaceLengths(keys []uint32, n int) int {
 			leaf++
 		}
 	}
-	// Phase 2: internal node depths.
+	// Phase 2: the internal nodes' depths.
 	a[n-2] = 0
 	for next := n - 3; next >= 0; next-- {
 		a[next] = a[a[next]] + 1
 	}
-	// Phase 3: leaf depths, deepest first.
+	// Phase 3: the leaves' depths, deepest first.
 	avail, used, depth := 1, 0, uint32(0)
 	root, next := n-2, n-1
 	for avail > 0 {
@@ -228,10 +232,7 @@ func inPlaceLengths(keys []uint32, n int) int {
 		avail, used = 2*used, 0
 		depth++
 	}
-	for i := range n {
-		keys[i] = a[i]<<9 | uint32(syms[i])
-	}
-	return int(keys[0] >> 9)
+	return a[0]
 }
 
 // put adds the n low bits of v to the output.

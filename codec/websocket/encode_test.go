@@ -80,7 +80,7 @@ func TestMsgEncoder(t *testing.T) {
 // the limit.
 func TestHuffLengths(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	var work [286]uint32
+	var work [2 * 286]uint32
 	for i := range 2000 {
 		n := 2 + r.IntN(285)
 		freq := make([]uint32, n)
