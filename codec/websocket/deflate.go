@@ -48,10 +48,15 @@ type Compression struct {
 	// Mode turns compression on (see CompressionMode).
 	Mode CompressionMode
 	// Level is the compression level from 1 (fastest, the default) to 9
-	// (smallest), for the 32 KiB window. A client that asks for a smaller
-	// window (server_max_window_bits) gets klauspost/compress's
-	// custom-window compressor, which has one level of its own. At levels
-	// 1 to 6 (klauspost's fast encoders) a message under 128 bytes is
+	// (smallest), for the 32 KiB window. At level 1 a message of up to
+	// 4 KiB compressed on its own (no server context takeover) goes to
+	// the codec's own encoder, whatever the window: one block, greedy LZ77
+	// matches, and Huffman codes built for the message at a fraction of
+	// klauspost's cost (a 1 KiB JSON message: about 0.7× the CPU, as
+	// small or 2% smaller). Everything else is klauspost/compress's: a
+	// client that asks for a smaller window (server_max_window_bits)
+	// gets its custom-window compressor, which has one level of its own;
+	// at levels 1 to 6 (its fast encoders) a message under 128 bytes is
 	// sent with Huffman codes alone or stored, without LZ77 matches, so
 	// context takeover helps only longer messages; levels 7 to 9 match
 	// any message, but clear a 640 KB table for each one they compress.
