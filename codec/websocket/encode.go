@@ -290,8 +290,10 @@ func (e *msgEncoder) match(src []byte, window int) {
 		v := e.table[h]
 		e.table[h] = uint32(s) + off
 		if v >= off {
+			// c can be past s: a match cut at 258 bytes after extending
+			// backwards ends before positions the table already holds.
 			c := int(v - off)
-			if s-c <= window && binary.LittleEndian.Uint32(src[c:]) == u {
+			if d := s - c; d > 0 && d <= window && binary.LittleEndian.Uint32(src[c:]) == u {
 				for s > litStart && c > 0 && src[s-1] == src[c-1] {
 					s--
 					c--

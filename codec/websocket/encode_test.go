@@ -33,6 +33,13 @@ func encodeInputs() [][]byte {
 		}
 		ins = append(ins, b)
 	}
+	// Random stretches repeated: the first hit lands far into a repeat, the
+	// match extends backwards past 258 bytes, and the input resumes
+	// behind positions the table already holds.
+	for _, n := range []int{300, 700, 1500, 2048} {
+		a := randomBytes(n, uint64(n))
+		ins = append(ins, bytes.Repeat(a, msgEncoderMax/n+1)[:msgEncoderMax])
+	}
 	// Skewed frequencies that need codes longer than 15 bits unlimited.
 	var fib []byte
 	a, c := 1, 1
@@ -152,4 +159,31 @@ func FuzzMsgEncoder(f *testing.F) {
 			t.Fatalf("inflater: %v, boundary %v, %d bytes of %d", err, inf.boundary(), len(o), len(in))
 		}
 	})
+}
+
+// TestMsgEncoderRepeats: stretches of random bytes repeated from random
+// offsets, where a match extended backwards and cut at 258 bytes ends
+// before positions the hash table already holds (which made a negative
+// distance before the encoder checked for one; Autobahn 12.*.5 found it).
+func TestMsgEncoderRepeats(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	e := new(msgEncoder)
+	f := new(inflater)
+	for i := range 3000 {
+		a := randomBytes(300+r.IntN(3000), uint64(i))
+		m := make([]byte, 0, msgEncoderMax)
+		for len(m) < msgEncoderMax {
+			m = append(m, a[r.IntN(len(a)):]...)
+			if r.IntN(2) == 0 {
+				m = append(m, randomBytes(r.IntN(600), uint64(i+7))...)
+			}
+		}
+		m = m[:msgEncoderMax]
+		z := append(e.encode(nil, nil, m, 1<<15), syncTail...)
+		f.reset()
+		var o []byte
+		if err := f.inflate(z, &o, nil, 1<<20); err != nil || !f.boundary() || !bytes.Equal(o, m) {
+			t.Fatalf("case %d: %v, boundary %v, equal %v", i, err, f.boundary(), bytes.Equal(o, m))
+		}
+	}
 }
