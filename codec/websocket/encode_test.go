@@ -187,3 +187,59 @@ func TestMsgEncoderRepeats(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMsgEncoderCopies builds messages the way LZ77 sees them: the input is
+// a program whose instructions append literal bytes or copy earlier bytes
+// from any distance with any length (overlapping copies included), so the
+// fuzzer reaches long matches, matches cut at 258 bytes, distances at and
+// past the window, and repeats nested in repeats far more often than by
+// mutating bytes. What msgEncoder makes must inflate to the message with
+// compress/flate and with tio's inflater, which enforces the window.
+func FuzzMsgEncoderCopies(f *testing.F) {
+	f.Add([]byte{0x05, 'h', 'e', 'l', 'l', 'o', 0x80 | 4, 5, 0, 0x80 | 100, 1, 0}, uint8(15))
+	f.Add([]byte{0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0xFF, 0xFF, 0x0F, 0xFF, 0x01, 0x01}, uint8(8))
+	f.Add(bytes.Repeat([]byte{0x03, 'a', 'b', 'c', 0xC1, 0x20, 0x01}, 40), uint8(12))
+	e := new(msgEncoder)
+	inf := new(inflater)
+	f.Fuzz(func(t *testing.T, prog []byte, bits uint8) {
+		bits = 8 + bits%8
+		var m []byte
+		for len(prog) > 0 && len(m) < msgEncoderMax {
+			op := prog[0]
+			prog = prog[1:]
+			if op&0x80 == 0 {
+				// Literals: the next op&0x7F bytes.
+				n := min(int(op&0x7F), len(prog))
+				m = append(m, prog[:n]...)
+				prog = prog[n:]
+				continue
+			}
+			// A copy: length from op's low 7 bits (times 4 with the next
+			// byte's top bit), distance from two more bytes.
+			if len(prog) < 2 || len(m) == 0 {
+				break
+			}
+			n := 3 + int(op&0x7F)
+			if prog[0]&0x80 != 0 {
+				n *= 4
+			}
+			d := 1 + (int(prog[0]&0x7F)<<8|int(prog[1]))%len(m)
+			prog = prog[2:]
+			for range n {
+				m = append(m, m[len(m)-d])
+			}
+		}
+		m = m[:min(len(m), msgEncoderMax)]
+		z := append(e.encode(nil, nil, m, 1<<bits), syncTail...)
+		got, err := stdInflate(z, nil)
+		if (err != nil && !strings.Contains(err.Error(), "unexpected EOF")) || !bytes.Equal(got, m) {
+			t.Fatalf("compress/flate: %v, %d bytes of %d", err, len(got), len(m))
+		}
+		inf.reset()
+		inf.window = 1 << bits
+		var o []byte
+		if err := inf.inflate(z, &o, nil, 1<<20); err != nil || !inf.boundary() || !bytes.Equal(o, m) {
+			t.Fatalf("inflater: %v, boundary %v, %d bytes of %d", err, inf.boundary(), len(o), len(m))
+		}
+	})
+}
