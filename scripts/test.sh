@@ -56,6 +56,9 @@ echo "== fuzz ./internal/tlsconn (the TLS record path) for $fuzztime"
 go test -run='^$' -fuzz='^FuzzInput$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./internal/tlsconn
 echo "== fuzz the permessage-deflate inflater against compress/flate for $fuzztime"
 go test -run='^$' -fuzz='^FuzzInflate$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./codec/websocket
+echo "== fuzz the small-message compressor (its output inflated by compress/flate and by tio's inflater) for $fuzztime each"
+go test -run='^$' -fuzz='^FuzzMsgEncoder$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./codec/websocket
+go test -run='^$' -fuzz='^FuzzMsgEncoderCopies$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./codec/websocket
 echo "== benchmarks compile and run once"
 go test -run='^$' -bench=. -benchtime=1x ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -run='^$' -bench=. -benchtime=1x ./...)

@@ -48,10 +48,15 @@ type Compression struct {
 	// Mode turns compression on (see CompressionMode).
 	Mode CompressionMode
 	// Level is the compression level from 1 (fastest, the default) to 9
-	// (smallest), for the 32 KiB window. A client that asks for a smaller
-	// window (server_max_window_bits) gets klauspost/compress's
-	// custom-window compressor, which has one level of its own. At levels
-	// 1 to 6 (klauspost's fast encoders) a message under 128 bytes is
+	// (smallest), for the 32 KiB window. At level 1 a message of up to
+	// 4 KiB compressed on its own (no server context takeover) goes to
+	// the codec's own encoder, whatever the window: one block, greedy LZ77
+	// matches, and Huffman codes built for the message at a fraction of
+	// klauspost's cost (a 1 KiB JSON message: 0.7–0.8× the CPU, as
+	// small or 2% smaller). Everything else is klauspost/compress's: a
+	// client that asks for a smaller window (server_max_window_bits)
+	// gets its custom-window compressor, which has one level of its own;
+	// at levels 1 to 6 (its fast encoders) a message under 128 bytes is
 	// sent with Huffman codes alone or stored, without LZ77 matches, so
 	// context takeover helps only longer messages; levels 7 to 9 match
 	// any message, but clear a 640 KB table for each one they compress.
@@ -182,6 +187,12 @@ func (c *Codec) appendMessage(dst []byte, text bool, head, body []byte, bits uin
 		return c.appendPlain(dst, op, head, body), false
 	}
 	start, reserve := len(dst), headerLen(n, c.client)
+	if dict == nil && n <= c.msgMax {
+		e := c.msgEncoders.Get().(*msgEncoder)
+		out := e.encode(append(dst, make([]byte, reserve)...), head, body, 1<<bits)
+		c.msgEncoders.Put(e)
+		return c.frameCompressed(out, start, reserve, op, head, body)
+	}
 	cp := c.compressors[bits-8].Get().(*compressor)
 	cp.sink.b = append(dst, make([]byte, reserve)...) // the header's room; no allocation when dst has the capacity
 	if dict == nil {
@@ -198,8 +209,19 @@ func (c *Codec) appendMessage(dst []byte, text bool, head, body []byte, bits uin
 		cp.w.ResetDict(nil, nil) // forget dict: it is the connection's
 	}
 	c.compressors[bits-8].Put(cp)
-	clen := len(out) - start - reserve - len(syncTail)
-	if clen >= n || !bytes.HasSuffix(out, syncTail) {
+	if !bytes.HasSuffix(out, syncTail) {
+		return c.appendPlain(out[:start], op, head, body), false
+	}
+	return c.frameCompressed(out[:len(out)-len(syncTail)], start, reserve, op, head, body)
+}
+
+// frameCompressed completes the frame of a message compressed to
+// out[start+reserve:], or replaces it with the message uncompressed when
+// compression did not make it smaller.
+func (c *Codec) frameCompressed(out []byte, start, reserve int, op ws.OpCode, head, body []byte) ([]byte, bool) {
+	n := len(head) + len(body)
+	clen := len(out) - start - reserve
+	if clen >= n {
 		// No gain: send it as it is.
 		return c.appendPlain(out[:start], op, head, body), false
 	}
@@ -291,6 +313,10 @@ func (c *Codec) initCompression() {
 			return &compressor{w: w}
 		}
 	}
+	if level == 1 {
+		c.msgMax = msgEncoderMax
+	}
+	c.msgEncoders.New = func() any { return new(msgEncoder) }
 	c.inflaters.New = func() any { return new(inflater) }
 	c.assemblies.New = func() any { return new(assembly) }
 }

@@ -242,7 +242,7 @@ func TestDeflateThreshold(t *testing.T) {
 		want      bool
 	}{
 		{0, 255, false, false}, {0, 256, false, true}, {0, 100000, false, true},
-		{-1, 200, false, true}, {-1, 40, false, false}, {-1, 0, false, false}, {1000, 999, false, false}, {1000, 1000, false, true},
+		{-1, 200, false, true}, {-1, 40, false, true}, {-1, 40, true, false}, {-1, 0, false, false}, {1000, 999, false, false}, {1000, 1000, false, true},
 		{0, 3000, true, false}, // incompressible
 	} {
 		t.Run(fmt.Sprint(tc), func(t *testing.T) {

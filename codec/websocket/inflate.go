@@ -71,7 +71,8 @@ const (
 // fastBits bits, and the counts and sorted symbols that decode the longer
 // ones bit by bit (puff.c's method; long codes are rare by construction).
 type huffman struct {
-	fast    [fastSize]uint16 // sym<<4 | length, indexed by the next fastBits input bits; 0: a longer code, or none
+	fast    [fastSize]uint16 // sym<<4 | length, indexed by the next input bits (mask); 0: a longer code, or none
+	mask    uint64           // 2^min(fastBits, longest) − 1: a code without long codes fills only that much of fast
 	count   [maxBits + 1]uint16
 	syms    [288]uint16 // symbols by code, shortest codes first
 	longest uint        // the longest code's length
@@ -110,12 +111,14 @@ func (h *huffman) build(lens []uint8) bool {
 			offs[l]++
 		}
 	}
-	h.fast = [fastSize]uint16{}
+	size := 1 << min(fastBits, longest)
+	h.mask = uint64(size - 1)
+	clear(h.fast[:size])
 	code, idx := 0, 0
 	for l := 1; l <= min(fastBits, longest); l++ {
 		for range int(h.count[l]) {
 			e := h.syms[idx]<<4 | uint16(l)
-			for j := int(bits.Reverse16(uint16(code)) >> (16 - l)); j < fastSize; j += 1 << l {
+			for j := int(bits.Reverse16(uint16(code)) >> (16 - l)); j < size; j += 1 << l {
 				h.fast[j] = e
 			}
 			code++
@@ -362,7 +365,7 @@ func (f *inflater) readLens(in []byte, pos int) (int, error) {
 		b, nb := f.bits, f.nbits
 		var s int
 		var l uint
-		if e := f.lit.fast[b&(fastSize-1)]; e != 0 && uint(e&15) <= nb {
+		if e := f.lit.fast[b&f.lit.mask]; e != 0 && uint(e&15) <= nb {
 			s, l = int(e>>4), uint(e&15)
 		} else if s, l = f.lit.slow(b, nb); s < 0 {
 			if s == symBad {
@@ -428,7 +431,7 @@ func (f *inflater) data(in []byte, pos int, o, hist []byte, limit int) (_ []byte
 		}
 		sb, snb := b, nb // to put a symbol back when its extra bits are missing
 		var s int
-		if e := hl.fast[b&(fastSize-1)]; e != 0 && uint(e&15) <= nb {
+		if e := hl.fast[b&hl.mask]; e != 0 && uint(e&15) <= nb {
 			s = int(e >> 4)
 			b >>= e & 15
 			nb -= uint(e & 15)
@@ -470,7 +473,7 @@ func (f *inflater) data(in []byte, pos int, o, hist []byte, limit int) (_ []byte
 			nb -= eb
 		}
 		var ds int
-		if e := hd.fast[b&(fastSize-1)]; e != 0 && uint(e&15) <= nb {
+		if e := hd.fast[b&hd.mask]; e != 0 && uint(e&15) <= nb {
 			ds = int(e >> 4)
 			b >>= e & 15
 			nb -= uint(e & 15)

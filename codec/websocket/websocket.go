@@ -93,8 +93,11 @@
 // window under 32 KiB), fails the whole handshake on an invalid offer where
 // RFC 7692 says to decline that offer and try the next, misses a repeated
 // client_max_window_bits without a value, and its reader and writer assume
-// a blocking connection. Compression uses klauspost/compress, whose
-// flate.NewWriterWindow honours a server_max_window_bits under 15 (which
+// a blocking connection. A message of up to 4 KiB compressed on its own at
+// level 1 goes to the codec's own encoder (encode.go): klauspost's level 1
+// builds its Huffman codes with a length-limited package-merge that costs
+// most of a small message's time. Other compression uses
+// klauspost/compress, whose flate.NewWriterWindow honours a server_max_window_bits under 15 (which
 // compress/flate cannot) and whose Writer.ResetDict primes a pooled
 // compressor with a connection's window. Inflating is the codec's own: the
 // decoders of compress/flate and klauspost pull from an io.Reader and keep
@@ -284,6 +287,8 @@ type Codec struct {
 	// permessage-deflate (deflate.go)
 	threshold   int
 	compressors [numWindows]sync.Pool // of *compressor, by window bits − 8
+	msgEncoders sync.Pool             // of *msgEncoder
+	msgMax      int                   // the longest message a msgEncoder compresses (0: none, above level 1)
 	inflaters   sync.Pool             // of *inflater
 	assemblies  sync.Pool             // of *assembly, for compressed connections without context takeover
 }
