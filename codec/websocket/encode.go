@@ -160,8 +160,8 @@ func huffLengths(freq []uint32, lens []uint8, limit int, work []uint32, count *[
 			count[1] = 1
 			return
 		}
-		slices.Sort(keys)
 		a := work[len(freq) : len(freq)+n]
+		sortKeys(keys, a)
 		for i, k := range keys {
 			a[i] = k >> 9
 		}
@@ -181,6 +181,44 @@ func huffLengths(freq []uint32, lens []uint8, limit int, work []uint32, count *[
 			i = j
 		}
 		return
+	}
+}
+
+// sortKeys sorts keys (frequency<<9 | symbol, in symbol order) ascending,
+// using tmp (as long) as scratch. Past a few dozen keys it is a stable
+// radix sort on the frequency, a byte at a time, which leaves equal
+// frequencies in symbol order: the order slices.Sort gives, in about half
+// its time for a message's literal/length code (a comparison sort was a
+// quarter of a 1 KiB message's compression).
+func sortKeys(keys, tmp []uint32) {
+	if len(keys) <= 32 {
+		slices.Sort(keys)
+		return
+	}
+	var top uint32
+	for _, k := range keys {
+		top = max(top, k>>9)
+	}
+	src, dst := keys, tmp[:len(keys)]
+	for shift := uint(9); shift < 32 && top>>(shift-9) != 0; shift += 8 {
+		var count [256]uint16
+		for _, k := range src {
+			count[k>>shift&255]++
+		}
+		sum := uint16(0)
+		for i, c := range count {
+			count[i] = sum
+			sum += c
+		}
+		for _, k := range src {
+			b := k >> shift & 255
+			dst[count[b]] = k
+			count[b]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &keys[0] {
+		copy(keys, src)
 	}
 }
 
