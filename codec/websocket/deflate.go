@@ -52,7 +52,7 @@ type Compression struct {
 	// 4 KiB compressed on its own (no server context takeover) goes to
 	// the codec's own encoder, whatever the window: one block, greedy LZ77
 	// matches, and Huffman codes built for the message at a fraction of
-	// klauspost's cost (a 1 KiB JSON message: 0.7–0.8× the CPU, as
+	// klauspost's cost (a 1 KiB JSON message: about 0.7× the CPU, as
 	// small or 2% smaller). Everything else is klauspost/compress's: a
 	// client that asks for a smaller window (server_max_window_bits)
 	// gets its custom-window compressor, which has one level of its own;
