@@ -376,3 +376,80 @@ func TestQueuedUnencodable(t *testing.T) {
 		t.Fatalf("echo %q", got[0].Body)
 	}
 }
+
+// TestCloseWhileTheServerSends: a client that closes while the server is
+// still sending waits for the server's close frame behind what was in
+// flight, skipping it, and only then closes TCP: the server's writes never
+// meet a reset, and it reads a clean end after its answer.
+func TestCloseWhileTheServerSends(t *testing.T) {
+	type outcome struct{ write, end error }
+	done := make(chan outcome, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		stop, wrote := make(chan struct{}), make(chan error, 1)
+		go func() {
+			frame := ws.MustCompileFrame(ws.NewTextFrame(bytes.Repeat([]byte("y"), 1000)))
+			for {
+				select {
+				case <-stop:
+					wrote <- nil
+					return
+				default:
+				}
+				if _, err := conn.Write(frame); err != nil {
+					wrote <- err
+					return
+				}
+			}
+		}()
+		var o outcome
+		for {
+			h, err := ws.ReadHeader(conn)
+			if err != nil {
+				close(stop)
+				o.write, o.end = <-wrote, err
+				done <- o
+				return
+			}
+			if _, err := io.CopyN(io.Discard, conn, h.Length); err != nil {
+				close(stop)
+				o.write, o.end = <-wrote, err
+				done <- o
+				return
+			}
+			if h.OpCode == ws.OpClose {
+				break
+			}
+		}
+		close(stop)
+		o.write = <-wrote
+		time.Sleep(50 * time.Millisecond) // the client has not read it all yet: its wait goes on
+		_ = ws.WriteFrame(conn, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
+		_ = conn.SetReadDeadline(time.Now().Add(tiotest.Timeout))
+		_, o.end = io.Copy(io.Discard, conn)
+		done <- o
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, handler.NewMux(), client.WithCloseTimeout(time.Minute))
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cn, err := c.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // the flood under way
+		_ = cn.Close()
+		o := <-done
+		if o.write != nil {
+			t.Fatalf("connection %d: the server's writes failed before the client's wait was over: %v", i, o.write)
+		}
+		if o.end != nil {
+			t.Fatalf("connection %d: after its close the server read %v, want a clean end", i, o.end)
+		}
+	}
+}
