@@ -8,9 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"unsafe"
 
 	"github.com/klauspost/compress/flate"
 )
@@ -200,14 +198,6 @@ func BenchmarkInflateSizes(b *testing.B) {
 			})
 		}
 	}
-}
-
-// threadCPU returns the calling thread's CPU time in nanoseconds.
-func threadCPU() int64 {
-	var ts syscall.Timespec
-	const clockThreadCPUTime = 3
-	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTime, uintptr(unsafe.Pointer(&ts)), 0)
-	return ts.Nano()
 }
 
 // BenchmarkInflateCPU reports the inflater's thread CPU time per message
