@@ -394,10 +394,11 @@ func (l *Link) Lingering() bool {
 }
 
 // AfterFarewell reads, on a closing link, the bytes that ReadClosing left
-// in c's inbound buffer for after the farewell, which End (next, its
-// answer) may have just sent: they are walked by ReadAnswer, or discarded
-// if the link does not linger; it returns what to do next (End again if
-// they held the peer's answer). Call it on the loop, after End.
+// in c's inbound buffer for after the farewell, which the End that
+// returned next may have just sent: they are walked by ReadAnswer, or
+// discarded if the link does not linger. It returns what to do next: next,
+// or End's answer again if they held the peer's answer. Call it on the
+// loop, after End.
 func (l *Link) AfterFarewell(c gnet.Conn, next Next, now int64) Next {
 	raw, _ := c.Peek(-1)
 	if !l.Lingering() {
