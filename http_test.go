@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +20,10 @@ import (
 // on the worker pool with keep-alive, pipelining, HEAD and bounded bodies;
 // WebSocket upgrades and the binary protocol work beside them.
 func TestHTTPOnTheSamePort(t *testing.T) {
-	var srv *tio.Server
+	// The handlers run on the pool's workers, started with the server
+	// before srv is assigned: reaching srv through the socket is no
+	// synchronization the race detector sees.
+	var srvp atomic.Pointer[tio.Server]
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
@@ -31,8 +35,9 @@ func TestHTTPOnTheSamePort(t *testing.T) {
 		_, _ = w.Write(b)
 	})
 	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("handler bug") })
-	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { srv.MetricsHandler().ServeHTTP(w, r) }))
-	srv = tiotest.NewServer(t, echoMux(), tio.WithHTTP(mux))
+	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { srvp.Load().MetricsHandler().ServeHTTP(w, r) }))
+	srv := tiotest.NewServer(t, echoMux(), tio.WithHTTP(mux))
+	srvp.Store(srv)
 	base := "http://" + srv.Addr().String()
 
 	// net/http's client, keep-alive: several requests, one connection.
