@@ -143,7 +143,12 @@ func TestEncoderPanicFailsOneSend(t *testing.T) {
 	if _, err := c.Write([]byte("#")); err != nil {
 		t.Fatal(err)
 	}
-	tiotest.Eventually(t, "connected", func() bool { return srv.Count(tio.All()) == 1 })
+	// Counted from its accept on; ready once the loop has read "#" and
+	// chosen the codec.
+	tiotest.Eventually(t, "connected", func() bool {
+		chs := srv.Channels(tio.All())
+		return len(chs) == 1 && chs[0].IsReady()
+	})
 	ch := srv.Channels(tio.All())[0]
 	for _, send := range []struct {
 		name string

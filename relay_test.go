@@ -51,7 +51,10 @@ func TestRelayContract(t *testing.T) {
 	r := &fakeRelay{}
 	srv := tiotest.NewServer(t, echoMux(), tio.WithRelay(r))
 	c := tiotest.DialBinary(t, srv)
-	tiotest.Eventually(t, "connected", func() bool { return srv.Count(tio.All()) == 1 })
+	tiotest.Eventually(t, "connected", func() bool {
+		chs := srv.Channels(tio.All())
+		return len(chs) == 1 && chs[0].IsReady()
+	})
 	ch := srv.Channels(tio.All())[0]
 	must(t, srv.Bind(ch, tio.User("u")))
 
