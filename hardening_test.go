@@ -579,3 +579,23 @@ func TestPanicCountersAddUp(t *testing.T) {
 			s.HandlerPanics, s.PanicsWhileClosing, s.Closed[channel.ReasonHandlerPanic], s.Closed[channel.ReasonClosedByApp])
 	}
 }
+
+// A close asked for by another goroutine while the loop is in its pass
+// over the connection (here: a pooled handler closing at once, as the
+// loop finishes the pass that dispatched to it) is carried out then, not
+// when the peer next sends: the peer here waits for it in silence.
+func TestCloseDuringThePassIsNotLost(t *testing.T) {
+	mux := handler.NewMux()
+	mux.HandleFunc(1, func(ch *channel.Channel, p *codec.Packet) { ch.Close(channel.ReasonClosedByApp) })
+	srv := tiotest.NewServer(t, mux, tio.WithLogger(slog.New(slog.DiscardHandler)))
+	const rounds = 300
+	for i := range rounds {
+		c := tiotest.DialBinary(t, srv)
+		c.Send(1, nil)
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatalf("round %d: not closed: %v", i, err)
+		}
+		c.Close()
+	}
+}

@@ -319,7 +319,18 @@ func (l *Link) End(leftover, decoded int, now int64) Next {
 		waiters, x.waiters = x.waiters, nil
 	}
 	ch.bits &^= bitInLoop | bitWoken
+	// A close requested since the first look at the state (another
+	// goroutine's, during this pass) saw the loop inside the pass and did
+	// not wake it: wake it now, or the close waits for the peer's next
+	// bytes — for good, from a peer waiting for the close.
+	late := !closing && ch.state == stClosing
+	if late {
+		ch.bits |= bitWoken
+	}
 	ch.mu.Unlock()
+	if late {
+		_ = ch.conn.Wake(nil)
+	}
 	var werr error
 	written := 0
 	t := l.loopTransport()
