@@ -494,18 +494,20 @@ func (r *Registry) UnbindAll(ch *channel.Channel) { r.unbindAll(ch, false) }
 func (r *Registry) unbindAll(ch *channel.Channel, detach bool) {
 	rs := r.recShard(ch)
 	rs.mu.Lock()
-	if detach {
-		r.tab.remove(ch)
-		if r.ipsOn.Load() {
-			r.ips.remove(ipOf(ch), ch)
-		}
-		r.gen.Add(1)
-	}
 	rc := rs.m[ch.ID()]
 	var evs []event
 	if rc != nil {
 		delete(rs.m, ch.ID())
 		evs = r.removeAll(ch, rc, evs)
+	}
+	if detach {
+		// Out of the table last: whoever sees it gone (Len, Each, a
+		// count of All) sees it out of every index too.
+		if r.ipsOn.Load() {
+			r.ips.remove(ipOf(ch), ch)
+		}
+		r.tab.remove(ch)
+		r.gen.Add(1)
 	}
 	rs.mu.Unlock()
 	r.fire(evs)
