@@ -75,7 +75,7 @@ func distCode(d int) int {
 	return 2*nb + int(x>>(nb-1)&1)
 }
 
-// The fixed codes' lengths and bit-reversed codes.
+// The fixed codes' lengths (RFC 1951 section 3.2.6; the inflater's too) and bit-reversed codes.
 var fixedLens, fixedCodes = func() (l [288]uint8, c [288]uint16) {
 	for i := range l {
 		switch {

@@ -153,19 +153,7 @@ func (h *huffman) slow(b uint64, nb uint) (int, uint) {
 
 // The fixed codes of RFC 1951 section 3.2.6.
 var fixedLit, fixedDist = func() (lit, dist *huffman) {
-	var l [288]uint8
-	for i := range l {
-		switch {
-		case i < 144:
-			l[i] = 8
-		case i < 256:
-			l[i] = 9
-		case i < 280:
-			l[i] = 7
-		default:
-			l[i] = 8
-		}
-	}
+	l := fixedLens // the encoder's (encode.go)
 	var d [32]uint8
 	for i := range d {
 		d[i] = 5
