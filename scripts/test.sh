@@ -12,7 +12,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-fuzztime="${FUZZTIME:-20s}"
+# Fuzzing budgets are counts of executions, about 20 s each here, not
+# durations: with a duration, Go's fuzzing coordinator (go1.26) can fail a
+# target with a bare "context deadline exceeded" at the deadline, having
+# found nothing (golang/go#75804, fixed in go1.27). FUZZTIME (a count such
+# as 5000x, or a duration) overrides every budget.
+fuzz() { # package target count
+  local budget="${FUZZTIME:-$3x}"
+  # New inputs are minimized for at most 2,000 runs (60 s by default): a
+  # target that runs each input several ways makes minimizing slow, and
+  # the budget is better spent exploring.
+  go test -run='^$' -fuzz="^$2\$" -fuzztime="$budget" -fuzzminimizetime=2000x "$1"
+}
 
 echo "== go vet"
 go vet ./...
@@ -43,22 +54,19 @@ go test -race -count=1 -timeout 10m ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -race -count=1 -timeout 5m ./...)
 echo "== allocation counts, without the race detector (it changes them)"
 go test -count=1 -run='Garbage|Allocate|IdleMemory' ./...
-# Every decoder has a fuzz target: package:target.
-for pt in ./codec/websocket:FuzzDecode ./codec/binary:FuzzDecode .:FuzzDecodeTarget .:FuzzProxyHeader ./cluster:FuzzDecodeMessage ./cluster:FuzzDecodePresence ./cluster:FuzzDecodeRosters; do
-  pkg=${pt%%:*} target=${pt##*:}
-  echo "== fuzz $pkg $target for $fuzztime"
-  # New inputs are minimized for at most 5 s (60 s by default): a fuzz
-  # target that runs each input several ways makes minimizing slow, and the
-  # bounded time is better spent exploring.
-  go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" -fuzzminimizetime=5s "$pkg"
+# Every decoder has a fuzz target.
+for ptc in ./codec/websocket:FuzzDecode:60000 ./codec/binary:FuzzDecode:150000 .:FuzzDecodeTarget:100000 .:FuzzProxyHeader:100000 ./cluster:FuzzDecodeMessage:60000 ./cluster:FuzzDecodePresence:60000 ./cluster:FuzzDecodeRosters:60000; do
+  IFS=: read -r pkg target count <<<"$ptc"
+  echo "== fuzz $pkg $target, ${FUZZTIME:-$count runs}"
+  fuzz "$pkg" "$target" "$count"
 done
-echo "== fuzz ./internal/tlsconn (the TLS record path) for $fuzztime"
-go test -run='^$' -fuzz='^FuzzInput$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./internal/tlsconn
-echo "== fuzz the permessage-deflate inflater against compress/flate for $fuzztime"
-go test -run='^$' -fuzz='^FuzzInflate$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./codec/websocket
-echo "== fuzz the small-message compressor (its output inflated by compress/flate and by tio's inflater) for $fuzztime each"
-go test -run='^$' -fuzz='^FuzzMsgEncoder$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./codec/websocket
-go test -run='^$' -fuzz='^FuzzMsgEncoderCopies$' -fuzztime="$fuzztime" -fuzzminimizetime=5s ./codec/websocket
+echo "== fuzz ./internal/tlsconn (the TLS record path), ${FUZZTIME:-6000 runs}"
+fuzz ./internal/tlsconn FuzzInput 6000
+echo "== fuzz the permessage-deflate inflater against compress/flate, ${FUZZTIME:-60000 runs}"
+fuzz ./codec/websocket FuzzInflate 60000
+echo "== fuzz the small-message compressor (its output inflated by compress/flate and by tio's inflater), ${FUZZTIME:-100000 runs} each"
+fuzz ./codec/websocket FuzzMsgEncoder 100000
+fuzz ./codec/websocket FuzzMsgEncoderCopies 100000
 echo "== benchmarks compile and run once"
 go test -run='^$' -bench=. -benchtime=1x ./...
 (cd bench && TIO_BENCH_IMPLS=tio go test -run='^$' -bench=. -benchtime=1x ./...)
