@@ -267,8 +267,11 @@ func checkRequest(raw []byte, maxHeaders int, ri *reqInfo) (status int, why stri
 				return http.StatusBadRequest, whyDuplicateKey
 			}
 			seenKey = true
+			if len(value) != 24 { // before decoding: a longer key would overrun key
+				return http.StatusBadRequest, whyKey
+			}
 			var key [18]byte
-			if n, err := keyEncoding.Decode(key[:], value); len(value) != 24 || err != nil || n != 16 {
+			if n, err := keyEncoding.Decode(key[:], value); err != nil || n != 16 {
 				return http.StatusBadRequest, whyKey
 			}
 		case equalFoldASCII(name, "Origin"):

@@ -102,6 +102,8 @@ func strictCases() []strictCase {
 		// The key: 16 bytes in base64.
 		{"key of 24 characters, not base64", without("Sec-WebSocket-Key:", "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\n"), st400},
 		{"key decoding to 18 bytes", without("Sec-WebSocket-Key:", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAA\r\n"), st400},
+		{"key of 28 characters (decoding past 18 bytes; found by FuzzDecode)", without("Sec-WebSocket-Key:", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAAsion\r\n"), st400},
+		{"key of 2,000 characters", without("Sec-WebSocket-Key:", "Sec-WebSocket-Key: "+strings.Repeat("A", 2000)+"\r\n"), st400},
 		{"key with non-zero padding bits", without("Sec-WebSocket-Key:", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n"), st400},
 
 		// Header lines.
