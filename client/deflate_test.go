@@ -139,21 +139,7 @@ func TestDeflateGorillaServer(t *testing.T) {
 		mu.Lock()
 		offered = r.Header.Get("Sec-WebSocket-Extensions")
 		mu.Unlock()
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetReadLimit(8 << 20)
-		for {
-			typ, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(typ, msg); err != nil {
-				return
-			}
-		}
+		gorillaEcho(up, w, r)
 	}))
 	t.Cleanup(srv.Close)
 	rec := newRecorder()

@@ -3,11 +3,13 @@ package client_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
 	"github.com/tiogo/tio"
 	"github.com/tiogo/tio/channel"
 	"github.com/tiogo/tio/client"
@@ -151,3 +153,23 @@ func (r *restartable) stop() {
 }
 
 func (r *restartable) url() string { return "tio://" + r.addr }
+
+// gorillaEcho upgrades r with up and echoes every message of up to 8 MiB
+// until the connection ends: the gorilla peer of the client's tests.
+func gorillaEcho(up gorilla.Upgrader, w http.ResponseWriter, r *http.Request) {
+	c, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.SetReadLimit(8 << 20)
+	for {
+		typ, msg, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		if err := c.WriteMessage(typ, msg); err != nil {
+			return
+		}
+	}
+}

@@ -142,21 +142,7 @@ func TestTLSGorillaServer(t *testing.T) {
 			http.Error(w, "TLS only", http.StatusBadRequest)
 			return
 		}
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetReadLimit(8 << 20)
-		for {
-			typ, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(typ, msg); err != nil {
-				return
-			}
-		}
+		gorillaEcho(up, w, r)
 	}))
 	srv.TLS = pki.ServerConfig()
 	srv.StartTLS()

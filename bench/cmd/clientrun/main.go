@@ -245,7 +245,6 @@ type scenario struct {
 func start(bin string, args ...string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = childproc.Attr()
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -254,7 +253,7 @@ func start(bin string, args ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd, nil); err != nil {
 		return nil, err
 	}
 	return &proc{cmd: cmd, in: in, out: bufio.NewReader(out)}, nil
